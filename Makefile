@@ -1,0 +1,71 @@
+# `make run` and `make test` work on a fresh machine: each creates .venv if missing, installs the
+# package (once; re-installs only when setup.cfg or pyproject.toml change), then runs.
+
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+# torch is installed first, pinned: an unpinned resolve pulls a multi-GB CUDA build here.
+TORCH ?= torch==2.13.0
+PYTEST_WORKERS ?= 2
+export NO_MKDOCS_2_WARNING := 1
+
+.DEFAULT_GOAL := help
+.PHONY: help install run test lint format docs docs-serve bench clean distclean
+
+help:
+	@echo "make run     install (if needed) and run the demo"
+	@echo "make test    install (if needed), lint, run the whole test suite, build the docs"
+	@echo "make lint    ruff check + ruff format --check"
+	@echo "make format  ruff format + ruff check --fix"
+	@echo "make docs    build the docs site (strict) into site/"
+	@echo "make bench   run benchmarks/throughput.py"
+	@echo "make clean   remove build outputs and caches (distclean also removes .venv)"
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+
+# Package __init__ files are prerequisites too: an editable install made before a package had its
+# __init__.py records it as a namespace package (the package then imports without its contents).
+PKG_INITS := $(wildcard dialogue_gym/__init__.py dialogue_gym/*/__init__.py envs/__init__.py)
+
+$(STAMP): setup.cfg pyproject.toml $(PKG_INITS) | $(BIN)/python
+	$(BIN)/python -m pip install --upgrade pip
+	$(BIN)/python -m pip install $(TORCH)
+	$(BIN)/python -m pip install -e '.[dev]'
+	touch $@
+
+install: $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/dialogue-gym demo
+
+test: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/pytest -n $(PYTEST_WORKERS)
+	$(BIN)/mkdocs build --strict
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(STAMP)
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+docs: $(STAMP)
+	$(BIN)/mkdocs build --strict
+
+docs-serve: $(STAMP)
+	$(BIN)/mkdocs serve
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/throughput.py
+
+clean:
+	rm -rf build dist site *.egg-info .pytest_cache .ruff_cache .hypothesis
+	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -exec rm -rf {} +
+
+distclean: clean
+	rm -rf $(VENV)

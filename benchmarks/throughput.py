@@ -1,0 +1,179 @@
+"""Throughput of EmpathyDialogue-v0 against CartPole-v1, measured in one run.
+
+CleanRL style: one readable script, a dataclass of arguments. Targets (DESIGN §7):
+raw ``step`` with the template voice >= 1/3 of CartPole's steps/s through ``gym.make``;
+SB3 PPO training throughput >= 90% of PPO on CartPole; and the LLM voice's turns per
+second with the embedded model. Ratios are what matter on a noisy machine: both sides of
+each ratio are measured in the same run, interleaved, best of ``repeats``.
+
+    python benchmarks/throughput.py                # full run, writes benchmarks/results/throughput.json
+    python benchmarks/throughput.py --quick        # a smoke run
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import platform
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+
+import dialogue_gym  # noqa: F401  (registers the envs)
+
+ENV_ID = "EmpathyDialogue-v0"
+
+
+@dataclass
+class Args:
+    steps: int = 20_000
+    """raw env steps per measurement"""
+    repeats: int = 3
+    """measurements per env; the best is kept"""
+    ppo_steps: int = 4096
+    """PPO timesteps per measurement"""
+    ppo_repeats: int = 2
+    """PPO measurements per env"""
+    llm_turns: int = 12
+    """user turns with the LLM voice (0 skips it)"""
+    out: str = "benchmarks/results/throughput.json"
+    """where to write the JSON results"""
+    quick: bool = False
+    """a tiny smoke run"""
+
+
+def raw_steps_per_second(env_id: str, steps: int, **kwargs) -> float:
+    env = gym.make(env_id, **kwargs)
+    env.reset(seed=0)
+    rng = np.random.default_rng(0)
+    actions = rng.integers(env.action_space.n, size=steps)
+    start = time.perf_counter()
+    for a in actions:
+        _, _, term, trunc, _ = env.step(int(a))
+        if term or trunc:
+            env.reset()
+    elapsed = time.perf_counter() - start
+    env.close()
+    return steps / elapsed
+
+
+def ppo_steps_per_second(env_id: str, policy: str, steps: int, flatten: bool = False, **kwargs):
+    import torch
+    from stable_baselines3 import PPO
+
+    torch.manual_seed(0)
+    env = gym.make(env_id, **kwargs)
+    if flatten:
+        env = gym.wrappers.FlattenObservation(env)
+    model = PPO(policy, env, n_steps=1024, batch_size=64, seed=0, verbose=0, device="cpu")
+    start = time.perf_counter()
+    model.learn(total_timesteps=steps)
+    elapsed = time.perf_counter() - start
+    env.close()
+    return steps / elapsed
+
+
+def llm_turns_per_second(turns: int) -> dict[str, float]:
+    env = gym.make(ENV_ID, voice="llm", agent_voice="template", scenarios="test")
+    env.reset(seed=0)  # loads the model once
+    start, n, chars = time.perf_counter(), 0, 0
+    while n < turns:
+        _, _, term, trunc, info = env.step(n % 8)
+        chars += len(info["user_utterance"])
+        n += 1
+        if term or trunc:
+            env.reset()
+    elapsed = time.perf_counter() - start
+    env.close()
+    return {"turns_per_s": n / elapsed, "mean_user_chars": chars / n}
+
+
+def best(fn, repeats: int) -> float:
+    return max(fn() for _ in range(repeats))
+
+
+def main(args: Args) -> dict:
+    if args.quick:
+        args = dataclasses.replace(
+            args, steps=2000, repeats=1, ppo_steps=1024, ppo_repeats=1, llm_turns=0
+        )
+    results: dict = {
+        "machine": f"{platform.machine()}, {platform.processor() or 'cpu'}, "
+        f"Python {platform.python_version()}",
+        "args": dataclasses.asdict(args),
+    }
+    # Interleave the two envs so both see the same machine load.
+    empathy, cartpole = [], []
+    for _ in range(args.repeats):
+        empathy.append(raw_steps_per_second(ENV_ID, args.steps, voice="template"))
+        cartpole.append(raw_steps_per_second("CartPole-v1", args.steps))
+    results["raw_steps_per_s"] = {"EmpathyDialogue-v0": max(empathy), "CartPole-v1": max(cartpole)}
+    results["raw_ratio"] = max(empathy) / max(cartpole)
+
+    ppo = {"dict": [], "flat": [], "cartpole": []}
+    for _ in range(args.ppo_repeats):
+        ppo["dict"].append(
+            ppo_steps_per_second(ENV_ID, "MultiInputPolicy", args.ppo_steps, voice="template")
+        )
+        ppo["flat"].append(
+            ppo_steps_per_second(
+                ENV_ID, "MlpPolicy", args.ppo_steps, flatten=True, voice="template"
+            )
+        )
+        ppo["cartpole"].append(ppo_steps_per_second("CartPole-v1", "MlpPolicy", args.ppo_steps))
+    results["ppo_steps_per_s"] = {
+        "EmpathyDialogue-v0 (MultiInputPolicy)": max(ppo["dict"]),
+        "EmpathyDialogue-v0 (FlattenObservation + MlpPolicy)": max(ppo["flat"]),
+        "CartPole-v1 (MlpPolicy)": max(ppo["cartpole"]),
+    }
+    results["ppo_ratio_dict"] = max(ppo["dict"]) / max(ppo["cartpole"])
+    results["ppo_ratio_flat"] = max(ppo["flat"]) / max(ppo["cartpole"])
+    if args.llm_turns:
+        results["llm_voice"] = llm_turns_per_second(args.llm_turns)
+
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2))
+    print(report(results))
+    return results
+
+
+def report(r: dict) -> str:
+    raw, ppo = r["raw_steps_per_s"], r["ppo_steps_per_s"]
+    lines = [
+        f"machine: {r['machine']}",
+        "",
+        "| measurement | steps/s |",
+        "|---|---:|",
+        *(f"| raw step, {k} | {v:,.0f} |" for k, v in raw.items()),
+        *(f"| PPO training, {k} | {v:,.0f} |" for k, v in ppo.items()),
+        "",
+        f"raw step ratio (target >= 0.33): {r['raw_ratio']:.2f}",
+        f"PPO ratio, MultiInputPolicy (target >= 0.90): {r['ppo_ratio_dict']:.2f}",
+        f"PPO ratio, flattened + MlpPolicy: {r['ppo_ratio_flat']:.2f}",
+    ]
+    if "llm_voice" in r:
+        llm = r["llm_voice"]
+        lines.append(
+            f"LLM voice (embedded SmolLM2-135M, llama-cpp): {llm['turns_per_s']:.2f} user turns/s "
+            f"({llm['mean_user_chars']:.0f} chars a turn)"
+        )
+    return "\n".join(lines)
+
+
+def parse_args(argv: list[str] | None = None) -> Args:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    for f in dataclasses.fields(Args):
+        if f.type in ("bool", bool):
+            parser.add_argument(f"--{f.name.replace('_', '-')}", action="store_true")
+        else:
+            parser.add_argument(f"--{f.name.replace('_', '-')}", type=type(f.default), default=f.default)
+    return Args(**vars(parser.parse_args(argv)))
+
+
+if __name__ == "__main__":
+    main(parse_args())

@@ -1,0 +1,31 @@
+"""dialogue_gym: Gymnasium environments for multi-turn dialogue RL with a simulated user.
+
+Importing the package registers its environments:
+
+    >>> import gymnasium as gym
+    >>> import dialogue_gym
+    >>> env = gym.make("EmpathyDialogue-v0", voice="template")
+    >>> obs, info = env.reset(seed=0)
+    >>> sorted(obs)
+    ['emotion', 'history', 'last_act', 'need_cues', 'score', 'turn', 'user_act']
+"""
+
+from __future__ import annotations
+
+from dialogue_gym.config import SimConfig
+from dialogue_gym.constants import NEEDS, PLUTCHIK, STRATEGIES, USER_ACTS
+from dialogue_gym.registration import ENV_IDS, register_envs
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ENV_IDS",
+    "NEEDS",
+    "PLUTCHIK",
+    "STRATEGIES",
+    "USER_ACTS",
+    "SimConfig",
+    "__version__",
+]
+
+register_envs()

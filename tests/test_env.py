@@ -1,0 +1,213 @@
+"""The env contract, for every registered id: spaces, checkers, seeding, pickling, fork."""
+
+from __future__ import annotations
+
+import copy
+import pickle
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from gymnasium.utils.env_checker import check_env as gym_check_env
+from stable_baselines3.common.env_checker import check_env as sb3_check_env
+
+import dialogue_gym
+from dialogue_gym import NEEDS, STRATEGIES, USER_ACTS
+
+
+def rollout(env, actions, seed, card=None):
+    options = {"card": card} if card is not None else None
+    obs, info = env.reset(seed=seed, options=options)
+    trace = [(obs, info["user_utterance"])]
+    for a in actions:
+        obs, reward, term, trunc, info = env.step(a)
+        trace.append((obs, reward, term, trunc, info["user_utterance"], info["agent_utterance"], info["emotion"]))
+        if term or trunc:
+            break
+    return trace
+
+
+def same(a, b):
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
+    if isinstance(a, np.ndarray):
+        return np.array_equal(a, b)
+    if isinstance(a, tuple | list):
+        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b, strict=True))
+    return a == b
+
+
+def test_constants_are_esconv():
+    assert STRATEGIES == (
+        "Question",
+        "Restatement or Paraphrasing",
+        "Reflection of feelings",
+        "Self-disclosure",
+        "Affirmation and Reassurance",
+        "Providing Suggestions",
+        "Information",
+        "Others",
+    )
+    assert {"be_heard", "validation", "practical_suggestions", "information"} <= set(NEEDS)
+
+
+def test_registered(env_id):
+    assert env_id in gym.registry
+    assert env_id in dialogue_gym.ENV_IDS
+
+
+def test_gymnasium_check_env(make_env):
+    gym_check_env(make_env().unwrapped, skip_render_check=False)
+
+
+def test_sb3_check_env(make_env):
+    sb3_check_env(make_env().unwrapped, warn=True)
+
+
+def test_spaces(make_env):
+    env = make_env()
+    assert env.action_space == gym.spaces.Discrete(8)
+    obs, _ = env.reset(seed=1)
+    assert env.observation_space.contains(obs)
+    assert obs["emotion"].shape == (8,)
+    assert obs["user_act"].shape == (len(USER_ACTS),)
+    assert obs["need_cues"].shape == (len(NEEDS),)
+    for _ in range(10):
+        obs, *_rest, term, trunc, _info = env.step(env.action_space.sample())
+        assert env.observation_space.contains(obs)
+        if term or trunc:
+            break
+
+
+def test_seeded_replay_is_identical(make_env):
+    env = make_env()
+    actions = [0, 1, 2, 4, 5, 6, 3, 7, 0, 2]
+    assert same(rollout(env, actions, seed=7), rollout(env, actions, seed=7))
+    assert not same(rollout(env, actions, seed=7), rollout(env, actions, seed=8))
+
+
+def test_voice_does_not_change_dynamics(make_env, env_id):
+    """The same seed gives the same emotions whichever realiser speaks for the agent."""
+    from dialogue_gym.voice import TemplateUserVoice
+
+    env = make_env()
+    a = [x[-1] for x in rollout(env, [0, 1, 2, 5, 4], seed=3)[1:]]
+    env.unwrapped.voice = TemplateUserVoice()  # a fresh voice instance, same dynamics
+    b = [x[-1] for x in rollout(env, [0, 1, 2, 5, 4], seed=3)[1:]]
+    assert a == b
+
+
+def test_info_fields(make_env):
+    env = make_env()
+    _, info = env.reset(seed=0)
+    assert info["messages"][0]["role"] == "user" and info["messages"][0]["trainable"] is False
+    done = False
+    while not done:
+        _, reward, term, trunc, info = env.step(0)
+        done = term or trunc
+        for key in ("emotion", "emotion_before", "reason", "user_act", "user_utterance",
+                    "agent_utterance", "messages", "strategy", "resolved"):
+            assert key in info, key
+        assert 0 <= info["emotion"] <= 100
+        assert info["user_utterance"] and info["agent_utterance"]
+        roles = [m["role"] for m in info["messages"]]
+        assert roles[-2:] == ["assistant", "user"]
+        assert all(m["trainable"] == (m["role"] == "assistant") for m in info["messages"])
+    assert {"success", "user_left", "need"} <= set(info)
+    assert info["need"] in NEEDS
+
+
+def test_truncation_at_max_turns(make_env):
+    env = make_env(max_turns=3)
+    env.reset(seed=0)
+    flags = [env.step(i % 2)[2:4] for i in range(3)]
+    assert flags[-1] == (False, True)
+    with pytest.raises(RuntimeError, match="reset"):
+        env.step(0)
+
+
+@pytest.mark.parametrize("bad", [8, -1, 2.5, "0", None, [0, 1], np.array([1, 2])])
+def test_out_of_space_action_is_a_clear_error(make_env, bad):
+    env = make_env()
+    env.reset(seed=0)
+    with pytest.raises(ValueError, match="outside the action space"):
+        env.step(bad)
+    env.step(np.int64(2))  # the env is still usable
+    env.step(np.array(3))
+
+
+def test_bad_arguments(env_id):
+    with pytest.raises(ValueError, match="max_turns"):
+        gym.make(env_id, voice="template", max_turns=0)
+    with pytest.raises(ValueError, match="render_mode"):
+        gym.make(env_id, voice="template", render_mode="rgb_array")
+    with pytest.raises(ValueError, match="soothing_celing"):
+        gym.make(env_id, voice="template", sim={"soothing_celing": 80})
+    with pytest.raises(ValueError, match="voice"):
+        gym.make(env_id, voice="shout")
+    env = gym.make(env_id, voice="template")
+    with pytest.raises(ValueError, match="no card"):
+        env.reset(options={"card": "nope"})
+    with pytest.raises(RuntimeError, match="reset"):
+        env.unwrapped.step(0)
+
+
+def test_card_option_and_splits(make_env):
+    test_env = make_env(scenarios="test")
+    card = test_env.unwrapped.cards[3]
+    _, info = test_env.reset(seed=0, options={"card": card.id})
+    assert info["card_id"] == card.id
+    train_sits = {c.situation_id for c in make_env(scenarios="train").unwrapped.cards}
+    assert not train_sits & {c.situation_id for c in test_env.unwrapped.cards}
+
+
+def test_pickle_and_deepcopy_mid_episode(make_env):
+    env = make_env()
+    env.reset(seed=5)
+    env.step(0)
+    for clone in (pickle.loads(pickle.dumps(env)), copy.deepcopy(env)):
+        a = env.unwrapped.fork()
+        got = [clone.step(1)[4]["emotion"], clone.step(2)[4]["emotion"]]
+        want = [a.step(1)[4]["emotion"], a.step(2)[4]["emotion"]]
+        assert got == want
+
+
+def test_fork_is_independent(make_env):
+    env = make_env()
+    env.reset(seed=11)
+    env.step(0)
+    base = env.unwrapped
+    state_before = base.core.state.copy()
+    rng_before = copy.deepcopy(base.np_random.bit_generator.state)
+    fork = base.fork()
+    for a in (1, 2, 4, 5):
+        fork.step(a)
+    assert base.core.state == state_before
+    assert base.np_random.bit_generator.state == rng_before
+    assert len(base.messages) == 3
+    # and the fork continues exactly as the original would have
+    fork2 = base.fork()
+    assert [fork2.step(a)[4]["emotion"] for a in (1, 2)] == [base.step(a)[4]["emotion"] for a in (1, 2)]
+
+
+def test_render(make_env):
+    env = make_env(render_mode="ansi")
+    env.reset(seed=0)
+    env.step(0)
+    text = env.render()
+    assert "[" in text and "Agent [Question]" in text
+    assert text.count("\n") >= 3
+
+
+def test_human_render_prints(make_env, capsys):
+    env = make_env(render_mode="human")
+    env.reset(seed=0)
+    env.step(2)
+    assert "Reflection of feelings" in capsys.readouterr().out
+
+
+def test_sim_config_passes_through(make_env):
+    env = make_env(sim={"soothing_ceiling": 90.0})
+    assert env.unwrapped.config.soothing_ceiling == 90.0
+    env2 = make_env(sim=dialogue_gym.SimConfig(drift=0.0))
+    assert env2.unwrapped.config.drift == 0.0
