@@ -171,7 +171,9 @@ def parse_args(argv: list[str] | None = None) -> Args:
         if f.type in ("bool", bool):
             parser.add_argument(f"--{f.name.replace('_', '-')}", action="store_true")
         else:
-            parser.add_argument(f"--{f.name.replace('_', '-')}", type=type(f.default), default=f.default)
+            parser.add_argument(
+                f"--{f.name.replace('_', '-')}", type=type(f.default), default=f.default
+            )
     return Args(**vars(parser.parse_args(argv)))
 
 

@@ -54,6 +54,7 @@ _EMOTION_PROFILE: dict[str, dict[str, float]] = {
     "nervousness": {"fear": 0.6, "anticipation": 0.7, "surprise": 0.2},
 }
 _PLUTCHIK_INDEX = {name: i for i, name in enumerate(PLUTCHIK)}
+_JOY, _TRUST, _ANTICIPATION = (_PLUTCHIK_INDEX[k] for k in ("joy", "trust", "anticipation"))
 
 
 @dataclass
@@ -221,6 +222,8 @@ class AffectiveCore:
             s.pending_relief += c.resolution_uplift
         if not s.resolved:
             delta -= c.drift * (s.emotion - self.card.initial_emotion)
+        # The user's act answers what the agent did, not the noise of the moment.
+        rule_delta = delta
         delta += c.noise * self.volatility * float(self.rng.standard_normal())
         # The resolution's uplift is released within the per-turn bound, the rest later.
         relief = min(s.pending_relief, max(0.0, c.max_change - delta))
@@ -233,7 +236,7 @@ class AffectiveCore:
         success = s.resolved and s.emotion >= c.success_threshold
         left = not success and s.emotion <= c.leave_threshold
         s.left = left
-        s.user_act = self._user_act(act, cue, resolved_now, premature, success, left, delta)
+        s.user_act = self._user_act(cue, resolved_now, premature, success, left, rule_delta)
         return Appraisal(
             act=act,
             emotion_before=before,
@@ -297,7 +300,6 @@ class AffectiveCore:
 
     def _user_act(
         self,
-        act: int,
         cue: str | None,
         resolved_now: bool,
         premature: bool,
@@ -326,23 +328,22 @@ class AffectiveCore:
             return "agree"
         return "vent"
 
-    def intensities(self) -> np.ndarray:
+    def intensities(self) -> list[float]:
         """The expressed emotion as intensities over ``PLUTCHIK``, each in [0, 1].
 
         Negative emotions scale with distress (``1 - emotion/100``) along the card's
         ``emotion_type`` profile; joy rises above the middle band; trust is the user's
         trust in the agent; anticipation mixes worry with hope once the need is met.
+        A plain list: the env packs it with the rest of the observation in one array.
         """
         s = self.state
         distress = 1.0 - s.emotion / 100.0
-        values = self._profile * distress
-        values[_PLUTCHIK_INDEX["joy"]] = min(1.0, max(0.0, (s.emotion - 40.0) / 60.0))
-        values[_PLUTCHIK_INDEX["trust"]] = s.trust
-        if s.resolved:
-            values[_PLUTCHIK_INDEX["anticipation"]] = max(
-                values[_PLUTCHIK_INDEX["anticipation"]], 0.5
-            )
-        return np.clip(values, 0.0, 1.0, out=values)
+        values = [w * distress for w in self._profile]
+        values[_JOY] = min(1.0, max(0.0, (s.emotion - 40.0) / 60.0))
+        values[_TRUST] = s.trust
+        if s.resolved and values[_ANTICIPATION] < 0.5:
+            values[_ANTICIPATION] = 0.5
+        return values
 
     def fork(self, rng: np.random.Generator) -> AffectiveCore:
         """An independent copy of this core that draws its noise from ``rng``."""
@@ -352,8 +353,8 @@ class AffectiveCore:
         return new
 
 
-def _profile_vector(emotion_type: str) -> np.ndarray:
-    vec = np.zeros(len(PLUTCHIK), dtype=np.float32)
+def _profile_vector(emotion_type: str) -> tuple[float, ...]:
+    vec = [0.0] * len(PLUTCHIK)
     for name, weight in _EMOTION_PROFILE[emotion_type].items():
         vec[_PLUTCHIK_INDEX[name]] = weight
-    return vec
+    return tuple(vec)

@@ -72,7 +72,9 @@ def cmd_episode(args: argparse.Namespace) -> int:
     out = open(args.out, "w", encoding="utf-8") if args.out else None  # noqa: SIM115
     try:
         for k in range(args.episodes):
-            result = run_episode(env, policy, seed=args.seed + k, card=args.card, keep_messages=True)
+            result = run_episode(
+                env, policy, seed=args.seed + k, card=args.card, keep_messages=True
+            )
             if out is None:
                 print(env.render())
                 continue

@@ -18,7 +18,9 @@ STRATEGIES: tuple[str, ...] = (
     "Others",
 )
 
-QUESTION, RESTATEMENT, REFLECTION, SELF_DISCLOSURE, AFFIRMATION, SUGGESTION, INFORMATION, OTHERS = range(8)
+QUESTION, RESTATEMENT, REFLECTION, SELF_DISCLOSURE, AFFIRMATION, SUGGESTION, INFORMATION, OTHERS = (
+    range(8)
+)
 
 #: Strategies that ground the conversation (explore what the user means).
 GROUNDING_ACTS: frozenset[int] = frozenset({QUESTION, RESTATEMENT})

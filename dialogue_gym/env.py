@@ -16,10 +16,31 @@ from dialogue_gym.config import SimConfig
 from dialogue_gym.constants import NEEDS, PLUTCHIK, STRATEGIES, USER_ACTS, emotion_band
 from dialogue_gym.render import render_transcript
 from dialogue_gym.scenario import ScenarioCard, load_scenarios
+from dialogue_gym.transcript import Message, Transcript
 from dialogue_gym.voice import AgentTurn, UserTurn, make_agent_realiser, make_user_voice
 
 _USER_ACT_INDEX = {act: i for i, act in enumerate(USER_ACTS)}
 _N = len(STRATEGIES)
+
+
+def _obs_slices() -> tuple[tuple[str, slice], ...]:
+    sizes = (
+        ("emotion", len(PLUTCHIK)),
+        ("score", 1),
+        ("turn", 1),
+        ("user_act", len(USER_ACTS)),
+        ("need_cues", len(NEEDS)),
+        ("history", _N),
+        ("last_act", _N),
+    )
+    slices, start = [], 0
+    for key, size in sizes:
+        slices.append((key, slice(start, start + size)))
+        start += size
+    return tuple(slices)
+
+
+_OBS_SLICES = _obs_slices()
 
 
 class EmpathyDialogueEnv(gym.Env[dict[str, np.ndarray], int]):
@@ -161,7 +182,7 @@ class EmpathyDialogueEnv(gym.Env[dict[str, np.ndarray], int]):
             }
         )
         self.core: AffectiveCore | None = None
-        self.messages: list[dict[str, Any]] = []
+        self.messages: list[Message] = []
         self._last_cue: str | None = None
         self._voice_seed = 0
         self._done = False
@@ -217,13 +238,13 @@ class EmpathyDialogueEnv(gym.Env[dict[str, np.ndarray], int]):
         )
         text = self.voice.speak([opening])[0]
         self.messages = [
-            {"role": "user", "content": text, "trainable": False, "emotion": opening.emotion}
+            Message(role="user", content=text, trainable=False, emotion=opening.emotion)
         ]
         info = {
             "emotion": self.core.state.emotion,
             "user_act": "vent",
             "user_utterance": text,
-            "messages": list(self.messages),
+            "messages": Transcript(self.messages),
             "card_id": card.id,
             "turn": 0,
             "voice": self.voice.kind,
@@ -261,12 +282,9 @@ class EmpathyDialogueEnv(gym.Env[dict[str, np.ndarray], int]):
         appraisal = core.step(act)
         if appraisal.cue is not None:
             self._last_cue = appraisal.cue
-        agent_msg = {
-            "role": "assistant",
-            "content": agent_text,
-            "trainable": True,
-            "strategy": STRATEGIES[act],
-        }
+        agent_msg = Message(
+            role="assistant", content=agent_text, trainable=True, strategy=STRATEGIES[act]
+        )
         user_text = self.voice.speak(
             [
                 UserTurn(
@@ -287,7 +305,7 @@ class EmpathyDialogueEnv(gym.Env[dict[str, np.ndarray], int]):
         )[0]
         self.messages.append(agent_msg)
         self.messages.append(
-            {"role": "user", "content": user_text, "trainable": False, "emotion": appraisal.emotion}
+            Message(role="user", content=user_text, trainable=False, emotion=appraisal.emotion)
         )
 
         terminated = appraisal.success or appraisal.left
@@ -353,6 +371,8 @@ class EmpathyDialogueEnv(gym.Env[dict[str, np.ndarray], int]):
         )
 
     def _validate_action(self, action: Any) -> int:
+        if type(action) is int and 0 <= action < _N:  # the common case, kept cheap
+            return action
         try:
             as_array = np.asarray(action)
             valid = as_array.shape in ((), (1,)) and as_array.dtype.kind in "iu"
@@ -370,21 +390,25 @@ class EmpathyDialogueEnv(gym.Env[dict[str, np.ndarray], int]):
     def _observation(self) -> dict[str, np.ndarray]:
         core = self._require_core()
         s = core.state
-        user_act = np.zeros(len(USER_ACTS), np.float32)
+        user_act = [0.0] * len(USER_ACTS)
         user_act[_USER_ACT_INDEX[s.user_act]] = 1.0
-        last_act = np.zeros(_N, np.float32)
+        last_act = [0.0] * _N
         if s.last_act >= 0:
             last_act[s.last_act] = 1.0
-        history = np.minimum(np.asarray(s.act_counts, np.float32) / self.max_turns, 1.0)
-        return {
-            "emotion": core.intensities(),
-            "score": np.array([s.emotion / 100.0], np.float32),
-            "turn": np.array([min(1.0, s.turn / self.max_turns)], np.float32),
-            "user_act": user_act,
-            "need_cues": np.array(s.evidence, np.float32),
-            "history": history,
-            "last_act": last_act,
-        }
+        scale = 1.0 / self.max_turns
+        history = [n * scale for n in s.act_counts]  # counts never exceed max_turns
+        # One allocation per step, sliced into views: each step's arrays are new (safe to
+        # keep), and the observation costs one array instead of seven.
+        flat = np.array(
+            core.intensities()
+            + [s.emotion / 100.0, min(1.0, s.turn * scale)]
+            + user_act
+            + s.evidence
+            + history
+            + last_act,
+            np.float32,
+        )
+        return {key: flat[sl] for key, sl in _OBS_SLICES}
 
     def _step_info(self, a: Appraisal, agent_text: str, user_text: str) -> dict[str, Any]:
         core = self._require_core()
@@ -400,7 +424,7 @@ class EmpathyDialogueEnv(gym.Env[dict[str, np.ndarray], int]):
             "cue": a.cue,
             "premature": a.premature,
             "resolved": core.state.resolved,
-            "messages": list(self.messages),
+            "messages": Transcript(self.messages),
             "card_id": core.card.id,
             "turn": core.state.turn,
             "voice": self.voice.kind,

@@ -76,7 +76,7 @@ def run_episode(
         strategies=strategies,
         emotions=emotions,
         episode_return=total,
-        messages=list(info["messages"]) if keep_messages else [],
+        messages=info["messages"].to_list() if keep_messages else [],
     )
 
 

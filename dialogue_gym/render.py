@@ -28,7 +28,9 @@ def render_transcript(messages: Sequence[Mapping[str, Any]], card: ScenarioCard)
     ]
     for msg in messages:
         if msg["role"] == "user":
-            lines.append(f"{emotion_bar(msg.get('emotion', 0.0))} {card.persona.name}: {msg['content']}")
+            lines.append(
+                f"{emotion_bar(msg.get('emotion', 0.0))} {card.persona.name}: {msg['content']}"
+            )
         else:
             strategy = msg.get("strategy", "")
             lines.append(f"{'':>{20 + 11}} Agent [{strategy}]: {msg['content']}")

@@ -98,7 +98,9 @@ _PROMPT_DIR = Path(__file__).parent / "prompts"
 _OPENING = "opening"  # the user-table key for the first line of a conversation
 
 
-@dataclass(frozen=True)
+# Not frozen: a frozen dataclass costs microseconds to build, and one is built per turn
+# in RL loops. Treat it as read-only.
+@dataclass(slots=True)
 class UserTurn:
     """What the user voice must say this turn (decided by the affective core).
 
@@ -129,7 +131,9 @@ class UserTurn:
     seed: int
 
 
-@dataclass(frozen=True)
+# Not frozen: a frozen dataclass costs microseconds to build, and one is built per turn
+# in RL loops. Treat it as read-only.
+@dataclass(slots=True)
 class AgentTurn:
     """What the agent realiser must say: one strategy, in words.
 
@@ -368,13 +372,22 @@ def second_person(text: str) -> str:
     return _WORD_RE.sub(swap, text)
 
 
+_SECOND_PERSON_RE = re.compile(r"\byou(?:r|rs|rself|'re|'ve|'d|'ll)?\b", re.IGNORECASE)
+
+
 @lru_cache(maxsize=4096)
-def _echo(cue: str) -> str:
-    """A cue as the agent quotes it mid-sentence: first sentence, second person, no final stop."""
-    first = _SENTENCE_END_RE.split(cue.strip(), maxsplit=1)[0].rstrip(" .!?;:,")
-    echoed = second_person(first)
-    head = echoed.split(" ", 1)[0]
-    if head.lower() in _COMMON_STARTERS or head.lower().rstrip(",") in _COMMON_STARTERS:
+def _echo(cue: str) -> str | None:
+    """A cue as the agent quotes it mid-sentence: first sentence, second person, no final stop.
+
+    ``None`` when the cue cannot be echoed as a statement: a question ("Did I do the right
+    thing?") or a line that already addresses the listener ("What would you do?").
+    """
+    first = _SENTENCE_END_RE.split(cue.strip(), maxsplit=1)[0].strip()
+    if not first or first.endswith("?") or _SECOND_PERSON_RE.search(first):
+        return None
+    echoed = second_person(first.rstrip(" .!;:,"))
+    head = echoed.split(" ", 1)[0].lower().rstrip(",")
+    if head in _COMMON_STARTERS:
         echoed = echoed[:1].lower() + echoed[1:]
     return echoed
 
@@ -472,7 +485,8 @@ class TemplateAgentRealiser:
         out: list[str] = []
         for t in turns:
             strategy = _check_strategy(t.strategy)
-            pool = frags.agent_cue[strategy] if t.cue else frags.agent_plain[strategy]
+            echo = _echo(t.cue) if t.cue else None
+            pool = frags.agent_plain[strategy] if echo is None else frags.agent_cue[strategy]
             text = pool[_mix(t.seed) % len(pool)]
             if "{" in text:
                 card = t.card
@@ -480,7 +494,7 @@ class TemplateAgentRealiser:
                     name=card.persona.name,
                     topic=second_person(card.topic),
                     feeling=frags.feelings.get(card.emotion_type, "upset"),
-                    cue=_echo(t.cue) if t.cue else "",
+                    cue=echo or "",
                 )
             out.append(text)
         return out
@@ -502,6 +516,8 @@ _ROLE_WORDS = (
     "me",
 )
 _SPECIAL_TOKEN_RE = re.compile(r"<\|[^|>]*\|>|</?s>")
+# Stage directions the small models like to add: "(pauses)", "*sighs*", "[smiling]".
+_STAGE_RE = re.compile(r"\([^()\n]{0,60}\)|(?<!\*)\*[^*\n]{1,60}\*(?!\*)|\[[^\[\]\n]{0,60}\]")
 _LETTER_RE = re.compile(r"[^\W\d_]")
 
 
@@ -523,9 +539,9 @@ def clean_reply(
 ) -> str | None:
     """Post-process a generated reply; ``None`` when nothing usable is left.
 
-    Strips whitespace, quotes and special tokens, drops a leading role label (``"User:"``,
-    ``"Assistant:"``, one of ``names`` + ``":"``), cuts where the model starts writing
-    another speaker's turn, and keeps at most ``max_sentences`` sentences and
+    Strips whitespace, quotes, special tokens and stage directions (``"(sighs)"``,
+    ``"*smiles*"``), drops a leading role label (``"User:"``, ``"Assistant:"``, one of
+    ``names`` + ``":"``), cuts where the model starts writing another speaker's turn, and keeps at most ``max_sentences`` sentences and
     ``max_chars`` characters (dropping a trailing half sentence when a whole one precedes it).
 
     Example:
@@ -544,6 +560,7 @@ def clean_reply(
     match = later.search(text)
     if match:
         text = text[: match.start()]
+    text = _STAGE_RE.sub(" ", text).replace("*", "")
     text = " ".join(text.split()).strip(" \"'\u201c\u201d")
     if not _LETTER_RE.search(text):
         return None
@@ -575,6 +592,20 @@ def _conveys(text: str, cue: str) -> bool:
     if not wanted:
         return True
     return len(wanted & _content_words(text)) >= 0.5 * len(wanted)
+
+
+def _parrots(reply: str, other: str | None) -> bool:
+    """Whether ``reply`` copies the other party's last message (small models often do).
+
+    True when both open with the same five words or share most of their content words.
+    """
+    if not other:
+        return False
+    head = [w.lower() for w in _WORD_RE.findall(reply)[:5]]
+    if len(head) == 5 and head == [w.lower() for w in _WORD_RE.findall(other)[:5]]:
+        return True
+    mine, theirs = _content_words(reply), _content_words(other)
+    return len(mine) >= 4 and len(mine & theirs) >= 0.7 * len(mine | theirs)
 
 
 def _with_cue(text: str, cue: str, max_chars: int = MAX_CHARS) -> str:
@@ -668,8 +699,8 @@ class LLMUserVoice(_LLMVoiceBase):
     the last ``history_window`` messages follow with the roles seen from the persona's side:
     the simulated user's past lines are the model's own (``"assistant"``) and the agent's
     are the other party's (``"user"``). Agent text never enters the system message. Replies
-    are cleaned (:func:`clean_reply`); an empty or garbage reply falls back to the template
-    line, and a reply that fails to convey a revealed cue gets the cue's own words appended.
+    are cleaned (:func:`clean_reply`); an empty or garbage reply, or one that parrots the
+    agent's last message, falls back to the template line (counted in ``fallbacks``), and a reply that fails to convey a revealed cue gets the cue's own words appended.
 
     Args:
         backend: Backend spec (see :mod:`dialogue_gym.backends`); resolved lazily.
@@ -706,15 +737,13 @@ class LLMUserVoice(_LLMVoiceBase):
             traits=_join_words(persona.traits),
             speaking_style=persona.speaking_style,
             situation=card.situation,
-            topic=card.topic,
+            topic=second_person(card.topic),
             band_words=band_words,
             reason_line=f" What you think of their last message: {turn.reason}"
             if turn.reason
             else "",
             act_line=act_line,
-            cue_line=f' Make sure you tell them this, in your own words: "{turn.cue}"'
-            if turn.cue
-            else "",
+            cue_line=f' Make sure you tell them this: "{turn.cue}"' if turn.cue else "",
         )
         chat = [{"role": "system", "content": system}]
         for m in self._recent(turn.history):
@@ -737,7 +766,7 @@ class LLMUserVoice(_LLMVoiceBase):
         out: list[str] = []
         for t, reply in zip(turns, replies, strict=True):
             text = clean_reply(reply, (t.card.persona.name,))
-            if text is None:
+            if text is None or _parrots(text, t.agent_utterance):
                 self.fallbacks += 1
                 text = self._template.speak([t])[0]
             elif t.cue and not _conveys(text, t.cue):
@@ -750,8 +779,8 @@ class LLMAgentRealiser(_LLMVoiceBase):
     """The agent's words from an LLM told which strategy to use (PPDPP's realiser).
 
     The system message names the strategy and its meaning; the user's words arrive as the
-    other party's chat messages. Cleaned like the user voice; an empty or garbage reply falls
-    back to the template line.
+    other party's chat messages. Cleaned like the user voice; an empty or garbage reply, or one
+    that parrots the user's last message, falls back to the template line.
 
     Args:
         backend: Backend spec (see :mod:`dialogue_gym.backends`); resolved lazily.
@@ -796,8 +825,8 @@ class LLMAgentRealiser(_LLMVoiceBase):
         replies = self._generate(chats, tuple(int(t.seed) for t in turns))
         out: list[str] = []
         for t, reply in zip(turns, replies, strict=True):
-            text = clean_reply(reply)
-            if text is None:
+            text = clean_reply(reply, (t.card.persona.name,))
+            if text is None or _parrots(text, t.user_utterance):
                 self.fallbacks += 1
                 text = self._template.say([t])[0]
             out.append(text)

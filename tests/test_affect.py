@@ -27,7 +27,9 @@ def card_for(need: str, difficulty: str = "easy"):
 
 
 def core_for(card, seed=0, **overrides):
-    return AffectiveCore(card, SimConfig(**{"noise": 0.0, **overrides}), np.random.default_rng(seed))
+    return AffectiveCore(
+        card, SimConfig(**{"noise": 0.0, **overrides}), np.random.default_rng(seed)
+    )
 
 
 def test_exploring_raises_understanding_and_reveals_cues():
@@ -109,7 +111,9 @@ def test_emotion_drifts_back_without_progress():
 
 def test_noise_is_seeded_and_scaled_by_volatility():
     card = card_for("validation")
-    runs = [[core_for(card, seed=s, noise=2.0).step(OTHERS).change for _ in range(1)] for s in (1, 1, 2)]
+    runs = [
+        [core_for(card, seed=s, noise=2.0).step(OTHERS).change for _ in range(1)] for s in (1, 1, 2)
+    ]
     assert runs[0] == runs[1] != runs[2]
     quiet = core_for(card, seed=1, noise=0.0).step(OTHERS).change
     assert quiet == core_for(card, seed=99, noise=0.0).step(OTHERS).change
@@ -144,9 +148,9 @@ def test_success_needs_resolution_and_high_emotion():
 def test_intensities_follow_emotion_and_type():
     card = card_for("be_heard")
     core = core_for(card)
-    low = core.intensities().copy()
+    low = np.array(core.intensities())
     core.state.emotion = 90.0
-    high = core.intensities()
+    high = np.array(core.intensities())
     assert high[0] > low[0]  # joy
     assert high[2:].sum() < low[2:].sum()  # less negative emotion overall
     assert ((0 <= high) & (high <= 1)).all()

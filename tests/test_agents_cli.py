@@ -45,7 +45,9 @@ def test_run_episode_keeps_messages():
 
 def test_cli_episode_writes_jsonl(tmp_path, capsys):
     out = tmp_path / "ep.jsonl"
-    assert main(["episode", "--policy", "stage-heuristic", "--episodes", "3", "--out", str(out)]) == 0
+    assert (
+        main(["episode", "--policy", "stage-heuristic", "--episodes", "3", "--out", str(out)]) == 0
+    )
     lines = out.read_text().splitlines()
     assert len(lines) == 3
     record = json.loads(lines[0])

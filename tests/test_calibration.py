@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import functools
 
-import pytest
-
 from dialogue_gym.evaluation import evaluate, summarize
 
 
@@ -72,6 +70,11 @@ def test_repetition_penalty_lowers_constant_policies():
     assert harsh["final_emotion"] < cached("always-reassure")["final_emotion"] - 5
 
 
-@pytest.mark.parametrize("policy", ["always-reassure", "stage-heuristic"])
-def test_drift_pulls_gains_back(policy):
-    assert cached(policy, (("drift", 0.3),))["final_emotion"] < cached(policy)["final_emotion"]
+def test_drift_pulls_gains_back():
+    drifty = (("drift", 0.3),)
+    assert (
+        cached("always-reassure", drifty)["final_emotion"]
+        < cached("always-reassure")["final_emotion"] - 3
+    )
+    # Successful episodes end just above the threshold either way; drift makes them longer.
+    assert cached("stage-heuristic", drifty)["mean_turns"] > cached("stage-heuristic")["mean_turns"]

@@ -21,7 +21,17 @@ def rollout(env, actions, seed, card=None):
     trace = [(obs, info["user_utterance"])]
     for a in actions:
         obs, reward, term, trunc, info = env.step(a)
-        trace.append((obs, reward, term, trunc, info["user_utterance"], info["agent_utterance"], info["emotion"]))
+        trace.append(
+            (
+                obs,
+                reward,
+                term,
+                trunc,
+                info["user_utterance"],
+                info["agent_utterance"],
+                info["emotion"],
+            )
+        )
         if term or trunc:
             break
     return trace
@@ -105,8 +115,17 @@ def test_info_fields(make_env):
     while not done:
         _, reward, term, trunc, info = env.step(0)
         done = term or trunc
-        for key in ("emotion", "emotion_before", "reason", "user_act", "user_utterance",
-                    "agent_utterance", "messages", "strategy", "resolved"):
+        for key in (
+            "emotion",
+            "emotion_before",
+            "reason",
+            "user_act",
+            "user_utterance",
+            "agent_utterance",
+            "messages",
+            "strategy",
+            "resolved",
+        ):
             assert key in info, key
         assert 0 <= info["emotion"] <= 100
         assert info["user_utterance"] and info["agent_utterance"]
@@ -187,7 +206,9 @@ def test_fork_is_independent(make_env):
     assert len(base.messages) == 3
     # and the fork continues exactly as the original would have
     fork2 = base.fork()
-    assert [fork2.step(a)[4]["emotion"] for a in (1, 2)] == [base.step(a)[4]["emotion"] for a in (1, 2)]
+    assert [fork2.step(a)[4]["emotion"] for a in (1, 2)] == [
+        base.step(a)[4]["emotion"] for a in (1, 2)
+    ]
 
 
 def test_render(make_env):
