@@ -10,7 +10,8 @@ Example:
     >>> import numpy as np
     >>> from dialogue_gym.scenario import load_scenarios
     >>> card = load_scenarios("test")[0]
-    >>> core = AffectiveCore(card, SimConfig(), np.random.default_rng(0))
+    >>> noise = np.random.default_rng(0).standard_normal(10)
+    >>> core = AffectiveCore(card, SimConfig(), noise)
     >>> appraisal = core.step(0)  # a Question
     >>> appraisal.change <= 10 and core.state.understanding > 0
     True
@@ -19,6 +20,7 @@ Example:
 from __future__ import annotations
 
 import copy
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -141,13 +143,16 @@ class AffectiveCore:
     Args:
         card: The scenario card (persona, hidden need, cues).
         config: The simulator's assumptions.
-        rng: The generator all noise comes from (the env passes its own ``np_random``).
+        noise: Standard-normal draws, one per turn (``noise[t]`` perturbs turn ``t``); the env
+            draws them from its ``np_random`` at reset. Drawing them up front makes the core's
+            future a function of its state, so forks for look-ahead copy no generator. Turns
+            beyond ``len(noise)`` get no noise.
     """
 
-    def __init__(self, card: ScenarioCard, config: SimConfig, rng: np.random.Generator) -> None:
+    def __init__(self, card: ScenarioCard, config: SimConfig, noise: Sequence[float]) -> None:
         self.card = card
         self.config = config
-        self.rng = rng
+        self.noise = noise
         self.resistance = config.resistance[card.difficulty]
         self.volatility = config.volatility[card.persona.character_type]
         self.resolvers = frozenset(config.resolvers[card.hidden_need])
@@ -224,7 +229,8 @@ class AffectiveCore:
             delta -= c.drift * (s.emotion - self.card.initial_emotion)
         # The user's act answers what the agent did, not the noise of the moment.
         rule_delta = delta
-        delta += c.noise * self.volatility * float(self.rng.standard_normal())
+        if s.turn - 1 < len(self.noise):
+            delta += c.noise * self.volatility * float(self.noise[s.turn - 1])
         # The resolution's uplift is released within the per-turn bound, the rest later.
         relief = min(s.pending_relief, max(0.0, c.max_change - delta))
         s.pending_relief -= relief
@@ -345,11 +351,18 @@ class AffectiveCore:
             values[_ANTICIPATION] = 0.5
         return values
 
-    def fork(self, rng: np.random.Generator) -> AffectiveCore:
-        """An independent copy of this core that draws its noise from ``rng``."""
+    def fork(self, noise: Sequence[float] | None = None) -> AffectiveCore:
+        """An independent copy of this core (a few microseconds).
+
+        Args:
+            noise: Replaces the per-turn noise for the copy (index = turn, so only entries
+                from the current turn on matter): a look-ahead samples other futures this way.
+                By default the copy shares this core's noise and so replays its future.
+        """
         new = copy.copy(self)
         new.state = self.state.copy()
-        new.rng = rng
+        if noise is not None:
+            new.noise = noise
         return new
 
 

@@ -32,8 +32,8 @@ def _add_env_args(parser: argparse.ArgumentParser, voice: str) -> None:
     parser.add_argument(
         "--agent-voice",
         choices=("llm", "template"),
-        default=None,
-        help="the agent realiser (default: same as --voice)",
+        default="template",
+        help="the agent realiser (default: template)",
     )
     parser.add_argument(
         "--scenarios", default="test", help='"train", "test", "all", or a folder of cards'

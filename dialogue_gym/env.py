@@ -17,7 +17,14 @@ from dialogue_gym.constants import NEEDS, PLUTCHIK, STRATEGIES, USER_ACTS, emoti
 from dialogue_gym.render import render_transcript
 from dialogue_gym.scenario import ScenarioCard, load_scenarios
 from dialogue_gym.transcript import Message, Transcript
-from dialogue_gym.voice import AgentTurn, UserTurn, make_agent_realiser, make_user_voice
+from dialogue_gym.voice import (
+    SILENT_AGENT,
+    SILENT_USER,
+    AgentTurn,
+    UserTurn,
+    make_agent_realiser,
+    make_user_voice,
+)
 
 _USER_ACT_INDEX = {act: i for i, act in enumerate(USER_ACTS)}
 _N = len(STRATEGIES)
@@ -112,7 +119,8 @@ class EmpathyDialogueEnv(gym.Env[dict[str, np.ndarray], int]):
     `info` on every step: `emotion`, `emotion_before`, `change`, `reason`, `user_act`,
     `user_utterance`, `agent_utterance`, `strategy`, `cue`, `premature`, `resolved`,
     `messages` (the chat with roles; user turns have `trainable: False`), `card_id`,
-    `turn`, `voice`, `voice_seed`; at the end also `success`, `user_left`, `need`.
+    `turn`, `voice`, `voice_seed`; at the end also `success`, `user_left`, `need`. `reset`'s
+    `info` adds `voice_config` (model, sampling parameters of both voices).
 
     ## Arguments
 
@@ -120,7 +128,8 @@ class EmpathyDialogueEnv(gym.Env[dict[str, np.ndarray], int]):
     gym.make(
         "EmpathyDialogue-v0",
         voice="llm",          # "llm" (embedded SmolLM2 via llama-cpp) or "template"
-        agent_voice=None,     # agent realiser: "llm" or "template"; None = same as voice
+        agent_voice="template",  # agent realiser: "template" or "llm" (PPDPP's planner + LLM;
+                                 # worth it with a capable backend, not the 135M default)
         backend="llama_cpp",  # backend spec for the llm voices
         scenarios="train",    # "train", "test", "all", a folder or a YAML file of cards
         max_turns=10,         # truncation (SAGE evaluates 10 turns, RLVER trains with 8)
@@ -142,7 +151,7 @@ class EmpathyDialogueEnv(gym.Env[dict[str, np.ndarray], int]):
     def __init__(
         self,
         voice: str = "llm",
-        agent_voice: str | None = None,
+        agent_voice: str = "template",
         backend: str | Mapping[str, Any] = "llama_cpp",
         scenarios: str | Path | tuple[ScenarioCard, ...] = "train",
         max_turns: int = 10,
@@ -167,7 +176,7 @@ class EmpathyDialogueEnv(gym.Env[dict[str, np.ndarray], int]):
         self.history_window = int(history_window)
         self.backend = backend
         self.voice = make_user_voice(voice, backend=backend)
-        self.realiser = make_agent_realiser(agent_voice or voice, backend=backend)
+        self.realiser = make_agent_realiser(agent_voice, backend=backend)
 
         self.action_space = spaces.Discrete(_N)
         self.observation_space = spaces.Dict(
@@ -221,7 +230,9 @@ class EmpathyDialogueEnv(gym.Env[dict[str, np.ndarray], int]):
         # Drawn before the core exists so the dynamics' random stream is the same
         # whatever the voice: the voices get their own per-turn seeds from this base.
         self._voice_seed = int(self.np_random.integers(2**31 - 1))
-        self.core = AffectiveCore(card, self.config, self.np_random)
+        self.core = AffectiveCore(
+            card, self.config, self.np_random.standard_normal(self.max_turns).tolist()
+        )
         self._done = False
         self._last_cue = None
         opening = UserTurn(
@@ -249,6 +260,9 @@ class EmpathyDialogueEnv(gym.Env[dict[str, np.ndarray], int]):
             "turn": 0,
             "voice": self.voice.kind,
             "voice_seed": self._voice_seed,
+            # Model, sampling and seeding of both sides, for the record (turn t's seeds are
+            # voice_seed + 2t + 1 for the agent's words and voice_seed + 2t + 2 for the user's).
+            "voice_config": {"user": self.voice.describe(), "agent": self.realiser.describe()},
         }
         if self.render_mode == "human":
             self.render()
@@ -336,13 +350,28 @@ class EmpathyDialogueEnv(gym.Env[dict[str, np.ndarray], int]):
         print("\n".join(text.splitlines()[-2:]) if core.state.turn else text)
         return None
 
-    def fork(self) -> EmpathyDialogueEnv:
+    def fork(self, voice: bool = True) -> EmpathyDialogueEnv:
         """An independent copy of the env mid-episode, RNG included, for look-ahead.
 
-        Stepping the copy never changes this env; the copy shares the (immutable) cards,
-        the config and the process-wide model, nothing else.
+        Stepping the copy never changes this env, and the copy continues exactly as this env
+        would. It shares only what never changes (cards, config, the process-wide model).
+
+        Args:
+            voice: With ``False`` the copy's user and agent say nothing (empty strings):
+                the dynamics are the same, the text is skipped, so look-ahead costs only the
+                affective core's work.
         """
-        return copy.deepcopy(self)
+        new = copy.copy(self)
+        new.__dict__.update(
+            core=self.core.fork() if self.core is not None else None,
+            messages=list(self.messages),
+            _np_random=copy.deepcopy(self._np_random),
+            action_space=copy.deepcopy(self.action_space),
+            observation_space=copy.deepcopy(self.observation_space),
+        )
+        if not voice:
+            new.voice, new.realiser = SILENT_USER, SILENT_AGENT
+        return new
 
     # -- internals --------------------------------------------------------------------
 

@@ -63,6 +63,9 @@ __all__ = [
     "Fragments",
     "LLMAgentRealiser",
     "LLMUserVoice",
+    "SILENT_AGENT",
+    "SILENT_USER",
+    "SilentVoice",
     "TemplateAgentRealiser",
     "TemplateUserVoice",
     "UserTurn",
@@ -837,6 +840,25 @@ class LLMAgentRealiser(_LLMVoiceBase):
 
 UserVoice = TemplateUserVoice | LLMUserVoice
 AgentRealiser = TemplateAgentRealiser | LLMAgentRealiser
+
+
+class SilentVoice:
+    """Says nothing: for look-ahead forks (``env.fork(voice=False)``), where only the
+    dynamics matter. Works as both a user voice and an agent realiser."""
+
+    kind = "silent"
+
+    def speak(self, turns: Sequence[UserTurn]) -> list[str]:
+        return [""] * len(turns)
+
+    def say(self, turns: Sequence[AgentTurn]) -> list[str]:
+        return [""] * len(turns)
+
+    def describe(self) -> dict[str, Any]:
+        return {"voice": self.kind}
+
+
+SILENT_USER = SILENT_AGENT = SilentVoice()
 
 
 def make_user_voice(kind: str, backend: BackendSpec = "llama_cpp", **kwargs: Any) -> UserVoice:

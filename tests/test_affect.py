@@ -27,9 +27,8 @@ def card_for(need: str, difficulty: str = "easy"):
 
 
 def core_for(card, seed=0, **overrides):
-    return AffectiveCore(
-        card, SimConfig(**{"noise": 0.0, **overrides}), np.random.default_rng(seed)
-    )
+    noise = np.random.default_rng(seed).standard_normal(40)
+    return AffectiveCore(card, SimConfig(**{"noise": 0.0, **overrides}), noise)
 
 
 def test_exploring_raises_understanding_and_reveals_cues():
@@ -159,9 +158,15 @@ def test_intensities_follow_emotion_and_type():
 def test_fork_copies_state():
     core = core_for(card_for("be_heard"))
     core.step(QUESTION)
-    fork = core.fork(np.random.default_rng(0))
+    fork = core.fork()
     fork.step(RESTATEMENT)
     assert core.state.turn == 1 and fork.state.turn == 2
+    # a fork replays the same future unless given other noise
+    noisy = core_for(card_for("be_heard"), noise=3.0)
+    noisy.step(QUESTION)
+    same, other = noisy.fork(), noisy.fork(noise=[0.0] * 40)
+    assert same.step(REFLECTION) == noisy.fork().step(REFLECTION)
+    assert other.step(REFLECTION).change != noisy.fork().step(REFLECTION).change
 
 
 def test_invalid_config_is_named():

@@ -8,6 +8,8 @@ import pickle
 import gymnasium as gym
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from gymnasium.utils.env_checker import check_env as gym_check_env
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
@@ -232,3 +234,75 @@ def test_sim_config_passes_through(make_env):
     assert env.unwrapped.config.soothing_ceiling == 90.0
     env2 = make_env(sim=dialogue_gym.SimConfig(drift=0.0))
     assert env2.unwrapped.config.drift == 0.0
+
+
+@pytest.mark.llm
+def test_default_env_speaks_with_the_embedded_llm(env_id):
+    """gym.make(id) with no arguments uses the LLM voice; a seeded episode replays exactly."""
+    env = gym.make(env_id, scenarios="test")
+    texts = []
+    for _ in range(2):
+        _, info = env.reset(seed=21)
+        assert info["voice"] == "llm" and info["voice_config"]["user"]["backend"] == "llama_cpp"
+        run = [info["user_utterance"]]
+        for a in (0, 2):
+            run.append(env.step(a)[4]["user_utterance"])
+        texts.append(run)
+    assert texts[0] == texts[1]
+    assert all(t.strip() for t in texts[0])
+    # the same seed with the template voice follows the same dynamics
+    tmpl = gym.make(env_id, scenarios="test", voice="template")
+    tmpl.reset(seed=21)
+    env.reset(seed=21)
+    assert [tmpl.step(a)[4]["emotion"] for a in (0, 2)] == [
+        env.step(a)[4]["emotion"] for a in (0, 2)
+    ]
+    from dialogue_gym.backends import get_backend
+
+    assert get_backend("llama_cpp") is get_backend("llama_cpp")  # one model per process
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    actions=st.lists(st.integers(0, 7), min_size=1, max_size=15),
+    seed=st.integers(0, 2**31 - 1),
+    sim=st.fixed_dictionaries(
+        {},
+        optional={
+            "soothing_ceiling": st.floats(0, 100),
+            "noise": st.floats(0, 10),
+            "drift": st.floats(0, 1),
+            "premature_penalty": st.floats(0, 20),
+            "max_change": st.floats(0, 30),
+        },
+    ),
+)
+def test_any_action_sequence_keeps_the_invariants(actions, seed, sim):
+    env = gym.make("EmpathyDialogue-v0", voice="template", sim=sim, max_turns=12)
+    obs, info = env.reset(seed=seed)
+    cfg = env.unwrapped.config
+    for turn, a in enumerate(actions, start=1):
+        obs, reward, term, trunc, info = env.step(a)
+        assert env.observation_space.contains(obs)
+        assert 0.0 <= info["emotion"] <= 100.0
+        assert abs(info["change"]) <= cfg.max_change + 1e-9
+        assert reward == float(term and info["success"])
+        assert info["turn"] == turn
+        assert not (term and trunc)
+        if term or trunc:
+            assert info["success"] != info["user_left"] or not info["success"]
+            assert trunc == (turn >= 12 and not term)
+            break
+
+
+def test_silent_fork_has_the_same_dynamics(make_env):
+    env = make_env()
+    env.reset(seed=13)
+    env.step(0)
+    silent = env.unwrapped.fork(voice=False)
+    loud = env.unwrapped.fork()
+    for a in (1, 2, 5):
+        s, l_ = silent.step(a), loud.step(a)
+        assert s[4]["emotion"] == l_[4]["emotion"] and np.array_equal(s[0]["score"], l_[0]["score"])
+        assert s[4]["user_utterance"] == "" and l_[4]["user_utterance"]
+    assert env.unwrapped.voice.kind == "template"
