@@ -23,8 +23,6 @@ import copy
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-import numpy as np
-
 from dialogue_gym.config import SimConfig
 from dialogue_gym.constants import (
     AFFIRMATION,
