@@ -275,24 +275,27 @@ class EmpathyDialogueEnv(gym.Env[dict[str, np.ndarray], int]):
         core = self._require_core()
         if self._done:
             raise RuntimeError("the episode has ended: call reset() before step()")
-        act = self._validate_action(action)
+        act, given_text = self._interpret_action(action)
         turn = core.state.turn
         card = core.card
         history = tuple(self.messages[-self.history_window :]) if self.history_window else ()
         user_before = self.messages[-1]["content"]
-        agent_text = self.realiser.say(
-            [
-                AgentTurn(
-                    card=card,
-                    strategy=act,
-                    user_utterance=user_before,
-                    cue=self._last_cue,
-                    history=history,
-                    turn=turn,
-                    seed=self._voice_seed + 2 * turn + 1,
-                )
-            ]
-        )[0]
+        if given_text is not None:
+            agent_text = given_text
+        else:
+            agent_text = self.realiser.say(
+                [
+                    AgentTurn(
+                        card=card,
+                        strategy=act,
+                        user_utterance=user_before,
+                        cue=self._last_cue,
+                        history=history,
+                        turn=turn,
+                        seed=self._voice_seed + 2 * turn + 1,
+                    )
+                ]
+            )[0]
         appraisal = core.step(act)
         if appraisal.cue is not None:
             self._last_cue = appraisal.cue
@@ -398,6 +401,14 @@ class EmpathyDialogueEnv(gym.Env[dict[str, np.ndarray], int]):
         raise ValueError(
             f"options['card'] must be a card id or an index in [0, {len(self.cards)}), got {key!r}"
         )
+
+    def _interpret_action(self, action: Any) -> tuple[int, str | None]:
+        """The strategy an action stands for, and its words if the action carries them.
+
+        A subclass with another action space (free text) overrides this: it returns the
+        recognised strategy and the agent's own text, and the realiser is skipped.
+        """
+        return self._validate_action(action), None
 
     def _validate_action(self, action: Any) -> int:
         if type(action) is int and 0 <= action < _N:  # the common case, kept cheap
