@@ -427,8 +427,16 @@ class EmpathyDialogueEnv(gym.Env[dict[str, np.ndarray], int]):
             )
         return act
 
-    def _observation(self) -> dict[str, np.ndarray]:
-        core = self._require_core()
+    def observe(self, core: AffectiveCore | None = None) -> dict[str, np.ndarray]:
+        """The observation of ``core``'s state (default: this episode's user).
+
+        Look-ahead code that steps forked cores (``env.core.fork()``) uses it to show a
+        rollout policy what the env would show, without forking the whole env.
+        """
+        return self._observation(core)
+
+    def _observation(self, core: AffectiveCore | None = None) -> dict[str, np.ndarray]:
+        core = core or self._require_core()
         s = core.state
         user_act = [0.0] * len(USER_ACTS)
         user_act[_USER_ACT_INDEX[s.user_act]] = 1.0
