@@ -1,0 +1,178 @@
+"""The batched vector env, its autoreset, the LLM-call batching, and the SB3 adapter."""
+
+from __future__ import annotations
+
+import threading
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from stable_baselines3 import PPO
+
+import dialogue_gym  # noqa: F401
+from dialogue_gym.backends import GenerationParams
+from dialogue_gym.sb3 import SB3VecEnv, make_sb3_vec_env
+from dialogue_gym.vector import EmpathyDialogueVectorEnv
+
+
+class CountingBackend:
+    """A deterministic backend: the reply names the chat's last line and the seed."""
+
+    name = "counting"
+
+    def __init__(self, fail: bool = False) -> None:
+        self.calls: list[int] = []
+        self.fail = fail
+        self.lock = threading.Lock()
+
+    def generate(self, chats, params: GenerationParams):
+        with self.lock:
+            self.calls.append(len(chats))
+        if self.fail:
+            raise RuntimeError("backend down")
+        seeds = params.seeds or (0,) * len(chats)
+        return [
+            f"reply {len(c)} {s % 997}: {c[-1]['content'][:20]}"
+            for c, s in zip(chats, seeds, strict=True)
+        ]
+
+
+def test_make_vec_gives_the_batched_vector_env(env_id):
+    envs = gym.make_vec(env_id, num_envs=3, voice="template")
+    assert isinstance(envs.unwrapped, EmpathyDialogueVectorEnv)
+    assert envs.metadata["autoreset_mode"] == gym.vector.AutoresetMode.NEXT_STEP
+    obs, infos = envs.reset(seed=0)
+    assert envs.observation_space.contains(obs)
+    envs.close()
+
+
+def test_vector_matches_single_envs(env_id):
+    n, seed = 3, 10
+    envs = gym.make_vec(env_id, num_envs=n, voice="template")
+    singles = [gym.make(env_id, voice="template") for _ in range(n)]
+    obs, infos = envs.reset(seed=seed)
+    for i, env in enumerate(singles):
+        o, info = env.reset(seed=seed + i)
+        assert np.array_equal(obs["score"][i], o["score"])
+        assert infos["user_utterance"][i] == info["user_utterance"]
+    rng = np.random.default_rng(0)
+    for _ in range(4):
+        actions = rng.integers(8, size=n)
+        obs, rewards, term, trunc, infos = envs.step(actions)
+        for i, env in enumerate(singles):
+            o, r, t, tr, info = env.step(int(actions[i]))
+            assert np.array_equal(obs["emotion"][i], o["emotion"]) and rewards[i] == r
+            assert (term[i], trunc[i]) == (t, tr)
+            assert infos["agent_utterance"][i] == info["agent_utterance"]
+    envs.close()
+
+
+def test_next_step_autoreset_resets_with_zero_reward(env_id):
+    envs = gym.make_vec(env_id, num_envs=2, voice="template", max_turns=2)
+    envs.reset(seed=0)
+    envs.step([0, 0])
+    _, _, term, trunc, _ = envs.step([0, 0])
+    assert (term | trunc).all()
+    obs, rewards, term, trunc, infos = envs.step([5, 5])  # ignored: these users are reset
+    assert (rewards == 0).all() and not term.any() and not trunc.any()
+    assert (obs["turn"] == 0).all() and (obs["history"] == 0).all()
+    envs.close()
+
+
+def test_llm_voices_make_one_backend_call_per_round():
+    backend = CountingBackend()
+    n = 4
+    envs = EmpathyDialogueVectorEnv(n, voice="llm", agent_voice="llm", backend=backend)
+    envs.reset(seed=0)
+    assert backend.calls == [n]  # the openings, together
+    envs.step([0, 1, 2, 3])
+    assert backend.calls == [n, n, n]  # one call for the agents' words, one for the users'
+    assert envs.backend_calls == 3
+    envs.close()
+
+
+def test_batched_text_equals_unbatched_text():
+    backend = CountingBackend()
+    envs = EmpathyDialogueVectorEnv(3, voice="llm", backend=backend)
+    single = gym.make("EmpathyDialogue-v0", voice="llm", backend=CountingBackend())
+    _, infos = envs.reset(seed=5)
+    _, info = single.reset(seed=6)
+    assert infos["user_utterance"][1] == info["user_utterance"]
+    _, _, _, _, infos = envs.step([2, 2, 2])
+    _, _, _, _, info = single.step(2)
+    assert infos["user_utterance"][1] == info["user_utterance"]
+    envs.close()
+
+
+def test_max_batch_splits_rounds():
+    backend = CountingBackend()
+    envs = EmpathyDialogueVectorEnv(5, voice="llm", backend=backend, max_batch=2)
+    envs.reset(seed=0)
+    assert backend.calls == [2, 2, 1]
+    envs.close()
+
+
+def test_backend_failure_reaches_the_caller_without_hanging():
+    envs = EmpathyDialogueVectorEnv(3, voice="llm", backend=CountingBackend(fail=True))
+    with pytest.raises(RuntimeError, match="backend down"):
+        envs.reset(seed=0)
+    envs.close()
+
+
+def test_same_step_autoreset_reports_the_final_observation():
+    envs = EmpathyDialogueVectorEnv(2, voice="template", max_turns=1, autoreset_mode="same_step")
+    envs.reset(seed=0)
+    obs, _, _, trunc, infos = envs.step([0, 0])
+    assert trunc.all()
+    assert (obs["turn"] == 0).all()  # already the next episode
+    assert all(infos["final_obs"][i]["turn"][0] == 1.0 for i in range(2))  # as Gymnasium's
+    envs.close()
+
+
+def test_bad_vector_arguments():
+    with pytest.raises(ValueError, match="num_envs"):
+        EmpathyDialogueVectorEnv(0, voice="template")
+    with pytest.raises(ValueError, match="autoreset_mode"):
+        EmpathyDialogueVectorEnv(1, voice="template", autoreset_mode="sometimes")
+    envs = EmpathyDialogueVectorEnv(2, voice="template")
+    envs.reset(seed=0)
+    with pytest.raises(ValueError, match="2 envs"):
+        envs.step([0, 1, 2])
+    envs.close()
+
+
+def test_sb3_adapter_follows_sb3_conventions():
+    venv = make_sb3_vec_env(n_envs=2, voice="template", seed=0, max_turns=2)
+    assert isinstance(venv, SB3VecEnv)
+    obs = venv.reset()
+    assert obs["score"].shape == (2, 1)
+    venv.step(np.array([0, 0]))
+    obs, rewards, dones, infos = venv.step(np.array([0, 0]))
+    assert dones.all()
+    for i, info in enumerate(infos):
+        assert info["terminal_observation"]["turn"][0] == 1.0
+        assert info["TimeLimit.truncated"] is True
+        assert "success" in info  # the finished episode's info
+        assert venv.reset_infos[i]["turn"] == 0  # the new episode's
+    assert (obs["turn"] == 0).all()
+    assert venv.env_is_wrapped(gym.Wrapper) == [True, True]
+    assert len(venv.get_attr("max_turns")) == 2
+    venv.close()
+
+
+def test_sb3_ppo_learns_on_the_adapter():
+    venv = make_sb3_vec_env(n_envs=2, voice="template", seed=1)
+    model = PPO("MultiInputPolicy", venv, n_steps=32, batch_size=32, n_epochs=1, seed=0)
+    model.learn(total_timesteps=128)
+    assert model.num_timesteps >= 128
+    venv.close()
+
+
+@pytest.mark.llm
+def test_vector_with_the_embedded_model_matches_single_env():
+    envs = gym.make_vec("EmpathyDialogue-v0", num_envs=2, voice="llm", scenarios="test")
+    single = gym.make("EmpathyDialogue-v0", voice="llm", scenarios="test")
+    _, infos = envs.reset(seed=3)
+    _, info = single.reset(seed=4)
+    assert infos["user_utterance"][1] == info["user_utterance"]
+    envs.close()
