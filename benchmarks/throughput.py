@@ -12,7 +12,6 @@ each ratio are measured in the same run, interleaved, best of ``repeats``.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import platform
@@ -22,6 +21,7 @@ from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
+import tyro
 
 import dialogue_gym  # noqa: F401  (registers the envs)
 
@@ -196,15 +196,8 @@ def report(r: dict) -> str:
 
 
 def parse_args(argv: list[str] | None = None) -> Args:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    for f in dataclasses.fields(Args):
-        if f.type in ("bool", bool):
-            parser.add_argument(f"--{f.name.replace('_', '-')}", action="store_true")
-        else:
-            parser.add_argument(
-                f"--{f.name.replace('_', '-')}", type=type(f.default), default=f.default
-            )
-    return Args(**vars(parser.parse_args(argv)))
+    """The command line, from the dataclass (tyro, as CleanRL)."""
+    return tyro.cli(Args, args=argv, description=__doc__)
 
 
 if __name__ == "__main__":

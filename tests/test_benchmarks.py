@@ -26,3 +26,22 @@ def test_throughput_quick(tmp_path):
     assert saved["raw_ratio"] == results["raw_ratio"] > 0
     assert set(saved["ppo_steps_per_s"]) == set(results["ppo_steps_per_s"])
     assert all(v > 0 for v in saved["raw_steps_per_s"].values())
+
+
+def test_dual_process_quick(tmp_path):
+    bench = load("dual_process")
+    out = tmp_path / "dp.json"
+    results = bench.main(bench.parse_args(["--quick", "--out", str(out)]))
+    saved = json.loads(out.read_text())
+    assert set(saved) >= {"system1", "mcts", "dual_process", "oracle"}
+    assert saved["mcts"]["forks"] == results["mcts"]["forks"] > 0
+    assert 0.0 <= saved["dual_process"]["system2_share"] <= 1.0
+
+
+def test_train_feudal_quick(tmp_path):
+    bench = load("train_feudal")
+    out = tmp_path / "feudal.json"
+    bench.main(bench.parse_args(["--quick", "--out", str(out)]))
+    saved = json.loads(out.read_text())
+    for key in ("worker_goal_rate", "manager_success", "random_manager_success"):
+        assert 0.0 <= saved[key] <= 1.0
