@@ -186,3 +186,31 @@ def test_dual_process_routes_by_confidence():
     by_entropy = DualProcessAgent(lambda o: np.full(8, 1 / 8), planner, 1.0, rule="entropy")
     by_entropy.act(env, obs)
     assert by_entropy.system2_turns == 1  # entropy ln 8 > 1
+
+
+@pytest.mark.slow
+def test_short_ppo_over_options_beats_the_random_high_level_policy():
+    import torch
+    from stable_baselines3 import PPO
+
+    torch.manual_seed(0)
+    train = Options(gym.make("EmpathyDialogue-v0", voice="template", scenarios="train"))
+    model = PPO("MultiInputPolicy", train, n_steps=512, batch_size=64, gamma=0.95, seed=0)
+    model.learn(6000)
+
+    def success(pick):
+        env = Options(make())
+        rng = np.random.default_rng(0)
+        wins = []
+        for k in range(len(env.unwrapped.cards)):
+            obs, _ = env.reset(seed=k, options={"card": k})
+            done = False
+            while not done:
+                obs, _, term, trunc, info = env.step(pick(obs, rng))
+                done = term or trunc
+            wins.append(info["success"])
+        return float(np.mean(wins))
+
+    learned = success(lambda o, rng: int(model.predict(o, deterministic=True)[0]))
+    random = success(lambda o, rng: int(rng.integers(len(BUILTIN_OPTIONS))))
+    assert learned > random + 0.2
