@@ -2,9 +2,11 @@
 
 CleanRL style: one readable script, a dataclass of arguments. Targets (DESIGN §7):
 raw ``step`` with the template voice >= 1/3 of CartPole's steps/s through ``gym.make``;
-SB3 PPO training throughput >= 90% of PPO on CartPole; and the LLM voice's turns per
-second with the embedded model. Ratios are what matter on a noisy machine: both sides of
-each ratio are measured in the same run, interleaved, best of ``repeats``.
+SB3 PPO training throughput >= 90% of PPO on CartPole; and the LLM voice's user turns per
+second in one env, per backend: ``llama_cpp`` (the embedded GGUF), ``transformers`` (the
+same GGUF, de-quantised, on the CPU) and ``openai`` (llama.cpp's server with the same GGUF,
+started on loopback by this script). Ratios are what matter on a noisy machine: both sides
+of each ratio are measured in the same run, interleaved, best of ``repeats``.
 
     python benchmarks/throughput.py                # full run, writes benchmarks/results/throughput.json
     python benchmarks/throughput.py --quick        # a smoke run
@@ -39,7 +41,9 @@ class Args:
     ppo_repeats: int = 3
     """PPO measurements per env"""
     llm_turns: int = 12
-    """user turns with the LLM voice (0 skips it)"""
+    """user turns with the LLM voice, per backend (0 skips them)"""
+    llm_backends: str = "llama_cpp,transformers,openai"
+    """comma-separated backends for the LLM voice rows"""
     out: str = "benchmarks/results/throughput.json"
     """where to write the JSON results"""
     quick: bool = False
@@ -97,8 +101,8 @@ def ppo_steps_per_second(
     return steps / elapsed
 
 
-def llm_turns_per_second(turns: int) -> dict[str, float]:
-    env = gym.make(ENV_ID, voice="llm", agent_voice="template", scenarios="test")
+def llm_turns_per_second(turns: int, backend: str | dict = "llama_cpp") -> dict[str, float]:
+    env = gym.make(ENV_ID, voice="llm", agent_voice="template", scenarios="test", backend=backend)
     env.reset(seed=0)  # loads the model once
     start, n, chars = time.perf_counter(), 0, 0
     while n < turns:
@@ -110,6 +114,19 @@ def llm_turns_per_second(turns: int) -> dict[str, float]:
     elapsed = time.perf_counter() - start
     env.close()
     return {"turns_per_s": n / elapsed, "mean_user_chars": chars / n}
+
+
+def backend_turns_per_second(name: str, turns: int) -> dict[str, float]:
+    """One env's LLM-voice turns/s with backend ``name``, all on the embedded SmolLM2 GGUF."""
+    name = name.strip()
+    if name == "transformers":
+        return llm_turns_per_second(turns, {"name": "transformers", "device": "cpu"})
+    if name == "openai":
+        from dialogue_gym.backends.llama_server import LlamaServer
+
+        with LlamaServer() as server:
+            return llm_turns_per_second(turns, f"openai:{server.url}")
+    return llm_turns_per_second(turns, name)
 
 
 def best(fn, repeats: int) -> float:
@@ -162,7 +179,11 @@ def main(args: Args) -> dict:
     # Both sides pay SB3's per-key MultiInputPolicy cost: what is left is the env's.
     results["ppo_ratio_dict_vs_dict"] = max(ppo["dict"]) / max(ppo["cartpole_dict"])
     if args.llm_turns:
-        results["llm_voice"] = llm_turns_per_second(args.llm_turns)
+        results["llm_voice"] = {
+            name: backend_turns_per_second(name, args.llm_turns)
+            for name in args.llm_backends.split(",")
+            if name.strip()
+        }
 
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -186,11 +207,10 @@ def report(r: dict) -> str:
         f"PPO ratio, flattened + MlpPolicy (target >= 0.90): {r['ppo_ratio_flat']:.2f}",
         f"PPO ratio, MultiInputPolicy vs CartPole as a Dict: {r['ppo_ratio_dict_vs_dict']:.2f}",
     ]
-    if "llm_voice" in r:
-        llm = r["llm_voice"]
+    for name, llm in r.get("llm_voice", {}).items():
         lines.append(
-            f"LLM voice (embedded SmolLM2-135M, llama-cpp): {llm['turns_per_s']:.2f} user turns/s "
-            f"({llm['mean_user_chars']:.0f} chars a turn)"
+            f"LLM voice (embedded SmolLM2-135M), backend {name}: {llm['turns_per_s']:.2f} user "
+            f"turns/s ({llm['mean_user_chars']:.0f} chars a turn)"
         )
     return "\n".join(lines)
 

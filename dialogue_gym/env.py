@@ -14,6 +14,7 @@ from gymnasium import spaces
 from dialogue_gym.affect import AffectiveCore, Appraisal
 from dialogue_gym.config import SimConfig
 from dialogue_gym.constants import NEEDS, PLUTCHIK, STRATEGIES, USER_ACTS, emotion_band
+from dialogue_gym.llm_core import CORE_KINDS, make_judge
 from dialogue_gym.render import render_transcript
 from dialogue_gym.scenario import ScenarioCard, load_scenarios
 from dialogue_gym.transcript import Message, Transcript
@@ -101,7 +102,10 @@ class EmpathyDialogueEnv(gym.Env[dict[str, np.ndarray], int]):
 
     The unwrapped env gives the coarse sparse bonus: `1.0` on the turn the user thanks
     the agent with the need resolved (success), `0.0` otherwise. Reward wrappers replace
-    it; everything they need is in `info`.
+    it; everything they need is in `info`. `gym.make(..., reward=name)` applies one
+    (`dialogue_gym.rewards`: `"sparse"` by default, the same bonus with its components in
+    `info["reward_components"]`; `"final_emotion"`, `"next_turn"`, `"multi_turn"`,
+    `"emotion_delta"`, `"potential_emotion"`, `"composite"`; `None`: no wrapper).
 
     ## Starting State
 
@@ -127,6 +131,8 @@ class EmpathyDialogueEnv(gym.Env[dict[str, np.ndarray], int]):
     ```python
     gym.make(
         "EmpathyDialogue-v0",
+        reward="sparse",      # reward wrapper (dialogue_gym.rewards.REWARDS) or None
+        reward_kwargs=None,   # its arguments, e.g. {"horizon": 2} for "multi_turn"
         voice="llm",          # "llm" (embedded SmolLM2 via llama-cpp) or "template"
         agent_voice="template",  # agent realiser: "template" or "llm" (PPDPP's planner + LLM;
                                  # worth it with a capable backend, not the 135M default)
@@ -136,8 +142,15 @@ class EmpathyDialogueEnv(gym.Env[dict[str, np.ndarray], int]):
         sim=None,             # SimConfig or a dict of overrides: the simulator's assumptions
         render_mode=None,     # None, "ansi" or "human"
         history_window=4,     # messages of context the llm voices see
+        core="rule",          # "rule" (the affective core) or "llm": SAGE mode, the emotion
+                              # change judged by the backend (see dialogue_gym/llm_core.py)
     )
     ```
+
+    In SAGE mode (`core="llm"`) `info` also has `appraisal_source` (`"llm"` or `"rule"`),
+    `appraisal_fallback` (the judge's reply failed validation; the rule appraisal stood) and
+    `appraisal_error`; `env.unwrapped.appraisal_failures`, `appraisal_calls` and
+    `appraisal_failure_rate` count them.
 
     `env.unwrapped.fork()` returns an independent copy (RNG included) for look-ahead.
 
@@ -158,6 +171,7 @@ class EmpathyDialogueEnv(gym.Env[dict[str, np.ndarray], int]):
         sim: SimConfig | Mapping[str, Any] | None = None,
         render_mode: str | None = None,
         history_window: int = 4,
+        core: str = "rule",
     ) -> None:
         if not isinstance(max_turns, int | np.integer) or max_turns < 1:
             raise ValueError(f"max_turns must be a positive integer, got {max_turns!r}")
@@ -177,6 +191,15 @@ class EmpathyDialogueEnv(gym.Env[dict[str, np.ndarray], int]):
         self.backend = backend
         self.voice = make_user_voice(voice, backend=backend)
         self.realiser = make_agent_realiser(agent_voice, backend=backend)
+        if core not in CORE_KINDS:
+            raise ValueError(f"core must be one of {CORE_KINDS}, got {core!r}")
+        self.core_kind = core
+        # SAGE mode (core="llm"): the emotion change is judged by the backend
+        # (dialogue_gym/llm_core.py); these count the judge's calls and parse failures.
+        self.judge = make_judge(core, backend=backend)
+        self.appraisal_calls = 0
+        self.appraisal_failures = 0
+        self._judge_info: dict[str, Any] = {}
 
         self.action_space = spaces.Discrete(_N)
         self.observation_space = spaces.Dict(
@@ -207,6 +230,11 @@ class EmpathyDialogueEnv(gym.Env[dict[str, np.ndarray], int]):
     def hidden_need(self) -> str:
         """The current user's hidden need (for oracles and analysis, not for agents)."""
         return self._require_core().need
+
+    @property
+    def last_cue(self) -> str | None:
+        """The latest need cue the user has revealed (what a realiser may echo), or None."""
+        return self._last_cue
 
     @property
     def emotion(self) -> float:
@@ -296,7 +324,7 @@ class EmpathyDialogueEnv(gym.Env[dict[str, np.ndarray], int]):
                     )
                 ]
             )[0]
-        appraisal = core.step(act)
+        appraisal = self._appraise(act, agent_text, user_before)
         if appraisal.cue is not None:
             self._last_cue = appraisal.cue
         agent_msg = Message(
@@ -329,6 +357,8 @@ class EmpathyDialogueEnv(gym.Env[dict[str, np.ndarray], int]):
         truncated = not terminated and core.state.turn >= self.max_turns
         self._done = terminated or truncated
         info = self._step_info(appraisal, agent_text, user_text)
+        if self.judge is not None:
+            info.update(self._judge_info)
         if self._done:
             info["success"] = appraisal.success
             info["user_left"] = appraisal.left
@@ -401,6 +431,25 @@ class EmpathyDialogueEnv(gym.Env[dict[str, np.ndarray], int]):
         raise ValueError(
             f"options['card'] must be a card id or an index in [0, {len(self.cards)}), got {key!r}"
         )
+
+    def _appraise(self, act: int, agent_text: str, user_text: str) -> Appraisal:
+        """The core's appraisal of ``act``; in SAGE mode the emotion change is the judge's."""
+        core = self._require_core()
+        if self.judge is None:
+            return core.step(act)
+        seed = self._voice_seed + 2 * core.state.turn + 1
+        appraisal, self._judge_info = self.judge.appraise(
+            [(core, act, agent_text, user_text, seed)]
+        )[0]
+        if self._judge_info["appraisal_source"] == "llm" or self._judge_info["appraisal_fallback"]:
+            self.appraisal_calls += 1
+            self.appraisal_failures += self._judge_info["appraisal_fallback"]
+        return appraisal
+
+    @property
+    def appraisal_failure_rate(self) -> float:
+        """SAGE mode: the share of judge replies that failed validation (0.0 before any)."""
+        return self.appraisal_failures / self.appraisal_calls if self.appraisal_calls else 0.0
 
     def _interpret_action(self, action: Any) -> tuple[int, str | None]:
         """The strategy an action stands for, and its words if the action carries them.

@@ -25,3 +25,20 @@ def make_env(env_id: str):
     yield _make
     for env in made:
         env.close()
+
+
+@pytest.fixture
+def act(env_id: str):
+    """``act(i)``: the action of ``env_id``'s action space that means strategy ``i``.
+
+    The index itself for a strategy env; for a free-text env (a ``Text`` action space) an
+    utterance its recogniser reads as strategy ``i`` (``text_env.EXAMPLE_UTTERANCES``).
+    """
+    env = gym.make(env_id, voice="template")
+    text = isinstance(env.action_space, gym.spaces.Text)
+    env.close()
+    if text:
+        from dialogue_gym.text_env import EXAMPLE_UTTERANCES
+
+        return EXAMPLE_UTTERANCES.__getitem__
+    return int

@@ -45,3 +45,20 @@ def test_train_feudal_quick(tmp_path):
     saved = json.loads(out.read_text())
     for key in ("worker_goal_rate", "manager_success", "random_manager_success"):
         assert 0.0 <= saved[key] <= 1.0
+
+
+def test_gpu_throughput_tiny_on_cpu(tmp_path):
+    bench = load("gpu_throughput")
+    out = tmp_path / "gpu.json"
+    args = ["--device", "cpu", "--tiny", "--threads", "1", "--caches", "dynamic,static"]
+    results = bench.main(bench.parse_args([*args, "--out", str(out)]))
+    saved = json.loads(out.read_text())
+    assert [(r["cache"], r["batch"]) for r in saved["rows"]] == [
+        ("dynamic", 1),
+        ("dynamic", 4),
+        ("static", 1),
+        ("static", 4),
+    ]
+    for row in results["rows"]:
+        assert row["plain"] > 0 and row["backend"] > 0
+        assert row["make_vec"]["turns_per_s"] > 0 and row["make_vec"]["backend_seconds"] > 0

@@ -73,12 +73,18 @@ def test_gymnasium_check_env(make_env):
 
 
 def test_sb3_check_env(make_env):
-    sb3_check_env(make_env().unwrapped, warn=True)
+    env = make_env()
+    if isinstance(env.action_space, gym.spaces.Text):
+        pytest.skip("SB3's check_env does not support Text spaces (SB3 has no text policies)")
+    sb3_check_env(env.unwrapped, warn=True)
 
 
 def test_spaces(make_env):
     env = make_env()
-    assert env.action_space == gym.spaces.Discrete(8)
+    if isinstance(env.action_space, gym.spaces.Text):  # a free-text env: the utterance
+        assert env.action_space.max_length >= 500 and env.action_space.contains("Hi, I'm here.")
+    else:
+        assert env.action_space == gym.spaces.Discrete(8)
     obs, _ = env.reset(seed=1)
     assert env.observation_space.contains(obs)
     assert obs["emotion"].shape == (8,)
@@ -91,31 +97,32 @@ def test_spaces(make_env):
             break
 
 
-def test_seeded_replay_is_identical(make_env):
+def test_seeded_replay_is_identical(make_env, act):
     env = make_env()
-    actions = [0, 1, 2, 4, 5, 6, 3, 7, 0, 2]
+    actions = [act(i) for i in (0, 1, 2, 4, 5, 6, 3, 7, 0, 2)]
     assert same(rollout(env, actions, seed=7), rollout(env, actions, seed=7))
     assert not same(rollout(env, actions, seed=7), rollout(env, actions, seed=8))
 
 
-def test_voice_does_not_change_dynamics(make_env, env_id):
+def test_voice_does_not_change_dynamics(make_env, env_id, act):
     """The same seed gives the same emotions whichever realiser speaks for the agent."""
     from dialogue_gym.voice import TemplateUserVoice
 
     env = make_env()
-    a = [x[-1] for x in rollout(env, [0, 1, 2, 5, 4], seed=3)[1:]]
+    actions = [act(i) for i in (0, 1, 2, 5, 4)]
+    a = [x[-1] for x in rollout(env, actions, seed=3)[1:]]
     env.unwrapped.voice = TemplateUserVoice()  # a fresh voice instance, same dynamics
-    b = [x[-1] for x in rollout(env, [0, 1, 2, 5, 4], seed=3)[1:]]
+    b = [x[-1] for x in rollout(env, actions, seed=3)[1:]]
     assert a == b
 
 
-def test_info_fields(make_env):
+def test_info_fields(make_env, act):
     env = make_env()
     _, info = env.reset(seed=0)
     assert info["messages"][0]["role"] == "user" and info["messages"][0]["trainable"] is False
     done = False
     while not done:
-        _, reward, term, trunc, info = env.step(0)
+        _, reward, term, trunc, info = env.step(act(0))
         done = term or trunc
         for key in (
             "emotion",
@@ -138,23 +145,29 @@ def test_info_fields(make_env):
     assert info["need"] in NEEDS
 
 
-def test_truncation_at_max_turns(make_env):
+def test_truncation_at_max_turns(make_env, act):
     env = make_env(max_turns=3)
     env.reset(seed=0)
-    flags = [env.step(i % 2)[2:4] for i in range(3)]
+    flags = [env.step(act(i % 2))[2:4] for i in range(3)]
     assert flags[-1] == (False, True)
     with pytest.raises(RuntimeError, match="reset"):
-        env.step(0)
+        env.step(act(0))
 
 
 @pytest.mark.parametrize("bad", [8, -1, 2.5, "0", None, [0, 1], np.array([1, 2])])
-def test_out_of_space_action_is_a_clear_error(make_env, bad):
+def test_out_of_space_action_is_a_clear_error(make_env, act, bad):
     env = make_env()
     env.reset(seed=0)
+    if env.action_space.contains(bad):  # "0" is an utterance in a free-text env
+        pytest.skip(f"{bad!r} is a valid action of this env (an utterance)")
     with pytest.raises(ValueError, match="outside the action space"):
         env.step(bad)
-    env.step(np.int64(2))  # the env is still usable
-    env.step(np.array(3))
+    if isinstance(env.action_space, gym.spaces.Discrete):
+        env.step(np.int64(2))  # the env is still usable
+        env.step(np.array(3))
+    else:
+        env.step(act(2))  # the env is still usable
+        env.step(np.str_(act(3)))
 
 
 def test_bad_arguments(env_id):
@@ -182,50 +195,50 @@ def test_card_option_and_splits(make_env):
     assert not train_sits & {c.situation_id for c in test_env.unwrapped.cards}
 
 
-def test_pickle_and_deepcopy_mid_episode(make_env):
+def test_pickle_and_deepcopy_mid_episode(make_env, act):
     env = make_env()
     env.reset(seed=5)
-    env.step(0)
+    env.step(act(0))
     for clone in (pickle.loads(pickle.dumps(env)), copy.deepcopy(env)):
         a = env.unwrapped.fork()
-        got = [clone.step(1)[4]["emotion"], clone.step(2)[4]["emotion"]]
-        want = [a.step(1)[4]["emotion"], a.step(2)[4]["emotion"]]
+        got = [clone.step(act(1))[4]["emotion"], clone.step(act(2))[4]["emotion"]]
+        want = [a.step(act(1))[4]["emotion"], a.step(act(2))[4]["emotion"]]
         assert got == want
 
 
-def test_fork_is_independent(make_env):
+def test_fork_is_independent(make_env, act):
     env = make_env()
     env.reset(seed=11)
-    env.step(0)
+    env.step(act(0))
     base = env.unwrapped
     state_before = base.core.state.copy()
     rng_before = copy.deepcopy(base.np_random.bit_generator.state)
     fork = base.fork()
     for a in (1, 2, 4, 5):
-        fork.step(a)
+        fork.step(act(a))
     assert base.core.state == state_before
     assert base.np_random.bit_generator.state == rng_before
     assert len(base.messages) == 3
     # and the fork continues exactly as the original would have
     fork2 = base.fork()
-    assert [fork2.step(a)[4]["emotion"] for a in (1, 2)] == [
-        base.step(a)[4]["emotion"] for a in (1, 2)
+    assert [fork2.step(act(a))[4]["emotion"] for a in (1, 2)] == [
+        base.step(act(a))[4]["emotion"] for a in (1, 2)
     ]
 
 
-def test_render(make_env):
+def test_render(make_env, act):
     env = make_env(render_mode="ansi")
     env.reset(seed=0)
-    env.step(0)
+    env.step(act(0))
     text = env.render()
     assert "[" in text and "Agent [Question]" in text
     assert text.count("\n") >= 3
 
 
-def test_human_render_prints(make_env, capsys):
+def test_human_render_prints(make_env, act, capsys):
     env = make_env(render_mode="human")
     env.reset(seed=0)
-    env.step(2)
+    env.step(act(2))
     assert "Reflection of feelings" in capsys.readouterr().out
 
 
@@ -237,7 +250,7 @@ def test_sim_config_passes_through(make_env):
 
 
 @pytest.mark.llm
-def test_default_env_speaks_with_the_embedded_llm(env_id):
+def test_default_env_speaks_with_the_embedded_llm(env_id, act):
     """gym.make(id) with no arguments uses the LLM voice; a seeded episode replays exactly."""
     env = gym.make(env_id, scenarios="test")
     texts = []
@@ -246,7 +259,7 @@ def test_default_env_speaks_with_the_embedded_llm(env_id):
         assert info["voice"] == "llm" and info["voice_config"]["user"]["backend"] == "llama_cpp"
         run = [info["user_utterance"]]
         for a in (0, 2):
-            run.append(env.step(a)[4]["user_utterance"])
+            run.append(env.step(act(a))[4]["user_utterance"])
         texts.append(run)
     assert texts[0] == texts[1]
     assert all(t.strip() for t in texts[0])
@@ -254,8 +267,8 @@ def test_default_env_speaks_with_the_embedded_llm(env_id):
     tmpl = gym.make(env_id, scenarios="test", voice="template")
     tmpl.reset(seed=21)
     env.reset(seed=21)
-    assert [tmpl.step(a)[4]["emotion"] for a in (0, 2)] == [
-        env.step(a)[4]["emotion"] for a in (0, 2)
+    assert [tmpl.step(act(a))[4]["emotion"] for a in (0, 2)] == [
+        env.step(act(a))[4]["emotion"] for a in (0, 2)
     ]
     from dialogue_gym.backends import get_backend
 
@@ -295,14 +308,14 @@ def test_any_action_sequence_keeps_the_invariants(actions, seed, sim):
             break
 
 
-def test_silent_fork_has_the_same_dynamics(make_env):
+def test_silent_fork_has_the_same_dynamics(make_env, act):
     env = make_env()
     env.reset(seed=13)
-    env.step(0)
+    env.step(act(0))
     silent = env.unwrapped.fork(voice=False)
     loud = env.unwrapped.fork()
     for a in (1, 2, 5):
-        s, l_ = silent.step(a), loud.step(a)
+        s, l_ = silent.step(act(a)), loud.step(act(a))
         assert s[4]["emotion"] == l_[4]["emotion"] and np.array_equal(s[0]["score"], l_[0]["score"])
         assert s[4]["user_utterance"] == "" and l_[4]["user_utterance"]
     assert env.unwrapped.voice.kind == "template"

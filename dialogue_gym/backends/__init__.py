@@ -4,8 +4,14 @@ A *spec* names a backend and its options without holding a live model, so enviro
 that carry it pickle and deep-copy cheaply:
 
 - a string: ``"llama_cpp"`` or ``"llama_cpp:/path/to/model.gguf"`` (the part after the first
-  ``:`` is the backend's main argument: a model path for ``llama_cpp``);
+  ``:`` is the backend's main argument: a model path for ``llama_cpp``, a hub id or path for
+  ``transformers``, the base URL for ``openai``: ``"openai:http://127.0.0.1:8000/v1"``);
 - a mapping: ``{"name": "llama_cpp", "model_path": "/path/model.gguf", "n_ctx": 2048}``.
+
+The backends: ``llama_cpp`` (the embedded GGUF on the CPU, the default), ``transformers``
+(:mod:`~dialogue_gym.backends.transformers_backend`: any causal LM, CPU or GPU, true
+batching) and ``openai`` (:mod:`~dialogue_gym.backends.openai_backend`: any
+OpenAI-compatible server). See ``docs/backends.md``.
 
 :func:`get_backend` resolves a spec to one instance per process (the model loads once and
 every environment shares it). New backends join the registry with :func:`register_backend`.
@@ -159,4 +165,18 @@ def _llama_cpp_factory(**options: Any) -> Backend:
     return LlamaCppBackend(**options)
 
 
+def _transformers_factory(**options: Any) -> Backend:
+    from dialogue_gym.backends.transformers_backend import TransformersBackend
+
+    return TransformersBackend(**options)
+
+
+def _openai_factory(**options: Any) -> Backend:
+    from dialogue_gym.backends.openai_backend import OpenAIBackend
+
+    return OpenAIBackend(**options)
+
+
 register_backend("llama_cpp", _llama_cpp_factory, main_arg="model_path")
+register_backend("transformers", _transformers_factory, main_arg="model")
+register_backend("openai", _openai_factory, main_arg="base_url")

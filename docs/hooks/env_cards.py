@@ -244,6 +244,8 @@ def render_card(env_id: str) -> str:
 
     spec = gymnasium.spec(env_id)
     obj = load_entry_point(spec.entry_point)
+    # A factory entry point (it wraps the env with a reward) names the env class it builds.
+    obj = getattr(obj, "env_class", obj)
     summary, sections = split_sections(env_docstring(obj))
     titles = {title for title, _ in sections}
     missing = [name for name in SECTIONS[:-1] if name not in titles]

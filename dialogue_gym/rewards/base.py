@@ -1,0 +1,166 @@
+"""What every reward wrapper shares: named components in ``info`` and its own seeded generator.
+
+A reward wrapper is a full :class:`gymnasium.Wrapper` (a ``RewardWrapper`` sees only the
+scalar). Each one writes the components it used into ``info["reward_components"]``, a flat
+dict shared by the whole stack: the wrapper's own reward under its ``name`` and its raw parts
+under ``name/part``. A wrapper never overwrites an entry another wrapper wrote.
+
+Example:
+    >>> info = {"reward_components": {"sparse": 0.0}}
+    >>> add_components(info, {"mine": 0.5, "mine/part": 1.0})
+    >>> info["reward_components"]
+    {'sparse': 0.0, 'mine': 0.5, 'mine/part': 1.0}
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium.envs.registration import EnvSpec, WrapperSpec
+
+#: The ``info`` key that holds every reward wrapper's components.
+COMPONENTS_KEY = "reward_components"
+
+
+def add_components(info: dict[str, Any], entries: Mapping[str, float]) -> None:
+    """Add ``entries`` to ``info["reward_components"]``, never overwriting an existing one.
+
+    Args:
+        info: A step's or a reset's ``info`` (changed in place).
+        entries: Component name -> value.
+
+    Raises:
+        ValueError: If a name is already there (two wrappers with the same ``name``).
+    """
+    components = info.get(COMPONENTS_KEY)
+    if components is None:
+        components = info[COMPONENTS_KEY] = {}
+    for key, value in entries.items():
+        if key in components:
+            raise ValueError(
+                f"reward component {key!r} is already in info[{COMPONENTS_KEY!r}] (written by "
+                "a wrapper below): give this wrapper another name=..."
+            )
+        components[key] = value
+
+
+def iter_wrappers(env: gym.Env) -> Iterator[gym.Env]:
+    """``env`` and every wrapper below it, outermost first (the unwrapped env last)."""
+    while True:
+        yield env
+        if not isinstance(env, gym.Wrapper):
+            return
+        env = env.env
+
+
+def reward_names_below(env: gym.Env) -> set[str]:
+    """The names of the reward wrappers in ``env``'s stack."""
+    return {w.name for w in iter_wrappers(env) if isinstance(w, ComponentRewardWrapper)}
+
+
+def episode_rng(env: gym.Env, seed: int) -> np.random.Generator:
+    """A generator for one episode's extra randomness, that leaves the env's ``np_random`` alone.
+
+    Seeded from what the env drew at reset (the card and the per-turn noise of its
+    affective core: a function of the env's seed and of how many episodes it has played)
+    and the wrapper's own ``seed``. The same env seed therefore gives the same draws, a new
+    episode new ones, and nothing is drawn from the env's generator.
+    """
+    core = env.unwrapped.core
+    digest = hashlib.blake2b(digest_size=16)
+    digest.update(np.asarray(core.noise, dtype=np.float64).tobytes())
+    digest.update(core.card.id.encode())
+    entropy = int.from_bytes(digest.digest(), "little")
+    return np.random.Generator(np.random.PCG64(np.random.SeedSequence([entropy, int(seed)])))
+
+
+def wrapper_spec(wrapper: gym.Wrapper) -> EnvSpec | None:
+    """``wrapper.spec``, without deep-copying anything.
+
+    Gymnasium's ``Wrapper.spec`` deep-copies the whole spec and gives ``None`` when it cannot
+    (an env made with a backend object holding a lock, say). A reward wrapper is applied by
+    the registered entry point, inside ``gym.make``, which needs the spec; so the spec below
+    and this wrapper's arguments (a rollout policy may be a large model) are shared: a spec
+    is only read.
+    """
+    env_spec = wrapper.env.spec
+    if env_spec is None:
+        return None
+    kwargs = {key: value for key, value in wrapper._saved_kwargs.items() if key != "env"}
+    entry = WrapperSpec(
+        name=wrapper.class_name(),
+        entry_point=f"{type(wrapper).__module__}:{type(wrapper).__name__}",
+        kwargs=kwargs,
+    )
+    return dataclasses.replace(env_spec, additional_wrappers=(*env_spec.additional_wrappers, entry))
+
+
+class ComponentRewardWrapper(gym.Wrapper, gym.utils.RecordConstructorArgs):
+    """Base class: replaces the reward and logs its components in ``info``.
+
+    Subclasses set ``parts`` (the names of their raw parts) and implement :meth:`reward`;
+    :meth:`combine` says how their reward meets the one below (default: replaces it).
+    Every step writes ``name`` (the wrapper's reward) and ``name/part`` for each part; every
+    reset writes the same keys as ``0.0``, so vector envs see the same keys each step and an
+    autoreset step never shows the previous episode's values.
+
+    Args:
+        env: The env to wrap (``env.unwrapped`` is an ``EmpathyDialogueEnv``).
+        name: The key of this wrapper's reward in ``info["reward_components"]``.
+    """
+
+    parts: tuple[str, ...] = ()
+
+    def __init__(self, env: gym.Env, name: str) -> None:
+        if not hasattr(self, "_saved_kwargs"):  # a subclass that did not record its arguments
+            gym.utils.RecordConstructorArgs.__init__(self, name=name)
+        gym.Wrapper.__init__(self, env)
+        if not isinstance(name, str) or not name or "/" in name:
+            raise ValueError(f"name must be a non-empty string without '/', got {name!r}")
+        if name in reward_names_below(env):
+            raise ValueError(
+                f"a reward wrapper named {name!r} is already in this stack; "
+                "give this one another name=..."
+            )
+        self.name = name
+        self.keys = (name, *(f"{name}/{part}" for part in self.parts))
+
+    @property
+    def spec(self) -> EnvSpec | None:
+        if self._cached_spec is None:
+            self._cached_spec = wrapper_spec(self)
+        return self._cached_spec
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[Any, dict[str, Any]]:
+        obs, info = self.env.reset(seed=seed, options=options)
+        self.on_reset(info)
+        add_components(info, dict.fromkeys(self.keys, 0.0))
+        return obs, info
+
+    def step(self, action: Any) -> tuple[Any, float, bool, bool, dict[str, Any]]:
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        own, parts = self.reward(float(reward), terminated, truncated, info)
+        entries = {self.name: own}
+        entries.update(zip(self.keys[1:], parts, strict=True))
+        add_components(info, entries)
+        return obs, self.combine(float(reward), own), terminated, truncated, info
+
+    def on_reset(self, info: dict[str, Any]) -> None:
+        """Start an episode (after the env's reset). Default: nothing."""
+
+    def reward(
+        self, reward: float, terminated: bool, truncated: bool, info: dict[str, Any]
+    ) -> tuple[float, tuple[float, ...]]:
+        """This wrapper's reward and the raw values of ``parts``, from the step below."""
+        raise NotImplementedError
+
+    def combine(self, reward_below: float, own: float) -> float:
+        """The reward passed up. Default: this wrapper's own, replacing the one below."""
+        return own

@@ -1,0 +1,86 @@
+"""CompositeReward: a weighted sum of named reward components."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import gymnasium as gym
+
+from dialogue_gym.rewards.base import COMPONENTS_KEY, ComponentRewardWrapper, reward_names_below
+
+
+class CompositeReward(ComponentRewardWrapper):
+    """``sum(weight x info["reward_components"][name])`` over ``weights``.
+
+    The names are components written by reward wrappers below (a wrapper's ``name`` or one
+    of its parts, ``"multi_turn/emotion"``). A name whose wrapper is not in the stack yet
+    and is one of the built-in rewards (``"sparse"``, ``"final_emotion"``, ``"next_turn"``,
+    ``"multi_turn"``, ``"emotion_delta"``, ``"potential_emotion"``) is added below this
+    wrapper, with its defaults or the arguments in ``reward_kwargs[name]``. A weight of 0 keeps
+    the component in ``info`` without adding it to the sum. ``"potential_emotion"`` adds only
+    its shaping term here.
+
+    Components: ``name`` (the weighted sum); the summed components are already logged.
+
+    Args:
+        env: The env to wrap.
+        weights: Component name -> weight.
+        reward_kwargs: Built-in reward name -> keyword arguments, for the ones added here.
+        name: Key in ``info["reward_components"]``.
+
+    Example:
+        >>> import gymnasium as gym
+        >>> import dialogue_gym
+        >>> env = gym.make("EmpathyDialogue-v0", voice="template", reward="composite",
+        ...                reward_kwargs={"weights": {"sparse": 1.0, "emotion_delta": 0.5}})
+        >>> _ = env.reset(seed=0)
+        >>> _, reward, _, _, info = env.step(0)
+        >>> c = info["reward_components"]
+        >>> reward == c["composite"] == 1.0 * c["sparse"] + 0.5 * c["emotion_delta"]
+        True
+    """
+
+    def __init__(
+        self,
+        env: gym.Env,
+        weights: Mapping[str, float],
+        reward_kwargs: Mapping[str, Mapping[str, Any]] | None = None,
+        name: str = "composite",
+    ) -> None:
+        from dialogue_gym.rewards.registry import COMPONENT_WRAPPERS
+
+        if not weights:
+            raise ValueError("weights must name at least one component")
+        for key, weight in weights.items():
+            if not isinstance(weight, int | float) or not math.isfinite(weight):
+                raise ValueError(f"weight of {key!r} must be a finite number, got {weight!r}")
+        reward_kwargs = dict(reward_kwargs or {})
+        unused = set(reward_kwargs) - {key.partition("/")[0] for key in weights}
+        if unused:
+            raise ValueError(f"reward_kwargs for reward(s) not in weights: {sorted(unused)}")
+        # Not deep-copied: reward_kwargs may hold a rollout policy (see MultiTurnValueReward).
+        gym.utils.RecordConstructorArgs.__init__(
+            self, _disable_deepcopy=True, weights=weights, reward_kwargs=reward_kwargs, name=name
+        )
+        for key in weights:
+            base = key.partition("/")[0]
+            if base in COMPONENT_WRAPPERS and base not in reward_names_below(env):
+                env = COMPONENT_WRAPPERS[base](env, **reward_kwargs.get(base, {}))
+        super().__init__(env, name)
+        self.weights = {key: float(weight) for key, weight in weights.items()}
+        self._summed = [(key, w) for key, w in self.weights.items() if w != 0.0]
+
+    def reward(
+        self, reward: float, terminated: bool, truncated: bool, info: dict[str, Any]
+    ) -> tuple[float, tuple[float, ...]]:
+        components = info.get(COMPONENTS_KEY, {})
+        try:
+            total = sum(w * components[key] for key, w in self._summed)
+        except KeyError as missing:
+            raise KeyError(
+                f"component {missing} is not in info[{COMPONENTS_KEY!r}]; "
+                f"there are: {sorted(components)}"
+            ) from None
+        return float(total), ()

@@ -1,0 +1,94 @@
+"""The default rollout policy for look-ahead: ESConv's stage heuristic, read off a forked core.
+
+Building an observation costs about as much as a core step; a look-ahead of k futures of
+w turns would build k x w of them. :class:`StageHeuristicRollout` applies
+:class:`~dialogue_gym.agents.StageHeuristicPolicy`'s rule to the same observable quantities
+(the revealed need cues, the user's last act) read directly from the core's state, rounded to
+``float32`` as the observation rounds them, so it chooses exactly what the policy would
+choose from ``env.observe(core)``.
+
+Example:
+    >>> import gymnasium as gym
+    >>> import dialogue_gym
+    >>> env = gym.make("EmpathyDialogue-v0", voice="template")
+    >>> _ = env.reset(seed=0)
+    >>> core = env.unwrapped.core
+    >>> StageHeuristicRollout().act_core(core) == StageHeuristicPolicy()(env.unwrapped.observe(core))
+    True
+"""
+
+from __future__ import annotations
+
+from array import array
+from typing import Any, Protocol, runtime_checkable
+
+from dialogue_gym.agents import StageHeuristicPolicy
+from dialogue_gym.constants import (
+    AFFIRMATION,
+    NEEDS,
+    QUESTION,
+    REFLECTION,
+    RESTATEMENT,
+    USER_ACTS,
+)
+
+_USER_ACT_INDEX = {act: i for i, act in enumerate(USER_ACTS)}
+_RESIST = USER_ACTS.index("resist")
+_AGREE = USER_ACTS.index("agree")
+
+
+@runtime_checkable
+class CorePolicy(Protocol):
+    """A rollout policy that reads the affective core instead of an observation (faster)."""
+
+    def reset(self, seed: int | None = None) -> None:
+        """Start a new rollout."""
+
+    def act_core(self, core: Any) -> int:
+        """Choose the next strategy from ``core``'s state (observable parts only)."""
+
+
+class StageHeuristicRollout(StageHeuristicPolicy):
+    """:class:`~dialogue_gym.agents.StageHeuristicPolicy`, reading a core instead of an observation.
+
+    Takes the same arguments; ``policy(obs)`` still works, ``policy.act_core(core)`` is the
+    fast path the look-ahead uses.
+    """
+
+    def __copy__(self) -> StageHeuristicRollout:
+        # The look-ahead copies the policy once per future: skip copy's generic protocol.
+        new = object.__new__(type(self))
+        new.__dict__.update(self.__dict__)
+        return new
+
+    def act_core(self, core: Any) -> int:
+        """Choose the next strategy from ``core``'s revealed cues and the user's last act."""
+        s = core.state
+        user_act = _USER_ACT_INDEX[s.user_act]
+        last = self._last
+        if user_act == _AGREE:
+            act = REFLECTION if last != REFLECTION else AFFIRMATION
+        elif self._helped or (user_act == _RESIST and last not in (QUESTION, RESTATEMENT)):
+            self._helped = False
+            self._comforted = 1
+            act = QUESTION if last != QUESTION else RESTATEMENT
+        else:
+            cues = array("f", s.evidence).tolist()  # float32, as the observation holds them
+            ranked = sorted(cues)
+            best, second = ranked[-1], ranked[-2]
+            confident = best >= self.confidence and best - second >= self.margin
+            if not confident and self._explored < self.max_explore:
+                self._explored += 1
+                act = QUESTION if last != QUESTION else RESTATEMENT
+            elif self._comforted < 1:
+                self._comforted += 1
+                act = REFLECTION if last != REFLECTION else AFFIRMATION
+            else:
+                # The first need with the most evidence, as a stable sort would rank it.
+                act = self.resolvers[NEEDS[cues.index(best)]][0]
+                if act == last:
+                    act = REFLECTION if act != REFLECTION else AFFIRMATION
+                else:
+                    self._helped = True
+        self._last = act
+        return act

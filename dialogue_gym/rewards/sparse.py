@@ -1,0 +1,80 @@
+"""SparseBonus: the coarse end-of-episode bonus, or RLVER's final-emotion reward."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+
+from dialogue_gym.rewards.base import ComponentRewardWrapper
+
+_KINDS = ("success", "final_emotion")
+
+
+class SparseBonus(ComponentRewardWrapper):
+    """0 on every turn until the episode ends; then the bonus.
+
+    - ``kind="success"`` (the coarse bonus): ``bonus`` if the user's need is resolved and
+      they thank the agent (success), else 0.
+    - ``kind="final_emotion"`` (RLVER): ``bonus x max(e_T / 100, 0)`` with ``e_T`` the final
+      emotion score, paid once at the end whether the episode terminated or was truncated.
+      ``bonus=1`` is RLVER's reward exactly.
+
+    In both kinds ``leave_penalty`` is subtracted when the user leaves (emotion fell to the
+    leave threshold).
+
+    Components: ``name`` (the reward); ``name/success`` (1.0 on a successful end) or
+    ``name/emotion`` (``max(e_T/100, 0)`` at the end); ``name/left`` (1.0 when the user
+    left). All 0.0 before the end.
+
+    Args:
+        env: The env to wrap.
+        bonus: Weight of the success indicator (or of the final emotion level).
+        leave_penalty: Subtracted when the user leaves (``1.0`` gives -1 for leaving).
+        kind: ``"success"`` or ``"final_emotion"``.
+        name: Key in ``info["reward_components"]``; by default the kind's name
+            (``"sparse"`` or ``"final_emotion"``).
+
+    Example:
+        >>> import gymnasium as gym
+        >>> import dialogue_gym
+        >>> env = SparseBonus(
+        ...     gym.make("EmpathyDialogue-v0", voice="template", reward=None),
+        ...     kind="final_emotion",
+        ... )
+        >>> _ = env.reset(seed=0)
+        >>> _, reward, terminated, truncated, info = env.step(0)
+        >>> reward, info["reward_components"]["final_emotion"]
+        (0.0, 0.0)
+    """
+
+    def __init__(
+        self,
+        env: gym.Env,
+        bonus: float = 1.0,
+        leave_penalty: float = 0.0,
+        kind: str = "success",
+        name: str | None = None,
+    ) -> None:
+        if kind not in _KINDS:
+            raise ValueError(f"kind must be one of {list(_KINDS)}, got {kind!r}")
+        gym.utils.RecordConstructorArgs.__init__(
+            self, bonus=bonus, leave_penalty=leave_penalty, kind=kind, name=name
+        )
+        self.parts = ("success" if kind == "success" else "emotion", "left")
+        super().__init__(env, name or ("sparse" if kind == "success" else "final_emotion"))
+        self.bonus = float(bonus)
+        self.leave_penalty = float(leave_penalty)
+        self.kind = kind
+
+    def reward(
+        self, reward: float, terminated: bool, truncated: bool, info: dict[str, Any]
+    ) -> tuple[float, tuple[float, ...]]:
+        if not (terminated or truncated):
+            return 0.0, (0.0, 0.0)
+        if self.kind == "success":
+            value = 1.0 if info["success"] else 0.0
+        else:
+            value = max(info["emotion"] / 100.0, 0.0)
+        left = 1.0 if info["user_left"] else 0.0
+        return self.bonus * value - self.leave_penalty * left, (value, left)
