@@ -57,7 +57,9 @@ class PlannerRealiserAgent:
     ) -> None:
         self.planner = planner
         self.realiser = (
-            make_agent_realiser(realiser, backend=backend) if isinstance(realiser, str) else realiser
+            make_agent_realiser(realiser, backend=backend)
+            if isinstance(realiser, str)
+            else realiser
         )
         self.planned: list[int] = []
         self.recognised: list[int] = []

@@ -7,6 +7,7 @@ import importlib.util
 import json
 import math
 import pickle
+import re
 import sys
 from dataclasses import fields
 from pathlib import Path
@@ -650,6 +651,17 @@ def test_reward_cost_benchmark_quick(tmp_path):
     saved = json.loads(out.read_text())
     assert saved["multi_turn_ratio"] == results["multi_turn_ratio"]
     assert saved["us_per_core_step"] > 0 and "multi_turn" in saved["us_per_env_step"]
+
+
+def test_rewards_page_examples_run():
+    """The python examples of docs/rewards.md run, in order, as written."""
+    page = (ROOT / "docs" / "rewards.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"^```python\n(.*?)^```", page, flags=re.MULTILINE | re.DOTALL)
+    assert len(blocks) >= 4
+    namespace: dict = {"__name__": "__docs_example__"}
+    for i, block in enumerate(blocks):
+        exec(compile(block, f"docs/rewards.md[python block {i}]", "exec"), namespace)
+    assert "grounding/cue" in namespace["info"]["reward_components"]
 
 
 def test_package_exports():

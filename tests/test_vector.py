@@ -12,7 +12,15 @@ from stable_baselines3 import PPO
 import dialogue_gym  # noqa: F401
 from dialogue_gym.backends import GenerationParams
 from dialogue_gym.sb3 import SB3VecEnv, make_sb3_vec_env
+from dialogue_gym.text_env import EXAMPLE_UTTERANCES
 from dialogue_gym.vector import EmpathyDialogueVectorEnv
+
+
+def as_actions(env_id, strategies):
+    """Strategy indices as actions of ``env_id`` (the text env takes words for them)."""
+    if "Text" in env_id:
+        return [EXAMPLE_UTTERANCES[int(a)] for a in strategies]
+    return [int(a) for a in strategies]
 
 
 class CountingBackend:
@@ -57,10 +65,10 @@ def test_vector_matches_single_envs(env_id):
         assert infos["user_utterance"][i] == info["user_utterance"]
     rng = np.random.default_rng(0)
     for _ in range(4):
-        actions = rng.integers(8, size=n)
+        actions = as_actions(env_id, rng.integers(8, size=n))
         obs, rewards, term, trunc, infos = envs.step(actions)
         for i, env in enumerate(singles):
-            o, r, t, tr, info = env.step(int(actions[i]))
+            o, r, t, tr, info = env.step(actions[i])
             assert np.array_equal(obs["emotion"][i], o["emotion"]) and rewards[i] == r
             assert (term[i], trunc[i]) == (t, tr)
             assert infos["agent_utterance"][i] == info["agent_utterance"]
@@ -70,10 +78,11 @@ def test_vector_matches_single_envs(env_id):
 def test_next_step_autoreset_resets_with_zero_reward(env_id):
     envs = gym.make_vec(env_id, num_envs=2, voice="template", max_turns=2)
     envs.reset(seed=0)
-    envs.step([0, 0])
-    _, _, term, trunc, _ = envs.step([0, 0])
+    envs.step(as_actions(env_id, [0, 0]))
+    _, _, term, trunc, _ = envs.step(as_actions(env_id, [0, 0]))
     assert (term | trunc).all()
-    obs, rewards, term, trunc, infos = envs.step([5, 5])  # ignored: these users are reset
+    # ignored: these users are reset
+    obs, rewards, term, trunc, infos = envs.step(as_actions(env_id, [5, 5]))
     assert (rewards == 0).all() and not term.any() and not trunc.any()
     assert (obs["turn"] == 0).all() and (obs["history"] == 0).all()
     envs.close()

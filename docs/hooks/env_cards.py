@@ -214,6 +214,11 @@ def spec_table(env_id: str) -> str:
     rows = [
         ("id", f"`{spec.id}`"),
         ("entry point", f"`{_entry_point_name(spec.entry_point)}`"),
+    ]
+    env_class = getattr(load_entry_point(spec.entry_point), "env_class", None)
+    if env_class is not None:  # a factory that wraps the env (with a reward)
+        rows.append(("env class", f"`{_entry_point_name(env_class)}`"))
+    rows += [
         ("max_episode_steps", _code(spec.max_episode_steps)),
         ("reward_threshold", _code(spec.reward_threshold)),
         ("nondeterministic", _code(spec.nondeterministic)),
