@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import gymnasium as gym
 import pytest
+import torch
 
 import dialogue_gym
+
+# pytest-xdist runs one worker per core; torch's own intra-op threads on top of that
+# oversubscribe the cores and make small SB3 updates many times slower.
+torch.set_num_threads(1)
 
 
 @pytest.fixture(params=dialogue_gym.ENV_IDS)
