@@ -215,3 +215,61 @@ class Options(gym.Wrapper, gym.utils.RecordConstructorArgs):
             "primitive": primitive,
         }
         return obs, total, terminated, truncated, info
+
+
+class HierarchicalPolicy:
+    """A high-level policy over options, played one primitive turn at a time.
+
+    It makes the same choices as the policy acting in :class:`Options` — pick an option,
+    follow it until its ``max_turns`` or its ``until`` predicate — but answers each turn
+    with a strategy, so it can act in the bare env and be measured like any flat policy.
+
+    Args:
+        manager: Picks an option index from an observation: a callable or an SB3 model.
+        options: The options, in the manager's action order (``Option`` objects or names of
+            built-in ones; default: the five built-ins).
+
+    Example:
+        >>> import gymnasium as gym
+        >>> import dialogue_gym
+        >>> from dialogue_gym.evaluation import run_episode
+        >>> env = gym.make("EmpathyDialogue-v0", voice="template", scenarios="test")
+        >>> policy = HierarchicalPolicy(lambda obs: 0)  # always "explore"
+        >>> run_episode(env, policy, seed=0).strategies[:2]
+        [0, 1]
+        >>> policy.chosen[0]
+        'explore'
+    """
+
+    def __init__(self, manager: Any, options: Sequence[Option | str] | None = None) -> None:
+        chosen = list(options) if options is not None else list(BUILTIN_OPTIONS)
+        self.options = [BUILTIN_OPTIONS[o] if isinstance(o, str) else o for o in chosen]
+        self._manager = _as_policy(manager)
+        self._policies = [_as_policy(o.policy) for o in self.options]
+        self.reset()
+
+    def reset(self, seed: int | None = None) -> None:
+        """Forget the option in progress (call at each episode start)."""
+        self._current: int | None = None
+        self._turns = 0
+        #: The names of the options picked this episode, in order.
+        self.chosen: list[str] = []
+
+    def _option_over(self, obs: Observation) -> bool:
+        if self._current is None:
+            return True
+        option = self.options[self._current]
+        if self._turns >= option.max_turns:
+            return True
+        # Options checks ``until`` on the observation after a turn: that is this one.
+        return option.until is not None and bool(option.until(obs))
+
+    def __call__(self, obs: Observation) -> int:
+        if self._option_over(obs):
+            index = int(self._manager(obs))
+            if not 0 <= index < len(self.options):
+                raise ValueError(f"the manager chose option {index}; have {len(self.options)}")
+            self._current, self._turns = index, 0
+            self.chosen.append(self.options[index].name)
+        self._turns += 1
+        return int(self._policies[self._current](obs))
