@@ -214,3 +214,31 @@ def test_short_ppo_over_options_beats_the_random_high_level_policy():
     learned = success(lambda o, rng: int(model.predict(o, deterministic=True)[0]))
     random = success(lambda o, rng: int(rng.integers(len(BUILTIN_OPTIONS))))
     assert learned > random + 0.2
+
+
+def test_hierarchical_policy_plays_the_same_turns_as_options():
+    from dialogue_gym.hierarchy import HierarchicalPolicy
+
+    # A manager that depends on the observation, so a misaligned option boundary would show.
+    def manager(obs):
+        return int(np.argmax(obs["need_cues"]) * 3 + np.argmax(obs["last_act"])) % 5
+
+    for seed in range(6):
+        options_env = Options(gym.make("EmpathyDialogue-v0", voice="template", scenarios="test"))
+        obs, _ = options_env.reset(seed=seed)
+        via_options, done = [], False
+        while not done:
+            obs, _, term, trunc, info = options_env.step(manager(obs))
+            via_options += [p["action"] for p in info["primitive"]]
+            done = term or trunc
+        flat = gym.make("EmpathyDialogue-v0", voice="template", scenarios="test")
+        policy = HierarchicalPolicy(manager)
+        obs, _ = flat.reset(seed=seed)
+        policy.reset()
+        turns, done = [], False
+        while not done:
+            action = policy(obs)
+            obs, _, term, trunc, _ = flat.step(action)
+            turns.append(action)
+            done = term or trunc
+        assert turns == via_options
