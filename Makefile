@@ -11,10 +11,11 @@ PYTEST_WORKERS ?= 2
 export NO_MKDOCS_2_WARNING := 1
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test lint format docs docs-serve bench clean distclean
+.PHONY: help install run demo test lint format docs docs-serve bench clean distclean
 
 help:
-	@echo "make run     install (if needed) and run the demo"
+	@echo "make run     install (if needed) and run the quick reward study (under 15 min)"
+	@echo "make demo    install (if needed) and play demo transcripts with the LLM voice"
 	@echo "make test    install (if needed), lint, run the whole test suite, build the docs"
 	@echo "make lint    ruff check + ruff format --check"
 	@echo "make format  ruff format + ruff check --fix"
@@ -38,6 +39,9 @@ $(STAMP): setup.cfg pyproject.toml $(PKG_INITS) | $(BIN)/python
 install: $(STAMP)
 
 run: $(STAMP)
+	$(BIN)/dialogue-gym study --quick
+
+demo: $(STAMP)
 	$(BIN)/dialogue-gym demo
 
 test: $(STAMP)

@@ -246,14 +246,18 @@ class HierarchicalPolicy:
         self.options = [BUILTIN_OPTIONS[o] if isinstance(o, str) else o for o in chosen]
         self._manager = _as_policy(manager)
         self._policies = [_as_policy(o.policy) for o in self.options]
+        self._current: int | None = None
+        self._turns = 0
+        self.chosen: list[str] = []
         self.reset()
 
     def reset(self, seed: int | None = None) -> None:
         """Forget the option in progress (call at each episode start)."""
-        self._current: int | None = None
+        if hasattr(self._manager, "reset"):  # a recurrent manager's memory, for one
+            self._manager.reset(seed=seed)
+        self._current = None
         self._turns = 0
-        #: The names of the options picked this episode, in order.
-        self.chosen: list[str] = []
+        self.chosen = []  # the names of the options picked this episode, in order
 
     def _option_over(self, obs: Observation) -> bool:
         if self._current is None:

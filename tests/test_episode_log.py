@@ -1,0 +1,229 @@
+"""EpisodeLogger: one JSON line per episode, flushed as it ends; under SB3; pickling; reading."""
+
+from __future__ import annotations
+
+import io
+import json
+import pickle
+import subprocess
+import sys
+import textwrap
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+import dialogue_gym  # noqa: F401  (registers the envs)
+from dialogue_gym.episode_log import EPISODE_FIELDS, STEP_FIELDS, EpisodeLogger, read_episodes
+from dialogue_gym.text_env import EXAMPLE_UTTERANCES
+
+
+def make(path, env_id: str = "EmpathyDialogue-v0", **kwargs) -> EpisodeLogger:
+    extra = kwargs.pop("extra", None)
+    env = gym.make(env_id, voice="template", scenarios="test", **kwargs)
+    return EpisodeLogger(env, path, extra=extra)
+
+
+def play(env: gym.Env, steps: int | None = None, action=0, seed: int | None = 0) -> int:
+    """Reset, then step until the episode ends (or ``steps`` steps); the steps taken."""
+    env.reset(seed=seed)
+    taken = 0
+    while steps is None or taken < steps:
+        *_, terminated, truncated, _ = env.step(action)
+        taken += 1
+        if terminated or truncated:
+            break
+    return taken
+
+
+def lines(path) -> list[str]:
+    return path.read_text(encoding="utf-8").splitlines() if path.exists() else []
+
+
+def test_flushed_per_episode_while_the_env_is_open(tmp_path):
+    path = tmp_path / "log.jsonl"
+    env = make(path)
+    turns = play(env)
+    assert len(lines(path)) == 1  # on disk now, the env still open
+    play(env, steps=2, seed=1)
+    assert len(lines(path)) == 1  # the episode in flight is not written yet
+    env.close()
+    first, cut = read_episodes(path)
+    assert first["complete"] is True and first["turns"] == turns
+    assert cut["complete"] is False and cut["turns"] == 2 and cut["seed"] == 1
+    assert cut["success"] is False and cut["user_left"] is False
+    assert len(cut["messages"]) == 1 + 2 * 2
+    assert read_episodes(path, complete_only=True) == [first]
+
+
+def test_a_crash_keeps_the_finished_episodes(tmp_path):
+    path = tmp_path / "log.jsonl"
+    script = textwrap.dedent(
+        f"""
+        import os
+        import gymnasium as gym
+        import dialogue_gym
+        from dialogue_gym.episode_log import EpisodeLogger
+        env = EpisodeLogger(gym.make("EmpathyDialogue-v0", voice="template"), {str(path)!r})
+        for seed in range(3):
+            env.reset(seed=seed)
+            done = False
+            while not done:
+                *_, terminated, truncated, _ = env.step(0)
+                done = terminated or truncated
+        env.reset(seed=3)
+        env.step(0)
+        os._exit(1)  # dies mid-episode: no close, no cleanup
+        """
+    )
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=120)
+    assert proc.returncode == 1, proc.stderr.decode()
+    episodes = read_episodes(path)
+    assert [e["seed"] for e in episodes] == [0, 1, 2]
+    assert all(e["complete"] and e["turns"] == len(e["steps"]) for e in episodes)
+
+
+def test_every_field_and_the_extra_ones(tmp_path):
+    path = tmp_path / "log.jsonl"
+    extra = {"policy": "always-question", "learner": np.str_("ppo"), "lr": np.float32(0.5)}
+    env = make(path, extra=extra, reward="emotion_delta")
+    play(env)
+    extra["policy"] = "changed"  # the dict is the logger's: later episodes see the change
+    play(env, seed=1)
+    env.close()
+    first, second = read_episodes(path)
+    assert set(first) == {*EPISODE_FIELDS, "policy", "learner", "lr"}
+    assert first["policy"] == "always-question" and second["policy"] == "changed"
+    assert first["learner"] == "ppo" and first["lr"] == 0.5
+    assert first["env_id"] == "EmpathyDialogue-v0" and first["voice"] == "template"
+    assert first["card_id"].startswith("test-") and first["need"] in first["card_id"]
+    assert first["episode"] == 0 and second["episode"] == 1
+    step = first["steps"][0]
+    assert set(step) == set(STEP_FIELDS)
+    assert step["strategy"] == "Question" and step["acts"] is None
+    assert step["turn"] == 1 and step["emotion_before"] == first["initial_emotion"]
+    assert step["change"] == pytest.approx(step["emotion"] - step["emotion_before"])
+    assert step["reward_components"]["emotion_delta"] == step["reward"]
+    assert first["final_emotion"] == first["steps"][-1]["emotion"]
+    assert first["episode_return"] == pytest.approx(sum(s["reward"] for s in first["steps"]))
+    # The messages are the chat: the steps' lines in order.
+    said = [m["content"] for m in first["messages"][1:]]
+    assert said == [text for s in first["steps"] for text in (s["agent"], s["user"])]
+
+
+def test_extra_may_not_shadow_a_field(tmp_path):
+    env = gym.make("EmpathyDialogue-v0", voice="template")
+    with pytest.raises(ValueError, match="clash"):
+        EpisodeLogger(env, tmp_path / "log.jsonl", extra={"turns": 3})
+
+
+def test_text_env_logs_the_agents_own_words(tmp_path):
+    path = tmp_path / "log.jsonl"
+    env = make(path, "EmpathyDialogueText-v0", max_turns=2)
+    play(env, action=EXAMPLE_UTTERANCES[2])
+    env.close()
+    [episode] = read_episodes(path)
+    assert episode["env_id"] == "EmpathyDialogueText-v0"
+    assert [s["agent"] for s in episode["steps"]] == [EXAMPLE_UTTERANCES[2]] * 2
+    assert episode["steps"][0]["acts"][0] == "Reflection of feelings"
+
+
+def test_reset_cuts_an_episode_and_an_empty_one_is_not_written(tmp_path):
+    path = tmp_path / "log.jsonl"
+    env = make(path)
+    env.reset(seed=0)
+    env.reset(seed=1)  # no step: nothing to log
+    env.step(0)
+    env.reset(seed=2)  # one step in flight: logged as incomplete
+    assert [(e["seed"], e["complete"], e["turns"]) for e in read_episodes(path)] == [(1, False, 1)]
+    env.close()
+    env.close()  # idempotent
+    assert len(lines(path)) == 1
+
+
+def test_append_false_empties_the_file(tmp_path):
+    path = tmp_path / "log.jsonl"
+    path.write_text('{"old": true}\n')
+    env = EpisodeLogger(gym.make("EmpathyDialogue-v0", voice="template"), path, append=False)
+    play(env)
+    env.close()
+    assert len(lines(path)) == 1 and "old" not in read_episodes(path)[0]
+
+
+def test_writes_to_a_file_object_and_leaves_it_open(tmp_path):
+    stream = io.StringIO()
+    env = make(stream)
+    play(env)
+    env.close()
+    assert not stream.closed
+    assert json.loads(stream.getvalue())["complete"] is True
+    binary = io.BytesIO()
+    env = make(binary)
+    play(env)
+    assert json.loads(binary.getvalue().decode("utf-8"))["complete"] is True
+    with pytest.raises(TypeError, match="give it a path"):
+        pickle.dumps(env)
+    with pytest.raises(TypeError, match="path or a writable file"):
+        EpisodeLogger(env.env, 42)
+
+
+def test_pickles_and_the_copy_appends_to_the_same_path(tmp_path):
+    path = tmp_path / "log.jsonl"
+    env = make(path, extra={"who": "original"})
+    play(env, steps=1)
+    clone = pickle.loads(pickle.dumps(env))
+    clone.extra["who"] = "clone"
+    env.close()  # writes the original's episode in flight, closes its file
+    *_, terminated, truncated, _ = clone.step(0)  # the copy goes on with the same episode
+    while not (terminated or truncated):
+        *_, terminated, truncated, _ = clone.step(0)
+    clone.close()
+    cut, finished = read_episodes(path)
+    assert (cut["who"], cut["complete"], cut["turns"]) == ("original", False, 1)
+    assert (finished["who"], finished["complete"]) == ("clone", True)
+    assert finished["steps"][0] == cut["steps"][0]
+
+
+def test_read_episodes_skips_a_torn_last_line_and_rejects_a_bad_one(tmp_path):
+    path = tmp_path / "log.jsonl"
+    env = make(path)
+    play(env)
+    play(env, seed=1)
+    env.close()
+    whole = path.read_text(encoding="utf-8")
+    path.write_text(whole + whole[:50], encoding="utf-8")  # died while writing a line
+    with pytest.warns(UserWarning, match="cut short"):
+        assert len(read_episodes(path)) == 2
+    path.write_text("{not json\n" + whole, encoding="utf-8")
+    with pytest.raises(ValueError, match="line 1"):
+        read_episodes(path)
+
+
+def test_under_sb3_ppo_one_line_per_finished_episode(tmp_path):
+    pytest.importorskip("stable_baselines3")
+    from stable_baselines3 import PPO
+    from stable_baselines3.common.monitor import Monitor
+    from stable_baselines3.common.vec_env import DummyVecEnv
+
+    path = tmp_path / "ppo.jsonl"
+
+    def make_env() -> gym.Env:
+        env = gym.make("EmpathyDialogue-v0", voice="template")
+        return Monitor(EpisodeLogger(env, path, extra={"learner": "ppo", "reward": "sparse"}))
+
+    venv = DummyVecEnv([make_env, make_env])  # two envs, one file
+    model = PPO("MultiInputPolicy", venv, n_steps=64, batch_size=64, n_epochs=1, seed=0)
+    model.learn(total_timesteps=384)
+    monitors = venv.envs
+    finished = sum(len(m.get_episode_rewards()) for m in monitors)
+    episodes = read_episodes(path)
+    assert finished >= 20 and len(episodes) == finished
+    assert all(e["complete"] and e["learner"] == "ppo" for e in episodes)
+    lengths = sorted(n for m in monitors for n in m.get_episode_lengths())
+    assert sorted(e["turns"] for e in episodes) == lengths
+    returns = sorted(r for m in monitors for r in m.get_episode_rewards())
+    assert sorted(e["episode_return"] for e in episodes) == pytest.approx(returns, abs=1e-5)
+    in_flight = sum(m.env.unwrapped.core.state.turn > 0 for m in monitors)
+    venv.close()
+    assert len(read_episodes(path)) == finished + in_flight
+    assert len(read_episodes(path, complete_only=True)) == finished

@@ -1,0 +1,169 @@
+"""The reward study: a tiny run through the CLI (every output file), seeded reproducibility,
+the plan and the report's verdict rules on hand-built rows."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+
+import pytest
+
+from dialogue_gym import report, study
+from dialogue_gym.cli import main as cli
+from dialogue_gym.episode_log import read_episodes
+
+TINY = [
+    "--rewards", "sparse", "emotion_delta",
+    "--learners", "ppo", "hppo",
+    "--seeds", "1",
+    "--steps", "256",
+    "--eval-points", "2",
+    "--no-sweep",
+    "--bootstrap-reps", "100",
+    "--no-progress",
+]  # fmt: skip
+
+
+def _run(tmp_path, name, *extra):
+    code = cli(["study", *TINY, "--out", str(tmp_path), "--name", name, *extra])
+    assert code == 0
+    return tmp_path / name
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    return _run(tmp_path_factory.mktemp("study"), "tiny", "--workers", "1")
+
+
+def test_smoke_run_writes_every_file(tiny_run, capsys):
+    for name in (
+        "args.json",
+        "runs.jsonl",
+        "runs.csv",
+        "curves.csv",
+        "baselines.csv",
+        "aggregate.csv",
+        "summary.json",
+        "report.md",
+        "learning_curves.png",
+        "final_success.png",
+        "emotion_trajectories.png",
+    ):
+        path = tiny_run / name
+        assert path.is_file() and path.stat().st_size > 0, name
+    for png in tiny_run.glob("*.png"):
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    runs = [json.loads(line) for line in (tiny_run / "runs.jsonl").read_text().splitlines()]
+    assert len(runs) == 4
+    assert {(r["reward"], r["learner"]) for r in runs} == {
+        (w, lrn) for w in ("sparse", "emotion_delta") for lrn in ("ppo", "hppo")
+    }
+    for r in runs:
+        assert [p["steps"] for p in r["curve"]] == [128, 256]
+        assert len(r["card_success"]) == 72 and len(r["emotion_trajectory"]) == 11
+        # Every reward's return is measured, whatever the run trained on.
+        assert not math.isnan(r["metrics"]["return/multi_turn"])
+        episodes = read_episodes(tiny_run / "episodes" / f"{r['run']}.jsonl")
+        assert len(episodes) == 72 and all(e["complete"] for e in episodes)
+        assert episodes[0]["reward"] == r["reward"] and episodes[0]["learner"] == r["learner"]
+
+    with (tiny_run / "curves.csv").open() as f:
+        assert len(list(csv.DictReader(f))) == 8
+    with (tiny_run / "baselines.csv").open() as f:
+        assert {row["policy"] for row in csv.DictReader(f)} == set(study.BASELINES)
+
+    text = (tiny_run / "report.md").read_text()
+    table = [
+        line for line in text.splitlines() if line.startswith("| ppo") or line.startswith("| hppo")
+    ]
+    assert len(table) == 4
+    assert "dialogue-gym study --rewards sparse emotion_delta" in text
+    assert "## The answer" in text and "stage-heuristic" in text
+    summary = json.loads((tiny_run / "summary.json").read_text())
+    sparse = [r for r in summary["rows"] if r["reward"] == "sparse"]
+    assert all(r["verdict"] == "reference" for r in sparse)
+    for row in summary["rows"]:
+        assert row["success_lo"] <= row["success_iqm"] <= row["success_hi"]
+
+
+def test_seeded_runs_give_the_same_numbers_twice_in_parallel(tiny_run, tmp_path):
+    again = _run(tmp_path, "again", "--workers", "2")
+
+    def numbers(folder):
+        rows = [json.loads(line) for line in (folder / "runs.jsonl").read_text().splitlines()]
+        for r in rows:
+            r.pop("train_seconds")
+        return rows
+
+    assert numbers(again) == numbers(tiny_run)
+
+
+def test_plan_covers_the_sweep_with_the_sweep_learner():
+    args = study.Args(rewards=("sparse", "emotion_delta"), learners=("ppo", "a2c"), seeds=2)
+    specs = study.plan(args)
+    main = [s for s in specs if s.setting == "default"]
+    swept = [s for s in specs if s.setting != "default"]
+    assert len(main) == 2 * 2 * 2
+    n_settings = sum(len(v) for v in study.SWEEP.values())
+    assert len(swept) == n_settings * 2 * args.sweep_seeds
+    assert {s.learner for s in swept} == {"ppo"}
+    assert {"soothing_ceiling", "resolution_uplift", "premature_penalty"} <= {
+        k for s in swept for k in s.sim
+    }
+    assert len({s.run_id for s in specs}) == len(specs)
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--rewards", "dense"], "unknown reward 'dense'"),
+        (["--learners", "sac"], "unknown learner 'sac'"),
+        (["--sim", "soothing_ceiling"], "is not name=value"),
+        (["--sim", "ceiling=3"], "unknown SimConfig parameter"),
+        (["--seeds", "0"], "--seeds must be at least 1"),
+        (["--rewards", "emotion_delta"], "include the sparse reward"),
+    ],
+)
+def test_bad_settings_fail_before_anything_runs(argv, message, tmp_path, capsys):
+    assert cli(["study", *argv, "--out", str(tmp_path)]) == 2
+    assert message in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())
+
+
+def _row(reward, iqm, lo, hi, soothing, auc, setting="default"):
+    return {
+        "setting": setting,
+        "learner": "ppo",
+        "reward": reward,
+        "success_iqm": iqm,
+        "success_lo": lo,
+        "success_hi": hi,
+        "soothing_index": soothing,
+        "curve_auc": auc,
+    }
+
+
+def test_verdicts_follow_the_stated_rules():
+    rows = [
+        _row("sparse", 0.8, 0.7, 0.9, 0.1, 0.5),
+        _row("final_emotion", 0.75, 0.65, 0.85, 0.2, 0.6),  # overlaps, AUC +20%
+        _row("emotion_delta", 0.1, 0.05, 0.2, 0.9, 0.1),  # below, soothing
+        _row("next_turn", 0.4, 0.3, 0.5, 0.2, 0.3),  # below, not soothing
+    ]
+    report.verdicts(rows)
+    assert [(r["verdict"], r["speed"]) for r in rows] == [
+        ("reference", ""),
+        ("reaches", "faster"),
+        ("soothes", "slower"),
+        ("falls short", "slower"),
+    ]
+    can, cannot = report.conditions(rows, "ppo")
+    assert can == ["`final_emotion`: default"]
+    assert cannot == ["`emotion_delta`: default (soothes)", "`next_turn`: default (falls short)"]
+
+
+def test_task_scores_stratify_by_need():
+    rec = {"card_success": [1.0, 0.0, 1.0, 1.0], "card_need": ["b", "a", "a", "b"]}
+    assert report.task_scores([rec, rec]).tolist() == [[0.5, 1.0], [0.5, 1.0]]
