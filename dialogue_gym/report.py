@@ -61,11 +61,18 @@ def iqm_intervals(
     def iqm(scores: np.ndarray) -> np.ndarray:
         return np.array([rm.aggregate_iqm(scores)])
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)  # arch's RandomState deprecation
-        point, interval = rly.get_interval_estimates(
-            groups, iqm, reps=reps, random_state=np.random.RandomState(seed)
-        )
+    # rliable's StratifiedBootstrap draws its resamples from numpy's global generator (it
+    # ignores random_state), so seed that, and give the caller's state back afterwards.
+    saved = np.random.get_state()
+    np.random.seed(seed)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)  # arch's RandomState deprecation
+            point, interval = rly.get_interval_estimates(
+                groups, iqm, reps=reps, random_state=np.random.RandomState(seed)
+            )
+    finally:
+        np.random.set_state(saved)
     return {
         k: (float(point[k][0]), float(interval[k][0, 0]), float(interval[k][1, 0])) for k in groups
     }

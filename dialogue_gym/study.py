@@ -97,16 +97,27 @@ class Args:
     plots: bool = True
     """write PNG plots"""
     quick: bool = False
-    """the quick study: all rewards, ppo and hppo, 3 seeds, default simulator"""
+    """the quick study: all rewards, ppo and hppo, 3 seeds, 8k decisions, default simulator"""
     progress: bool = True
     """show a progress bar"""
+    plugins: tuple[str, ...] = ()
+    """modules to import first (in every worker): they may register_reward / register_learner"""
+    resume: bool = False
+    """keep the finished runs in <out>/<name>/runs.jsonl and train only the missing ones"""
     report_only: bool = False
     """train nothing: rebuild the report from <out>/<name>/runs.jsonl (e.g. after a crash)"""
 
 
 def quick_args(args: Args) -> Args:
-    """The quick study's settings, keeping anything that is not part of its definition."""
-    return dataclasses.replace(args, learners=("ppo", "hppo"), seeds=3, sweep=False, quick=False)
+    """The quick study: PPO and hierarchical PPO, 3 seeds, 8,000 decisions, no sweep.
+
+    Flags given beside ``--quick`` that are not part of its definition are kept (``--steps``
+    too, when it is not the default).
+    """
+    steps = 8_000 if args.steps == Args.steps else args.steps
+    return dataclasses.replace(
+        args, learners=("ppo", "hppo"), seeds=3, steps=steps, sweep=False, quick=False
+    )
 
 
 @dataclass(frozen=True)
@@ -127,30 +138,89 @@ class RunSpec:
 # --- learners -----------------------------------------------------------------------------
 
 
-def make_learner(name: str, env: gym.Env, seed: int, steps: int) -> Any:
-    """An SB3 model with hyperparameters sized for short dialogue episodes."""
+def _ppo(env: gym.Env, common: dict[str, Any], steps: int) -> Any:
     import stable_baselines3 as sb3
+
+    return sb3.PPO("MultiInputPolicy", env, n_steps=512, batch_size=64, ent_coef=0.01, **common)
+
+
+def _a2c(env: gym.Env, common: dict[str, Any], steps: int) -> Any:
+    import stable_baselines3 as sb3
+
+    return sb3.A2C("MultiInputPolicy", env, ent_coef=0.01, **common)
+
+
+def _dqn(env: gym.Env, common: dict[str, Any], steps: int) -> Any:
+    import stable_baselines3 as sb3
+
+    return sb3.DQN(
+        "MultiInputPolicy",
+        env,
+        learning_starts=min(1000, steps // 10),
+        exploration_fraction=0.3,
+        target_update_interval=500,
+        **common,
+    )
+
+
+def _recurrent_ppo(env: gym.Env, common: dict[str, Any], steps: int) -> Any:
     from sb3_contrib import RecurrentPPO
 
-    common = {"seed": seed, "verbose": 0, "device": "cpu"}
-    if name in ("ppo", "hppo"):
-        return sb3.PPO("MultiInputPolicy", env, n_steps=512, batch_size=64, ent_coef=0.01, **common)
-    if name == "a2c":
-        return sb3.A2C("MultiInputPolicy", env, ent_coef=0.01, **common)
-    if name == "dqn":
-        return sb3.DQN(
-            "MultiInputPolicy",
-            env,
-            learning_starts=min(1000, steps // 10),
-            exploration_fraction=0.3,
-            target_update_interval=500,
-            **common,
-        )
-    if name == "recurrent_ppo":
-        return RecurrentPPO(
-            "MultiInputLstmPolicy", env, n_steps=256, batch_size=64, ent_coef=0.01, **common
-        )
-    raise ValueError(f"unknown learner {name!r}; valid: {list(STUDY_LEARNERS)}")
+    return RecurrentPPO(
+        "MultiInputLstmPolicy", env, n_steps=256, batch_size=64, ent_coef=0.01, **common
+    )
+
+
+#: Learner name -> ``(env, common_kwargs, steps) -> SB3 model``; ``hppo`` is PPO over Options
+#: (:data:`HIERARCHICAL` learners get the env wrapped in ``Options``).
+LEARNERS: dict[str, Callable[[gym.Env, dict[str, Any], int], Any]] = {
+    "ppo": _ppo,
+    "a2c": _a2c,
+    "dqn": _dqn,
+    "recurrent_ppo": _recurrent_ppo,
+    "hppo": _ppo,
+}
+HIERARCHICAL: set[str] = {"hppo"}
+
+
+def register_learner(
+    name: str, build: Callable[[gym.Env, dict[str, Any], int], Any], hierarchical: bool = False
+) -> None:
+    """Add a learner to the study: ``build(env, common, steps)`` returns an SB3-style model.
+
+    ``common`` holds ``seed``, ``verbose`` and ``device``; the model needs ``learn`` and
+    ``predict``. A hierarchical learner acts in ``Options(env)`` (the built-in options) and is
+    evaluated turn by turn through :class:`~dialogue_gym.hierarchy.HierarchicalPolicy`.
+    Register in a module named by ``--plugins`` so that every worker process sees it.
+
+    Example:
+        >>> register_learner("ppo_wide", _ppo)
+        >>> "ppo_wide" in LEARNERS
+        True
+    """
+    if name in LEARNERS:
+        raise ValueError(f"learner {name!r} is already registered")
+    LEARNERS[name] = build
+    if hierarchical:
+        HIERARCHICAL.add(name)
+
+
+def make_learner(name: str, env: gym.Env, seed: int, steps: int) -> Any:
+    """An SB3 model with hyperparameters sized for short dialogue episodes."""
+    if name not in LEARNERS:
+        raise ValueError(f"unknown learner {name!r}; valid: {sorted(LEARNERS)}")
+    return LEARNERS[name](env, {"seed": seed, "verbose": 0, "device": "cpu"}, steps)
+
+
+def load_plugins(modules: tuple[str, ...]) -> None:
+    """Import the ``--plugins`` modules (each may register rewards and learners)."""
+    import importlib
+
+    for module in modules:
+        try:
+            importlib.import_module(module)
+        except ImportError as err:
+            raise ValueError(f"plugin module {module!r} cannot be imported: {err}") from None
 
 
 def train_env(spec: RunSpec, max_turns: int) -> gym.Env:
@@ -162,12 +232,13 @@ def train_env(spec: RunSpec, max_turns: int) -> gym.Env:
         reward=spec.reward,
         max_turns=max_turns,
     )
-    return Options(env) if spec.learner == "hppo" else env
+    return Options(env) if spec.learner in HIERARCHICAL else env
 
 
 def as_policy(model: Any, learner: str) -> Any:
     """The trained model as a primitive-level policy for the bare env."""
-    return HierarchicalPolicy(ModelPolicy(model)) if learner == "hppo" else ModelPolicy(model)
+    policy = ModelPolicy(model)
+    return HierarchicalPolicy(policy) if learner in HIERARCHICAL else policy
 
 
 # --- evaluation ---------------------------------------------------------------------------
@@ -209,6 +280,7 @@ def run_one(spec: RunSpec, args: Args, episodes_dir: str) -> dict[str, Any]:
     from dialogue_gym.episode_log import EpisodeLogger
     from dialogue_gym.metrics import compute_metrics
 
+    load_plugins(args.plugins)  # a spawned worker starts bare
     torch.set_num_threads(1)  # runs are parallel processes; threads would fight over cores
     torch.manual_seed(spec.seed)
     started = time.perf_counter()
@@ -341,12 +413,13 @@ def check(args: Args) -> None:
     """Clear errors for bad settings, before anything runs."""
     from dialogue_gym.rewards.registry import REWARDS
 
+    load_plugins(args.plugins)
     for reward in args.rewards:
         if reward not in REWARDS:
             raise ValueError(f"unknown reward {reward!r}; valid: {sorted(REWARDS)}")
     for learner in (*args.learners, args.sweep_learner):
-        if learner not in STUDY_LEARNERS:
-            raise ValueError(f"unknown learner {learner!r}; valid: {list(STUDY_LEARNERS)}")
+        if learner not in LEARNERS:
+            raise ValueError(f"unknown learner {learner!r}; valid: {sorted(LEARNERS)}")
     if not args.rewards or not args.learners:
         raise ValueError("the study needs at least one reward and one learner")
     for name in ("seeds", "steps", "eval_points", "workers", "sweep_seeds", "max_turns"):
@@ -404,8 +477,16 @@ def main(args: Args) -> dict[str, Any]:
     started = time.perf_counter()
     baselines = run_baselines(settings_of(args), args)
     (out / "baselines.json").write_text(json.dumps(baselines))
-    runs_file = (out / "runs.jsonl").open("w", encoding="utf-8")
-    bar = tqdm(total=len(specs), desc="study", unit="run", disable=not args.progress)
+    finished = _finished_runs(out / "runs.jsonl") if args.resume else {}
+    todo = [spec for spec in specs if spec.run_id not in finished]
+    runs_file = (out / "runs.jsonl").open("a" if args.resume else "w", encoding="utf-8")
+    if (
+        args.resume
+        and runs_file.tell() > 0
+        and not (out / "runs.jsonl").read_bytes().endswith(b"\n")
+    ):
+        runs_file.write("\n")  # end the line cut off when the study was stopped
+    bar = tqdm(total=len(todo), desc="study", unit="run", disable=not args.progress)
 
     def on_done(record: dict[str, Any]) -> None:
         runs_file.write(json.dumps(record) + "\n")
@@ -414,7 +495,8 @@ def main(args: Args) -> dict[str, Any]:
         bar.update()
 
     try:
-        records = execute(specs, args, out, on_done)
+        new = {r["run"]: r for r in execute(todo, args, out, on_done)}
+        records = [finished.get(spec.run_id) or new[spec.run_id] for spec in specs]
     finally:
         runs_file.close()
         bar.close()
@@ -425,6 +507,19 @@ def main(args: Args) -> dict[str, Any]:
     return summary
 
 
+def _finished_runs(path: Path) -> dict[str, dict[str, Any]]:
+    """Run id -> record of every complete line of a ``runs.jsonl`` (a cut-off last line is not)."""
+    found: dict[str, dict[str, Any]] = {}
+    if path.is_file():
+        for line in path.read_text(encoding="utf-8").splitlines():
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # the line being written when the study was stopped
+            found[record["run"]] = record
+    return found
+
+
 def rebuild_report(out: Path, args: Args, command: str) -> dict[str, Any]:
     """The report of the finished runs in ``out`` (those of ``args``'s plan, in plan order)."""
     from dialogue_gym import report
@@ -432,11 +527,7 @@ def rebuild_report(out: Path, args: Args, command: str) -> dict[str, Any]:
     runs = out / "runs.jsonl"
     if not runs.is_file() or not (out / "baselines.json").is_file():
         raise FileNotFoundError(f"no finished study in {out} (runs.jsonl and baselines.json)")
-    found = {}
-    for line in runs.read_text(encoding="utf-8").splitlines():
-        if line.strip():
-            record = json.loads(line)
-            found[record["run"]] = record
+    found = _finished_runs(runs)
     records = [found[s.run_id] for s in plan(args) if s.run_id in found]
     if not records:
         raise ValueError(f"none of the planned runs is in {runs}")
@@ -462,7 +553,7 @@ def command_line(args: Args) -> str:
     flags = []
     for f in dataclasses.fields(Args):
         value = getattr(args, f.name)
-        if f.name in ("progress", "report_only") or value == getattr(Args(), f.name):
+        if f.name in ("progress", "report_only", "resume") or value == getattr(Args(), f.name):
             continue
         flag = "--" + f.name.replace("_", "-")
         if isinstance(value, bool):

@@ -29,7 +29,7 @@ from dialogue_gym.rewards.emotion_delta import EmotionDeltaReward
 from dialogue_gym.rewards.multi_turn import MultiTurnValueReward
 from dialogue_gym.rewards.next_turn import PPDPP_VALUES, VERDICTS, NextTurnReward
 from dialogue_gym.rewards.potential import PotentialShapedEmotion
-from dialogue_gym.rewards.registry import DEFAULT_REWARD, REWARDS, apply_reward
+from dialogue_gym.rewards.registry import DEFAULT_REWARD, REWARDS, apply_reward, register_reward
 from dialogue_gym.rewards.rollout import CorePolicy, StageHeuristicRollout
 from dialogue_gym.rewards.sparse import SparseBonus
 
@@ -53,4 +53,5 @@ __all__ = [
     "apply_reward",
     "as_feedback",
     "episode_rng",
+    "register_reward",
 ]

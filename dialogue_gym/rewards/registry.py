@@ -45,6 +45,31 @@ REWARDS: dict[str, Callable[..., gym.Env]] = {
 }
 
 
+def register_reward(name: str, wrap: Callable[..., gym.Env]) -> None:
+    """Make ``gym.make(..., reward=name)`` (and the reward study) use ``wrap(env, **kwargs)``.
+
+    Args:
+        name: The new reward's name; it may not shadow a built-in one.
+        wrap: ``env, **reward_kwargs -> wrapped env``, e.g. a reward wrapper class.
+
+    Raises:
+        ValueError: If ``name`` is taken.
+
+    Example:
+        >>> from dialogue_gym.rewards import EmotionDeltaReward
+        >>> register_reward("doc_delta", lambda env: EmotionDeltaReward(env, scale=0.5))
+        >>> "doc_delta" in REWARDS
+        True
+        >>> register_reward("sparse", EmotionDeltaReward)
+        Traceback (most recent call last):
+        ...
+        ValueError: reward 'sparse' is already registered
+    """
+    if name in REWARDS:
+        raise ValueError(f"reward {name!r} is already registered")
+    REWARDS[name] = wrap
+
+
 def apply_reward(
     env: gym.Env,
     reward: str | None = DEFAULT_REWARD,
