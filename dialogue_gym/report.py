@@ -23,14 +23,18 @@ import numpy as np
 
 #: How the report turns numbers into words (quoted in the report).
 RULES = {
-    "reaches": "its success IQM interval overlaps the coarse bonus's or lies above it",
-    "falls short": "its success IQM interval lies wholly below the coarse bonus's",
-    "soothes": "it falls short and its soothing index is at least 0.5 (most of the emotion it "
-    "gains comes from users whose need stayed unresolved)",
+    "beats": "its success IQM interval lies wholly above the coarse bonus's",
+    "reaches": "its interval overlaps the coarse bonus's (or lies above it), and the coarse "
+    "bonus itself learned (its interval's top is at least 25%)",
+    "soothes": "it does not reach the coarse bonus and its soothing index is at least 0.5 (most "
+    "of the emotion it gains comes from users whose need stayed unresolved)",
+    "both fail": "the coarse bonus did not learn in this budget and neither did it",
+    "falls short": "its interval lies wholly below the coarse bonus's, without soothing",
     "faster": "its area under the learning curve (mean success over the evaluations) is at "
     "least 10% above the coarse bonus's (slower: 10% below)",
 }
 SOOTHING_AT = 0.5
+LEARNED_AT = 0.25
 
 
 def task_scores(records: Sequence[dict[str, Any]], key: str = "card_success") -> np.ndarray:
@@ -137,10 +141,15 @@ def verdicts(rows: list[dict[str, Any]]) -> None:
         if ref is None or row is ref:
             row["verdict"], row["speed"] = ("reference", "") if row is ref else ("", "")
             continue
-        if row["success_hi"] >= ref["success_lo"]:
+        learned = ref["success_hi"] >= LEARNED_AT
+        if row["success_lo"] > ref["success_hi"]:
+            row["verdict"] = "beats"
+        elif learned and row["success_hi"] >= ref["success_lo"]:
             row["verdict"] = "reaches"
         elif row["soothing_index"] >= SOOTHING_AT:
             row["verdict"] = "soothes"
+        elif not learned:
+            row["verdict"] = "both fail"
         else:
             row["verdict"] = "falls short"
         ratio = row["curve_auc"] / ref["curve_auc"] if ref["curve_auc"] > 0 else float("inf")
@@ -204,7 +213,7 @@ def answer(rows: list[dict[str, Any]], setting: str) -> list[str]:
         if ref is None:
             continue
         parts = []
-        for verdict in ("reaches", "falls short", "soothes"):
+        for verdict in ("beats", "reaches", "falls short", "soothes", "both fail"):
             names = [
                 f"{r['reward']} ({r['success_iqm']:.0%}, {r['speed']})"
                 for r in cell
@@ -237,11 +246,11 @@ def conditions(rows: list[dict[str, Any]], learner: str) -> tuple[list[str], lis
     rewards = list(dict.fromkeys(r["reward"] for r in rows if r["reward"] != "sparse"))
     for reward in rewards:
         cells = {r["setting"]: r for r in rows if r["learner"] == learner and r["reward"] == reward}
-        yes = [s for s in settings if s in cells and cells[s]["verdict"] == "reaches"]
+        yes = [s for s in settings if s in cells and cells[s]["verdict"] in ("reaches", "beats")]
         no = [
             f"{s} ({cells[s]['verdict']})"
             for s in settings
-            if s in cells and cells[s]["verdict"] != "reaches"
+            if s in cells and cells[s]["verdict"] not in ("reaches", "beats")
         ]
         if yes:
             can.append(f"`{reward}`: {', '.join(yes)}")

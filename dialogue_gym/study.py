@@ -197,6 +197,7 @@ def register_learner(
         >>> register_learner("ppo_wide", _ppo)
         >>> "ppo_wide" in LEARNERS
         True
+        >>> del LEARNERS["ppo_wide"]  # (the example cleans up after itself)
     """
     if name in LEARNERS:
         raise ValueError(f"learner {name!r} is already registered")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import sys
 
 import pytest
 
@@ -151,6 +152,11 @@ def test_verdicts_follow_the_stated_rules():
         _row("final_emotion", 0.75, 0.65, 0.85, 0.2, 0.6),  # overlaps, AUC +20%
         _row("emotion_delta", 0.1, 0.05, 0.2, 0.9, 0.1),  # below, soothing
         _row("next_turn", 0.4, 0.3, 0.5, 0.2, 0.3),  # below, not soothing
+        # A setting where the coarse bonus itself did not learn:
+        _row("sparse", 0.0, 0.0, 0.1, 0.8, 0.02, setting="hard"),
+        _row("next_turn", 0.5, 0.3, 0.6, 0.1, 0.3, setting="hard"),  # wholly above
+        _row("multi_turn", 0.05, 0.0, 0.2, 0.2, 0.02, setting="hard"),  # overlaps a failure
+        _row("emotion_delta", 0.0, 0.0, 0.0, 0.9, 0.0, setting="hard"),
     ]
     report.verdicts(rows)
     assert [(r["verdict"], r["speed"]) for r in rows] == [
@@ -158,10 +164,19 @@ def test_verdicts_follow_the_stated_rules():
         ("reaches", "faster"),
         ("soothes", "slower"),
         ("falls short", "slower"),
+        ("reference", ""),
+        ("beats", "faster"),
+        ("both fail", "as fast"),
+        ("soothes", "slower"),
     ]
     can, cannot = report.conditions(rows, "ppo")
-    assert can == ["`final_emotion`: default"]
-    assert cannot == ["`emotion_delta`: default (soothes)", "`next_turn`: default (falls short)"]
+    assert can == ["`final_emotion`: default", "`next_turn`: hard"]
+    assert cannot == [
+        "`emotion_delta`: default (soothes), hard (soothes)",
+        "`next_turn`: default (falls short)",
+        "`multi_turn`: hard (both fail)",
+    ]
+    assert set(report.RULES) >= {"beats", "reaches", "soothes", "both fail", "falls short"}
 
 
 def test_task_scores_stratify_by_need():
@@ -178,6 +193,14 @@ def test_plugins_register_a_reward_and_a_learner(tmp_path, monkeypatch):
         "register_learner('my_hppo', LEARNERS['ppo'], hierarchical=True)\n"
     )
     monkeypatch.syspath_prepend(str(tmp_path))
+    # The plugin registers into module-level registries: give it copies, so other tests in
+    # this process see the built-in ones only.
+    from dialogue_gym.rewards import registry
+
+    monkeypatch.setattr(registry, "REWARDS", dict(registry.REWARDS))
+    monkeypatch.setattr(study, "LEARNERS", dict(study.LEARNERS))
+    monkeypatch.setattr(study, "HIERARCHICAL", set(study.HIERARCHICAL))
+    monkeypatch.delitem(sys.modules, "my_study_plugin", raising=False)
     args = [
         "study", "--rewards", "sparse", "half_delta", "--learners", "my_hppo", "--seeds", "1",
         "--steps", "128", "--eval-points", "1", "--no-sweep", "--workers", "1",
@@ -191,6 +214,7 @@ def test_plugins_register_a_reward_and_a_learner(tmp_path, monkeypatch):
         ("half_delta", "my_hppo"),
     ]
     assert "--plugins my_study_plugin" in (tmp_path / "plug" / "report.md").read_text()
+    sys.modules.pop("my_study_plugin", None)
 
 
 def test_resume_trains_only_the_missing_runs(tiny_run, tmp_path, capsys):

@@ -60,6 +60,7 @@ def register_reward(name: str, wrap: Callable[..., gym.Env]) -> None:
         >>> register_reward("doc_delta", lambda env: EmotionDeltaReward(env, scale=0.5))
         >>> "doc_delta" in REWARDS
         True
+        >>> del REWARDS["doc_delta"]  # (the example cleans up after itself)
         >>> register_reward("sparse", EmotionDeltaReward)
         Traceback (most recent call last):
         ...
