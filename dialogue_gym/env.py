@@ -15,6 +15,7 @@ from dialogue_gym.affect import AffectiveCore, Appraisal
 from dialogue_gym.config import SimConfig
 from dialogue_gym.constants import NEEDS, PLUTCHIK, STRATEGIES, USER_ACTS, emotion_band
 from dialogue_gym.llm_core import CORE_KINDS, make_judge
+from dialogue_gym.llm_task import BackendClient
 from dialogue_gym.render import render_transcript
 from dialogue_gym.scenario import ScenarioCard, load_scenarios
 from dialogue_gym.transcript import Message, Transcript
@@ -154,6 +155,12 @@ class EmpathyDialogueEnv(gym.Env[dict[str, np.ndarray], int]):
 
     `env.unwrapped.fork()` returns an independent copy (RNG included) for look-ahead.
 
+    When a backend fails (`dialogue_gym.backends.BackendError`), a step that raised before the
+    user's state changed (the realiser or the judge could not answer) can simply be retried; one
+    that raised after it (the user's voice could not answer) leaves the episode half-done, and
+    further `step` calls raise `RuntimeError` saying to call `reset()`, which works again once
+    the backend is back.
+
     ## Registered Configurations
 
     - `EmpathyDialogue-v0`: the defaults above.
@@ -218,6 +225,7 @@ class EmpathyDialogueEnv(gym.Env[dict[str, np.ndarray], int]):
         self._last_cue: str | None = None
         self._voice_seed = 0
         self._done = False
+        self._failed: str | None = None  # why step() is refused until reset()
 
     # -- public accessors (wrappers read these, never private fields) -------------------
 
@@ -262,6 +270,7 @@ class EmpathyDialogueEnv(gym.Env[dict[str, np.ndarray], int]):
             card, self.config, self.np_random.standard_normal(self.max_turns).tolist()
         )
         self._done = False
+        self._failed = None
         self._last_cue = None
         opening = UserTurn(
             card=card,
@@ -299,10 +308,38 @@ class EmpathyDialogueEnv(gym.Env[dict[str, np.ndarray], int]):
     def step(
         self, action: int | np.integer | np.ndarray
     ) -> tuple[dict[str, np.ndarray], float, bool, bool, dict[str, Any]]:
-        """Say one strategy to the user and see how they respond."""
+        """Say one strategy to the user and see how they respond.
+
+        A step that raises before the user's state changes (a bad action; the realiser, the
+        recogniser or the judge could not reach its backend) leaves the env as it was: step
+        again. One that raises after (the user's voice could not answer) leaves the episode
+        half-done, and ``step`` then raises until ``reset``.
+
+        Raises:
+            ValueError: The action is outside the action space.
+            RuntimeError: The episode has ended, or an earlier step failed part-way: call
+                ``reset()``.
+            dialogue_gym.backends.BackendError: A backend could not answer.
+        """
         core = self._require_core()
         if self._done:
             raise RuntimeError("the episode has ended: call reset() before step()")
+        if self._failed is not None:
+            raise RuntimeError(
+                f"an earlier step() failed part-way ({self._failed}) after the user's state had "
+                "changed, so this episode cannot go on: call reset() to start a new one"
+            )
+        turn = core.state.turn
+        try:
+            return self._step(core, action)
+        except BaseException as exc:
+            if core.state.turn != turn:  # the core moved on; the words and info did not
+                self._failed = f"{type(exc).__name__}: {exc}"
+            raise
+
+    def _step(
+        self, core: AffectiveCore, action: Any
+    ) -> tuple[dict[str, np.ndarray], float, bool, bool, dict[str, Any]]:
         act, given_text = self._interpret_action(action)
         turn = core.state.turn
         card = core.card
@@ -405,6 +442,16 @@ class EmpathyDialogueEnv(gym.Env[dict[str, np.ndarray], int]):
         if not voice:
             new.voice, new.realiser = SILENT_USER, SILENT_AGENT
         return new
+
+    def backend_clients(self) -> list[BackendClient]:
+        """Every handle through which this env calls a backend: the LLM user voice, the LLM
+        agent realiser and the SAGE judge (``[]`` when nothing calls an LLM).
+
+        The vector env attaches its batcher to each of them
+        (:meth:`~dialogue_gym.llm_task.BackendClient.attach`).
+        """
+        found = [self.voice, self.realiser, getattr(self.judge, "client", None)]
+        return [c for c in found if isinstance(c, BackendClient)]
 
     # -- internals --------------------------------------------------------------------
 

@@ -1,8 +1,12 @@
-"""Plumbing shared by the simulator's LLM tasks (act recognition, the emotion judge).
+"""Plumbing shared by everything in the simulator that calls an LLM.
 
-A task names its backend by a spec and resolves it lazily, so it pickles and deep-copies
-without the model (the same contract as the voices); its prompts are text files in
-``dialogue_gym/prompts/``, read once per process.
+The user voice, the agent realiser (``dialogue_gym.voice``), the LLM recogniser
+(``dialogue_gym.recognise.llm``) and the SAGE judge (``dialogue_gym.llm_core``) each reach
+their backend through a :class:`BackendClient`: the voices are clients, the recogniser and the
+judge hold one as ``client``. A client names its backend by a spec and resolves it lazily, so it
+pickles and deep-copies without the model; the vector env swaps every client's backend for a
+batching proxy (:meth:`BackendClient.attach`) so that N users make one call per round. Prompts
+are text files in ``dialogue_gym/prompts/``, read once per process.
 
 Example:
     >>> client = BackendClient("llama_cpp")
@@ -57,6 +61,9 @@ def spec_label(spec: BackendSpec) -> Any:
 class BackendClient:
     """A backend named by a spec, resolved on first use and never pickled.
 
+    The one handle through which a simulator part calls its backend: whatever routes the
+    calls elsewhere (the vector env's batching) swaps this handle, and every caller follows.
+
     Args:
         spec: A backend spec (see :mod:`dialogue_gym.backends`), or a live backend object
             (tests use small fakes; a live backend is pickled along with the client).
@@ -73,10 +80,21 @@ class BackendClient:
 
     @property
     def backend(self) -> Backend:
-        """The shared backend for ``spec``."""
+        """The backend calls go to: the shared one for ``spec``, or the attached proxy."""
         if self._backend is None:
             self._backend = get_backend(self.spec)
         return self._backend
+
+    def attach(self, backend: Backend | None) -> None:
+        """Send calls to ``backend`` (a proxy such as the vector env's batcher) from now on.
+
+        Like the resolved backend, an attached one is dropped when the client is pickled or
+        deep-copied: a copy talks to the shared backend for ``spec`` again.
+
+        Args:
+            backend: The backend to use; ``None`` goes back to the one ``spec`` names.
+        """
+        self._backend = backend
 
     def generate(
         self, chats: Sequence[Sequence[Mapping[str, str]]], params: GenerationParams

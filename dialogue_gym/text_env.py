@@ -21,6 +21,7 @@ from dialogue_gym.affect import AffectiveCore
 from dialogue_gym.backends import BackendSpec
 from dialogue_gym.config import SimConfig
 from dialogue_gym.env import EmpathyDialogueEnv
+from dialogue_gym.llm_task import BackendClient
 from dialogue_gym.recognise import Recognition, make_recogniser
 from dialogue_gym.scenario import ScenarioCard
 
@@ -348,6 +349,12 @@ class EmpathyDialogueTextEnv(EmpathyDialogueEnv):
             info["acts"] = rec.names
             info["recognition"] = rec.to_info()
         return obs, reward, terminated, truncated, info
+
+    def backend_clients(self) -> list[BackendClient]:
+        """As ``EmpathyDialogueEnv.backend_clients``, plus the LLM recogniser's handle."""
+        client = getattr(self.recogniser, "client", None)
+        extra = [client] if isinstance(client, BackendClient) else []
+        return [*super().backend_clients(), *extra]
 
     def _interpret_action(self, action: Any) -> tuple[int, str | None]:
         text = check_text(action, self.max_length)

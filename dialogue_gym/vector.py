@@ -1,11 +1,17 @@
-"""N simulated users stepped together, with one batched LLM call per round of voices.
+"""N simulated users stepped together, with one batched LLM call per round of LLM calls.
 
 ``gym.make_vec("EmpathyDialogue-v0", num_envs=N)`` returns an
 :class:`EmpathyDialogueVectorEnv` (the registration's ``vector_entry_point``). Each user is a
-full ``gym.make`` env (reward wrappers included); with LLM voices the N users step in
-worker threads and their voices' backend calls are merged by
-:class:`~dialogue_gym.batching.BatchingBackend`, so a step costs one backend call (per
-voice) for all N users. With template voices the users step in turn, no threads.
+full ``gym.make`` env (reward wrappers included). When anything in it calls an LLM — the user
+voice, the agent realiser (``agent_voice="llm"``), the LLM recogniser of
+EmpathyDialogueText-v0 (``recogniser="llm"``), the SAGE judge (``core="llm"``) — the N users
+step in worker threads and every one of those backend handles
+(:class:`~dialogue_gym.llm_task.BackendClient`) is routed through one
+:class:`~dialogue_gym.batching.Batcher`, so each kind of call costs one backend call for all
+N users (per backend and sampling setting). With no LLM the users step in turn, no threads.
+
+A step that raises (a backend that cannot answer) leaves some users stepped and others not:
+the vector env then refuses ``step`` until ``reset``.
 
 Autoreset follows Gymnasium's default, ``NEXT_STEP``: the step after an episode ends
 resets that user (reward 0, not terminated) and ignores its action. ``SAME_STEP`` is also
@@ -28,7 +34,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from typing import Any
 
 import gymnasium as gym
@@ -36,7 +42,8 @@ import numpy as np
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space, concatenate, create_empty_array
 
-from dialogue_gym.batching import BatchingBackend
+from dialogue_gym.batching import Batcher
+from dialogue_gym.llm_task import BackendClient
 
 _StepResult = tuple[Any, float, bool, bool, dict[str, Any]]
 _AUTORESET_NAMES: dict[Any, AutoresetMode] = {
@@ -85,49 +92,54 @@ class EmpathyDialogueVectorEnv(VectorEnv):
         self.single_action_space = first.action_space
         self.observation_space = batch_space(self.single_observation_space, self.num_envs)
         self.action_space = batch_space(self.single_action_space, self.num_envs)
-        self._batchers = self._install_batching(max_batch)
-        self._pool = ThreadPoolExecutor(self.num_envs) if self._batchers else None
+        self._batcher = self._install_batching(max_batch)
+        self._pool = ThreadPoolExecutor(self.num_envs) if self._batcher else None
         self._obs = create_empty_array(self.single_observation_space, self.num_envs)
         self._autoreset = np.zeros(self.num_envs, dtype=bool)
+        self._failed: str | None = None  # why step() is refused until reset()
 
     # -- batching -----------------------------------------------------------------------
 
-    def _install_batching(self, max_batch: int | None) -> list[BatchingBackend]:
-        """Route every LLM voice of every user through one batcher per backend."""
-        batchers: dict[int, BatchingBackend] = {}
+    def _install_batching(self, max_batch: int | None) -> Batcher | None:
+        """Route every backend handle of every user through one batcher (``None``: no LLM).
+
+        The handles are what each env lists in ``backend_clients()``: user voice, agent
+        realiser, LLM recogniser, SAGE judge. Handles naming the same backend share a proxy,
+        so their users' calls merge; other backends get their own proxy in the same rounds.
+        """
+        clients: list[BackendClient] = []
         for env in self.envs:
-            base = env.unwrapped
-            for voice in (base.voice, base.realiser):
-                if getattr(voice, "kind", None) != "llm":
-                    continue
-                inner = voice.backend
-                key = id(inner)
-                if key not in batchers:
-                    batchers[key] = BatchingBackend(inner, max_batch=max_batch)
-                voice._backend = batchers[key]
-        return list(batchers.values())
+            listed = getattr(env.unwrapped, "backend_clients", None)
+            if callable(listed):
+                clients.extend(listed())
+        if not clients:
+            return None
+        batcher = Batcher(max_batch)
+        for client in clients:
+            client.attach(batcher.proxy(client.backend))
+        return batcher
 
     @property
     def backend_calls(self) -> int:
-        """Batched backend calls made so far (0 with template voices)."""
-        return sum(b.calls for b in self._batchers)
+        """Batched backend calls made so far (0 when no user calls an LLM)."""
+        return self._batcher.calls if self._batcher is not None else 0
 
     def _run(self, jobs: Sequence[Callable[[], Any]]) -> list[Any]:
-        """Run one job per user; with LLM voices, in parallel with their calls batched."""
-        if self._pool is None:
+        """Run one job per user; with LLM callers, in parallel with their calls batched."""
+        if self._pool is None or self._batcher is None:
             return [job() for job in jobs]
-        for batcher in self._batchers:
-            batcher.start(len(jobs))
+        batcher = self._batcher
+        batcher.start(len(jobs))
 
         def run(job: Callable[[], Any]) -> Any:
             try:
                 return job()
             finally:
-                for batcher in self._batchers:
-                    batcher.finish()
+                batcher.finish()
 
         futures = [self._pool.submit(run, job) for job in jobs]
-        return [f.result() for f in futures]  # re-raises a user's error, after all finished
+        wait(futures)  # no worker may still be stepping when the error reaches the caller
+        return [f.result() for f in futures]  # re-raises the first user's error
 
     # -- Gymnasium vector API -----------------------------------------------------------
 
@@ -144,12 +156,14 @@ class EmpathyDialogueVectorEnv(VectorEnv):
             seeds = list(seed)
             if len(seeds) != self.num_envs:
                 raise ValueError(f"got {len(seeds)} seeds for {self.num_envs} envs")
+        self._failed = "an earlier reset() failed"  # cleared once every user has reset
         results = self._run(
             [
                 (lambda env=env, s=s: env.reset(seed=s, options=options))
                 for env, s in zip(self.envs, seeds, strict=True)
             ]
         )
+        self._failed = None
         infos: dict[str, Any] = {}
         for i, (_, info) in enumerate(results):
             infos = self._add_info(infos, info, i)
@@ -158,7 +172,17 @@ class EmpathyDialogueVectorEnv(VectorEnv):
         return copy.deepcopy(self._obs), infos
 
     def step(self, actions: Any) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
-        """Step every user (NEXT_STEP: users whose episode ended are reset instead)."""
+        """Step every user (NEXT_STEP: users whose episode ended are reset instead).
+
+        Raises:
+            RuntimeError: An earlier ``step`` or ``reset`` raised (some users moved on,
+                others did not): call ``reset()``.
+        """
+        if self._failed is not None:
+            raise RuntimeError(
+                f"the vector env needs reset(): {self._failed}, so its users are out of step "
+                "with the observations it returned"
+            )
         actions = list(actions)
         if len(actions) != self.num_envs:
             raise ValueError(f"got {len(actions)} actions for {self.num_envs} envs")
@@ -171,7 +195,11 @@ class EmpathyDialogueVectorEnv(VectorEnv):
                 jobs.append(lambda env=env, a=action: _step_and_reset(env, a))
             else:
                 jobs.append(lambda env=env, a=action: env.step(a))
-        results: list[_StepResult] = self._run(jobs)
+        try:
+            results: list[_StepResult] = self._run(jobs)
+        except BaseException as exc:
+            self._failed = f"an earlier step() raised {type(exc).__name__}: {exc}"
+            raise
         rewards = np.array([r[1] for r in results], dtype=np.float64)
         terminated = np.array([r[2] for r in results], dtype=np.bool_)
         truncated = np.array([r[3] for r in results], dtype=np.bool_)

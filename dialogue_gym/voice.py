@@ -50,8 +50,9 @@ from typing import Any
 
 import yaml
 
-from dialogue_gym.backends import Backend, BackendSpec, GenerationParams, get_backend
+from dialogue_gym.backends import BackendSpec, GenerationParams
 from dialogue_gym.constants import EMOTION_BANDS, STRATEGIES, USER_ACTS
+from dialogue_gym.llm_task import BackendClient, load_prompt, spec_label
 from dialogue_gym.scenario import ScenarioCard
 
 __all__ = [
@@ -97,7 +98,6 @@ MAX_CHARS = 300
 MAX_QUOTED_CHARS = 400
 
 _DATA_FILE = Path(__file__).parent / "data" / "fragments.yaml"
-_PROMPT_DIR = Path(__file__).parent / "prompts"
 _OPENING = "opening"  # the user-table key for the first line of a conversation
 
 
@@ -190,7 +190,6 @@ class Fragments:
 
 
 _FRAGMENTS: Fragments | None = None
-_PROMPTS: dict[str, str] = {}
 _LOAD_LOCK = threading.Lock()
 _PLACEHOLDERS = {"name": "N", "topic": "T", "feeling": "F", "cue": "C"}
 
@@ -296,18 +295,6 @@ def _parse_fragments(path: Path) -> Fragments:
         act_lines=act_lines,
         strategy_lines=tuple(str(strategy_words[s]) for s in STRATEGIES),
     )
-
-
-def _prompt(name: str) -> str:
-    """A prompt template from ``dialogue_gym/prompts/`` (read once per process)."""
-    text = _PROMPTS.get(name)
-    if text is None:
-        with _LOAD_LOCK:
-            text = _PROMPTS.get(name)
-            if text is None:
-                text = (_PROMPT_DIR / name).read_text(encoding="utf-8").strip()
-                _PROMPTS[name] = text
-    return text
 
 
 # --------------------------------------------------------------------------- helpers
@@ -625,16 +612,9 @@ def _quote(content: Any) -> str:
     return str(content)[:MAX_QUOTED_CHARS]
 
 
-def _spec_label(spec: BackendSpec) -> Any:
-    if isinstance(spec, str):
-        return spec
-    if isinstance(spec, Mapping):
-        return dict(spec)
-    return getattr(spec, "name", type(spec).__name__)
-
-
-class _LLMVoiceBase:
-    """Shared plumbing: a backend spec resolved lazily, dropped when pickled."""
+class _LLMVoiceBase(BackendClient):
+    """Shared plumbing of the LLM voices: a :class:`~dialogue_gym.llm_task.BackendClient`
+    (the backend resolved lazily, dropped when pickled) with sampling and a history window."""
 
     kind = "llm"
 
@@ -646,29 +626,21 @@ class _LLMVoiceBase:
     ) -> None:
         if history_window < 0:
             raise ValueError(f"history_window must be >= 0, got {history_window}")
-        self.backend_spec = backend
+        super().__init__(backend)
         self.params = params if params is not None else DEFAULT_LLM_PARAMS
         self.history_window = int(history_window)
-        self._backend: Backend | None = None
         self.fallbacks = 0  # replies replaced by the template text (empty or garbage)
 
-    def __getstate__(self) -> dict[str, Any]:
-        state = self.__dict__.copy()
-        state["_backend"] = None  # the model never travels; get_backend reconnects
-        return state
-
     @property
-    def backend(self) -> Backend:
-        """The shared backend for ``backend_spec`` (resolved on first use)."""
-        if self._backend is None:
-            self._backend = get_backend(self.backend_spec)
-        return self._backend
+    def backend_spec(self) -> BackendSpec:
+        """The backend spec (``spec``, under the name the voices have always used)."""
+        return self.spec
 
     def describe(self) -> dict[str, Any]:
         """What produced the words, for ``info``: kind, backend spec and sampling."""
         return {
             "voice": self.kind,
-            "backend": _spec_label(self.backend_spec),
+            "backend": spec_label(self.spec),
             "temperature": self.params.temperature,
             "top_p": self.params.top_p,
             "max_tokens": self.params.max_tokens,
@@ -681,14 +653,7 @@ class _LLMVoiceBase:
         return recent
 
     def _generate(self, chats: list[list[dict[str, str]]], seeds: tuple[int, ...]) -> list[str]:
-        params = dataclasses.replace(self.params, seeds=seeds)
-        replies = self.backend.generate(chats, params)
-        if len(replies) != len(chats):
-            raise RuntimeError(
-                f"backend {self.backend_spec!r} returned {len(replies)} replies for "
-                f"{len(chats)} chats"
-            )
-        return replies
+        return self.generate(chats, dataclasses.replace(self.params, seeds=seeds))
 
 
 _ROLES = frozenset({"user", "assistant"})
@@ -732,7 +697,7 @@ class LLMUserVoice(_LLMVoiceBase):
             raise ValueError(
                 f"unknown band {turn.band!r} or act {turn.act!r}; bands: {BANDS}, acts: {USER_ACTS}"
             ) from None
-        system = _prompt("user_voice.txt").format(
+        system = load_prompt("user_voice.txt").format(
             name=persona.name,
             age=persona.age,
             gender=persona.gender,
@@ -740,6 +705,9 @@ class LLMUserVoice(_LLMVoiceBase):
             traits=_join_words(persona.traits),
             speaking_style=persona.speaking_style,
             situation=card.situation,
+            # The card's facts are what Q&A consistency checks: a voice never told them can
+            # only invent answers (SmolLM2 matched 1 in 18 without them).
+            facts=" ".join(f"{fact.question} {fact.answer}" for fact in card.facts),
             topic=second_person(card.topic),
             band_words=band_words,
             reason_line=f" What you think of their last message: {turn.reason}"
@@ -805,7 +773,7 @@ class LLMAgentRealiser(_LLMVoiceBase):
         frags = load_fragments()
         strategy = _check_strategy(turn.strategy)
         card = turn.card
-        system = _prompt("agent_realiser.txt").format(
+        system = load_prompt("agent_realiser.txt").format(
             name=card.persona.name,
             topic=second_person(card.topic),
             strategy=STRATEGIES[strategy],

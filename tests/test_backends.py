@@ -5,6 +5,8 @@
   purpose (sleep past the timeout, answer junk, fail then recover): no mock of the client;
 - the ``openai`` backend and an env against a real llama.cpp server started here on
   loopback with the embedded GGUF, including a server killed mid-episode;
+- an env whose backend fails mid-step (a small backend that fails on demand): a failure
+  after the user's state changed demands a reset, one before it leaves the env steppable;
 - the ``transformers`` backend on the CPU with the embedded GGUF (left-padded batches,
   seeds, greedy batched == unbatched) and with a tiny random-weight Llama.
 """
@@ -358,6 +360,8 @@ def test_env_survives_a_failing_server_after_reset(fake):
     with pytest.raises(BackendError, match="HTTP 500"):
         env.step(0)
     fake.reply = lambda r: (200, good, "application/json", 0)
+    with pytest.raises(RuntimeError, match=r"call reset\(\)"):
+        env.step(0)  # the server is back, but this episode is half-done
     _, info = env.reset(seed=0)
     assert info["user_utterance"] == "Honestly I have been struggling since I lost my job."
     _, _, _, _, info = env.step(0)
@@ -376,6 +380,95 @@ def test_env_whose_first_reset_fails_recovers(fake):
     fake.reply = lambda r: (200, completion("I just feel lost."), "application/json", 0)
     assert env.reset(seed=0)[1]["user_utterance"] == "I just feel lost."
     assert env.step(0)[4]["user_utterance"]
+    env.close()
+
+
+# --------------------------------------------------------------------------- failing mid-step
+
+
+def is_label_chat(chat) -> bool:
+    """Whether a chat is the LLM recogniser's (its prompt starts "You label")."""
+    return chat[0]["content"].startswith("You label")
+
+
+class FlakyBackend:
+    """Answers deterministically, and raises ``BackendError`` on demand.
+
+    ``fail_next`` fails that many coming calls; ``fail_voice`` fails every call that is not
+    the recogniser's (so the user's voice fails after the recogniser has answered).
+    """
+
+    name = "flaky"
+
+    def __init__(self) -> None:
+        self.fail_next = 0
+        self.fail_voice = False
+
+    def generate(self, chats, params: GenerationParams) -> list[str]:
+        if self.fail_next or (self.fail_voice and not is_label_chat(chats[0])):
+            self.fail_next = max(0, self.fail_next - 1)
+            raise BackendError("flaky backend: the server went away")
+        if is_label_chat(chats[0]):
+            return ["Question"] * len(chats)
+        return [f"I keep going over it, all of it ({s})." for s in params.seeds_for(len(chats))]
+
+
+def flaky_env(env_id: str, backend: FlakyBackend, **kwargs: Any) -> gym.Env:
+    extra = {"recogniser": "llm"} if "Text" in env_id else {}
+    return gym.make(env_id, voice="llm", backend=backend, scenarios="test", **extra, **kwargs)
+
+
+def action_for(env_id: str) -> Any:
+    return "What happened after that?" if "Text" in env_id else 0
+
+
+@pytest.mark.parametrize("env_id", ["EmpathyDialogue-v0", "EmpathyDialogueText-v0"])
+def test_a_voice_failure_mid_step_demands_a_reset(env_id):
+    backend = FlakyBackend()
+    env = flaky_env(env_id, backend)
+    env.reset(seed=0)
+    action = action_for(env_id)
+    env.step(action)
+    turn = env.unwrapped.core.state.turn
+    backend.fail_voice = True  # the text env's recogniser still answers
+    with pytest.raises(BackendError, match="went away"):
+        env.step(action)
+    assert env.unwrapped.core.state.turn == turn + 1  # the core moved on; no words followed
+    backend.fail_voice = False
+    for _ in range(2):  # the backend is back, but the episode is half-done
+        with pytest.raises(RuntimeError, match=r"failed part-way \(BackendError.*call reset\(\)"):
+            env.step(action)
+    _, info = env.reset(seed=1)
+    assert info["turn"] == 0
+    _, _, _, _, info = env.step(action)
+    assert info["turn"] == 1 and info["user_utterance"].startswith("I keep going")
+    env.close()
+
+
+@pytest.mark.parametrize("env_id", ["EmpathyDialogue-v0", "EmpathyDialogueText-v0"])
+def test_a_failure_before_the_user_moves_leaves_the_env_steppable(env_id):
+    # The first LLM call of a step is the realiser's (agent_voice="llm") or the
+    # recogniser's (text env): both come before the core, so nothing has changed.
+    backend = FlakyBackend()
+    kwargs = {} if "Text" in env_id else {"agent_voice": "llm"}
+    env = flaky_env(env_id, backend, **kwargs)
+    env.reset(seed=0)
+    state, messages = env.unwrapped.core.state.copy(), list(env.unwrapped.messages)
+    backend.fail_next = 1
+    with pytest.raises(BackendError, match="went away"):
+        env.step(action_for(env_id))
+    assert env.unwrapped.core.state == state and env.unwrapped.messages == messages
+    _, _, _, _, info = env.step(action_for(env_id))  # a retry, no reset needed
+    assert info["turn"] == 1
+    env.close()
+
+
+def test_a_bad_action_never_demands_a_reset():
+    env = flaky_env("EmpathyDialogueText-v0", FlakyBackend())
+    env.reset(seed=0)
+    with pytest.raises(ValueError, match="outside the action space"):
+        env.step("a\x00b")
+    assert env.step("How are you?")[4]["turn"] == 1
     env.close()
 
 
@@ -446,6 +539,8 @@ def test_server_killed_mid_episode_then_back():
         assert time.perf_counter() - start < 10
         message = str(err.value)
         assert server.url in message and "2 attempts" in message and "Connection" in message
+        with pytest.raises(RuntimeError, match=r"failed part-way.*call reset\(\)"):
+            env.step(2)  # the core moved on without the user's words: no stepping on
         # Back on the same port: a reset starts a clean episode.
         server = LlamaServer(n_ctx=2048, n_threads=1, port=server.port).start()
         _, info = env.reset(seed=1)

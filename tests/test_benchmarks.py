@@ -26,6 +26,15 @@ def test_throughput_quick(tmp_path):
     assert saved["raw_ratio"] == results["raw_ratio"] > 0
     assert set(saved["ppo_steps_per_s"]) == set(results["ppo_steps_per_s"])
     assert all(v > 0 for v in saved["raw_steps_per_s"].values())
+    # The LLM rows, with a tiny random model: one env per backend, then make_vec per N.
+    llm = saved["llm"]
+    assert llm["llm_voice"]["transformers"]["turns_per_s"] > 0
+    rows = llm["make_vec"]["rows"]
+    assert [r["users"] for r in rows] == [1, 2]
+    for row in rows:
+        assert row["turns_per_s"] > 0 and row["generate_turns_per_s"] > 0
+        assert row["backend_calls_per_step"] == 1  # N users, one batched call a step
+        assert row["env_overhead"] < 1 and row["vs_n_singles"] > 0
 
 
 def test_dual_process_quick(tmp_path):
