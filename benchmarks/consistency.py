@@ -3,7 +3,7 @@
 Plays the stage heuristic against the LLM user voice (the embedded SmolLM2 by default) on the
 first ``cards`` test cards, pausing each episode after ``ask_after`` turns to put the card's
 fact questions to the user (side conversations: the episode then plays on unchanged), and
-reports the three consistency metrics of :mod:`dialogue_gym.metrics`, beside the template
+reports the three consistency metrics of :mod:`dialogue_gym.evaluation.metrics`, beside the template
 voice as a floor/ceiling reference.
 
     python benchmarks/consistency.py                 # 12 cards, writes benchmarks/results/consistency.json
@@ -23,8 +23,8 @@ import numpy as np
 import tyro
 
 import dialogue_gym  # noqa: F401  (registers the envs)
-from dialogue_gym.agents import StageHeuristicPolicy
-from dialogue_gym.metrics import (
+from dialogue_gym.agents.reference import StageHeuristicPolicy
+from dialogue_gym.evaluation.metrics import (
     line_to_line_consistency,
     prompt_to_line_consistency,
     qa_consistency,

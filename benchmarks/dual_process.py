@@ -23,8 +23,8 @@ import numpy as np
 import tyro
 
 import dialogue_gym  # noqa: F401  (registers the envs)
-from dialogue_gym.evaluation import evaluate, summarize
-from dialogue_gym.planning import DualProcessAgent, MCTSPlanner, sb3_action_probs
+from dialogue_gym.agents.planning import DualProcessAgent, MCTSPlanner, sb3_action_probs
+from dialogue_gym.evaluation.episodes import evaluate, summarize
 
 
 @dataclass

@@ -10,7 +10,7 @@ random weights. Each user turn is a 320-token prompt and exactly 32 new tokens (
 ignored, so every turn does the same work), at batch sizes 1, 8, 64 and 256. Per batch size:
 
 - ``plain``: ``model.generate`` on random token ids, sampling: the anchor's measurement;
-- ``backend``: :class:`~dialogue_gym.backends.transformers_backend.TransformersBackend`
+- ``backend``: :class:`~dialogue_gym.llm.backends.transformers_backend.TransformersBackend`
   ``generate`` on chats whose prompts have the same length (chat template, tokenising,
   left padding and per-row seeded sampling included): ``backend / plain`` is the
   backend's own overhead;
@@ -45,10 +45,10 @@ import numpy as np
 import tyro
 
 import dialogue_gym  # noqa: F401  (registers the envs)
-from dialogue_gym.backends import GenerationParams, get_backend
-from dialogue_gym.backends.base import BackendError
-from dialogue_gym.backends.llama_cpp import default_model_path
-from dialogue_gym.backends.transformers_backend import TransformersBackend, save_random_model
+from dialogue_gym.llm.backends import GenerationParams, get_backend
+from dialogue_gym.llm.backends.base import BackendError
+from dialogue_gym.llm.backends.llama_cpp import default_model_path
+from dialogue_gym.llm.backends.transformers_backend import TransformersBackend, save_random_model
 
 ENV_ID = "EmpathyDialogue-v0"
 

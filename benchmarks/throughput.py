@@ -41,7 +41,7 @@ import numpy as np
 import tyro
 
 import dialogue_gym  # noqa: F401  (registers the envs)
-from dialogue_gym.backends import Backend, GenerationParams, get_backend
+from dialogue_gym.llm.backends import Backend, GenerationParams, get_backend
 
 ENV_ID = "EmpathyDialogue-v0"
 
@@ -197,7 +197,7 @@ def backend_turns_per_second(
     if name == "transformers":
         return llm_turns_per_second(turns, transformers_spec(model, max_batch), max_tokens)
     if name == "openai":
-        from dialogue_gym.backends.llama_server import LlamaServer
+        from dialogue_gym.llm.backends.llama_server import LlamaServer
 
         with LlamaServer() as server:
             return llm_turns_per_second(turns, f"openai:{server.url}", max_tokens, in_process=False)
@@ -327,7 +327,7 @@ def resolve_llm_model(name: str, workdir: Path) -> tuple[str | None, str]:
     if name == "gguf":
         return None, "SmolLM2-135M-Instruct Q4_1 GGUF (de-quantised to float32 by transformers)"
     if name == "tiny":
-        from dialogue_gym.backends.transformers_backend import save_random_model
+        from dialogue_gym.llm.backends.transformers_backend import save_random_model
 
         path = save_random_model(workdir / "tiny", "tiny", tokenizer="bytes")
         return str(path), "tiny random Llama (2 layers, width 64), byte tokenizer"

@@ -26,8 +26,8 @@ import numpy as np
 import tyro
 
 import dialogue_gym  # noqa: F401  (registers the envs)
-from dialogue_gym.goals import ACT_GOALS, GoalConditioned, goal_options
-from dialogue_gym.hierarchy import Options
+from dialogue_gym.agents.goals import ACT_GOALS, GoalConditioned, goal_options
+from dialogue_gym.agents.options import Options
 
 
 @dataclass

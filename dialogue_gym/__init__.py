@@ -12,8 +12,9 @@ Importing the package registers its environments:
 
 from __future__ import annotations
 
-from dialogue_gym.config import SimConfig
-from dialogue_gym.constants import NEEDS, PLUTCHIK, STRATEGIES, USER_ACTS
+from dialogue_gym import _compat
+from dialogue_gym.core.config import SimConfig
+from dialogue_gym.core.vocabulary import NEEDS, PLUTCHIK, STRATEGIES, USER_ACTS
 from dialogue_gym.registration import ENV_IDS, register_envs
 
 __version__ = "0.1.0"
@@ -28,4 +29,5 @@ __all__ = [
     "__version__",
 ]
 
+_compat.install()  # old module paths (dialogue_gym.env, ...) keep working for one release
 register_envs()

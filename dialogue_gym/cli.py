@@ -8,7 +8,7 @@ Subcommands (each has ``--help``; ``docs/cli.md`` is the manual):
   emotion bar (``--strategy``: picks strategies from a menu instead);
 - ``evaluate``: the table of reference policies on a split;
 - ``bench``: the throughput benchmark (``benchmarks/throughput.py``, from a clone);
-- ``study``: the reward study (``dialogue_gym.study``).
+- ``study``: the reward study (``dialogue_gym.study.run``).
 
 Bad arguments print one line, ``dialogue-gym <command>: error: ...``, and exit with status 2.
 Set ``DIALOGUE_GYM_DEBUG=1`` to get the traceback of an error instead.
@@ -36,11 +36,17 @@ import gymnasium as gym
 import numpy as np
 
 import dialogue_gym
-from dialogue_gym.agents import REFERENCE_POLICIES, make_policy
-from dialogue_gym.constants import STRATEGIES
-from dialogue_gym.episode_log import EpisodeLogger
-from dialogue_gym.evaluation import EpisodeResult, evaluate, format_table, run_episode, summarize
-from dialogue_gym.render import emotion_bar
+from dialogue_gym.agents.reference import REFERENCE_POLICIES, make_policy
+from dialogue_gym.core.render import emotion_bar
+from dialogue_gym.core.vocabulary import STRATEGIES
+from dialogue_gym.evaluation.episode_log import EpisodeLogger
+from dialogue_gym.evaluation.episodes import (
+    EpisodeResult,
+    evaluate,
+    format_table,
+    run_episode,
+    summarize,
+)
 from dialogue_gym.rewards import REWARDS
 
 DEMO_POLICIES = ("random", "always-reassure", "always-suggest", "stage-heuristic", "oracle")
@@ -249,7 +255,7 @@ def _parse_strategy(line: str) -> int | str:
 def _check_utterance(line: str, max_length: int) -> str | None:
     """Why a typed utterance cannot be said, or ``None`` if it can."""
     # Imported here: text_env pulls in the recognisers, which only play's text mode needs.
-    from dialogue_gym.text_env import CHARSET
+    from dialogue_gym.envs.text import CHARSET
 
     line = line.strip()
     if not line:
@@ -419,9 +425,9 @@ def cmd_bench(argv: Sequence[str]) -> int:
 
 def _load_study() -> ModuleType:
     try:
-        import dialogue_gym.study as study
+        import dialogue_gym.study.run as study
     except ModuleNotFoundError as err:
-        if err.name == "dialogue_gym.study":
+        if err.name == "dialogue_gym.study.run":
             raise UsageError("this version of dialogue_gym has no study module") from None
         raise UsageError(
             f"the study needs the package {err.name!r}: install it (pip install -e '.[dev]')"
@@ -430,7 +436,7 @@ def _load_study() -> ModuleType:
 
 
 def cmd_study(argv: Sequence[str]) -> int:
-    """The reward study, ``dialogue_gym.study``; ``argv`` goes to its parser."""
+    """The reward study, ``dialogue_gym.study.run``; ``argv`` goes to its parser."""
     return _run_passthrough("study", _load_study, argv)
 
 
@@ -523,7 +529,7 @@ def build_parser() -> argparse.ArgumentParser:
     # Listed for the top-level help; main() hands their arguments to their own parsers.
     for name, text in (
         ("bench", "the throughput benchmark (benchmarks/throughput.py; from a clone)"),
-        ("study", "the reward study (dialogue_gym.study); 'study --help' for its options"),
+        ("study", "the reward study (dialogue_gym.study.run); 'study --help' for its options"),
     ):
         passthrough = sub.add_parser(name, help=text, add_help=False)
         passthrough.add_argument("argv", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)

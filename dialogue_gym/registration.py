@@ -12,7 +12,7 @@ from typing import Any
 
 import gymnasium as gym
 
-from dialogue_gym.vector import EmpathyDialogueVectorEnv
+from dialogue_gym.envs.vector import EmpathyDialogueVectorEnv
 
 
 class RewardedEnvFactory:
@@ -51,8 +51,8 @@ class RewardedEnvFactory:
         return apply_reward(self.env_class(**env_kwargs), reward, reward_kwargs)
 
 
-make_empathy_dialogue = RewardedEnvFactory("dialogue_gym.env:EmpathyDialogueEnv")
-make_empathy_dialogue_text = RewardedEnvFactory("dialogue_gym.text_env:EmpathyDialogueTextEnv")
+make_empathy_dialogue = RewardedEnvFactory("dialogue_gym.envs.empathy:EmpathyDialogueEnv")
+make_empathy_dialogue_text = RewardedEnvFactory("dialogue_gym.envs.text:EmpathyDialogueTextEnv")
 
 #: Every env id this package registers, with its entry point and default kwargs.
 _SPECS: dict[str, dict] = {

@@ -1,1 +1,9 @@
-"""Registered environments as data: scenario cards and their authored parts (installed as ``dialogue_gym.envs``)."""
+"""The environments (installed as ``dialogue_gym.envs``), beside their scenario cards.
+
+- :mod:`~dialogue_gym.envs.empathy`: ``EmpathyDialogue-v0``, a strategy each turn;
+- :mod:`~dialogue_gym.envs.text`: ``EmpathyDialogueText-v0``, the agent's own words;
+- :mod:`~dialogue_gym.envs.vector`: the batched vector env ``gym.make_vec`` returns;
+- ``scenarios/`` (``train``, ``test``) and ``parts/``: the scenario cards as YAML data.
+
+The ids are registered in :mod:`dialogue_gym.registration`, one line each.
+"""

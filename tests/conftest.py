@@ -43,7 +43,7 @@ def act(env_id: str):
     text = isinstance(env.action_space, gym.spaces.Text)
     env.close()
     if text:
-        from dialogue_gym.text_env import EXAMPLE_UTTERANCES
+        from dialogue_gym.envs.text import EXAMPLE_UTTERANCES
 
         return EXAMPLE_UTTERANCES.__getitem__
     return int

@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from dialogue_gym.affect import AffectiveCore
-from dialogue_gym.config import SimConfig
-from dialogue_gym.constants import (
+from dialogue_gym.core.affect import AffectiveCore
+from dialogue_gym.core.config import SimConfig
+from dialogue_gym.core.scenario import load_scenarios
+from dialogue_gym.core.vocabulary import (
     AFFIRMATION,
     INFORMATION,
     NEEDS,
@@ -17,7 +18,6 @@ from dialogue_gym.constants import (
     RESTATEMENT,
     SUGGESTION,
 )
-from dialogue_gym.scenario import load_scenarios
 
 CARDS = load_scenarios("test")
 

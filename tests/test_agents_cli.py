@@ -7,9 +7,9 @@ import json
 import gymnasium as gym
 import pytest
 
-from dialogue_gym.agents import ConstantPolicy, RandomPolicy, make_policy
+from dialogue_gym.agents.reference import ConstantPolicy, RandomPolicy, make_policy
 from dialogue_gym.cli import main
-from dialogue_gym.evaluation import evaluate, run_episode, summarize
+from dialogue_gym.evaluation.episodes import evaluate, run_episode, summarize
 
 
 def test_constant_policy_by_name_and_index():

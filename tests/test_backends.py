@@ -26,16 +26,16 @@ import gymnasium as gym
 import pytest
 
 import dialogue_gym  # noqa: F401  (registers the envs)
-from dialogue_gym.backends import (
+from dialogue_gym.llm.backends import (
     BackendError,
     GenerationParams,
     available_backends,
     get_backend,
     spec_key,
 )
-from dialogue_gym.backends.llama_server import LlamaServer, free_port
-from dialogue_gym.backends.openai_backend import OpenAIBackend
-from dialogue_gym.backends.transformers_backend import TransformersBackend
+from dialogue_gym.llm.backends.llama_server import LlamaServer, free_port
+from dialogue_gym.llm.backends.openai_backend import OpenAIBackend
+from dialogue_gym.llm.backends.transformers_backend import TransformersBackend
 
 CHATS = [
     [
@@ -619,7 +619,7 @@ def test_env_with_transformers_backend(smollm2):
 
 
 def test_random_weight_model_fixed_new_tokens(tmp_path, one_thread):
-    from dialogue_gym.backends.transformers_backend import save_random_model
+    from dialogue_gym.llm.backends.transformers_backend import save_random_model
 
     path = save_random_model(tmp_path / "tiny", "tiny", tokenizer="bytes")
     backend = TransformersBackend(path, device="cpu", ignore_eos=True, max_batch_size=2)
@@ -635,7 +635,7 @@ def test_random_weight_model_fixed_new_tokens(tmp_path, one_thread):
 def test_seeded_sampler_draws_from_the_nucleus():
     import torch
 
-    from dialogue_gym.backends.transformers_backend import _SeededSampler
+    from dialogue_gym.llm.backends.transformers_backend import _SeededSampler
 
     logits = torch.log(torch.tensor([[0.5, 0.3, 0.2]]))
     no_ids = torch.zeros((1, 0), dtype=torch.long)

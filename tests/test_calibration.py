@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import functools
 
-from dialogue_gym.evaluation import evaluate, summarize
+from dialogue_gym.evaluation.episodes import evaluate, summarize
 
 
 @functools.cache

@@ -14,9 +14,9 @@ import pytest
 
 from dialogue_gym import cli
 from dialogue_gym.cli import main
-from dialogue_gym.constants import STRATEGIES
-from dialogue_gym.episode_log import EPISODE_FIELDS, STEP_FIELDS, read_episodes
-from dialogue_gym.text_env import EXAMPLE_UTTERANCES
+from dialogue_gym.core.vocabulary import STRATEGIES
+from dialogue_gym.envs.text import EXAMPLE_UTTERANCES
+from dialogue_gym.evaluation.episode_log import EPISODE_FIELDS, STEP_FIELDS, read_episodes
 
 SCRIPT = Path(sys.executable).with_name("dialogue-gym")
 # A fixed user, so the transcripts are the same each run: the template voice, card 0, seed 1.
@@ -271,15 +271,16 @@ def test_bench_help_is_the_benchmarks_own(monkeypatch, capsys):
 
 
 needs_study = pytest.mark.skipif(
-    importlib.util.find_spec("dialogue_gym.study") is None, reason="dialogue_gym.study is absent"
+    importlib.util.find_spec("dialogue_gym.study.run") is None,
+    reason="dialogue_gym.study.run is absent",
 )
 
 
 def _study():
     try:
-        import dialogue_gym.study as study
+        import dialogue_gym.study.run as study
     except ImportError as err:  # present but not importable yet (being written)
-        pytest.skip(f"dialogue_gym.study does not import: {err}")
+        pytest.skip(f"dialogue_gym.study.run does not import: {err}")
     return study
 
 
@@ -312,7 +313,7 @@ def test_study_bad_argument_exits_2(monkeypatch, capsys):
 
 
 def test_study_missing_module_is_a_clear_error(monkeypatch, capsys):
-    monkeypatch.setitem(sys.modules, "dialogue_gym.study", None)  # import raises ImportError
-    monkeypatch.delattr("dialogue_gym.study", raising=False)
+    monkeypatch.setitem(sys.modules, "dialogue_gym.study.run", None)  # import raises ImportError
+    monkeypatch.delattr("dialogue_gym.study.run", raising=False)
     code, _, err = run(monkeypatch, capsys, ["study", "--quick"])
     assert code == 2 and "no study module" in err

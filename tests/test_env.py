@@ -106,7 +106,7 @@ def test_seeded_replay_is_identical(make_env, act):
 
 def test_voice_does_not_change_dynamics(make_env, env_id, act):
     """The same seed gives the same emotions whichever realiser speaks for the agent."""
-    from dialogue_gym.voice import TemplateUserVoice
+    from dialogue_gym.user.voice import TemplateUserVoice
 
     env = make_env()
     actions = [act(i) for i in (0, 1, 2, 5, 4)]
@@ -270,7 +270,7 @@ def test_default_env_speaks_with_the_embedded_llm(env_id, act):
     assert [tmpl.step(act(a))[4]["emotion"] for a in (0, 2)] == [
         env.step(act(a))[4]["emotion"] for a in (0, 2)
     ]
-    from dialogue_gym.backends import get_backend
+    from dialogue_gym.llm.backends import get_backend
 
     assert get_backend("llama_cpp") is get_backend("llama_cpp")  # one model per process
 

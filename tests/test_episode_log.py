@@ -14,8 +14,13 @@ import numpy as np
 import pytest
 
 import dialogue_gym  # noqa: F401  (registers the envs)
-from dialogue_gym.episode_log import EPISODE_FIELDS, STEP_FIELDS, EpisodeLogger, read_episodes
-from dialogue_gym.text_env import EXAMPLE_UTTERANCES
+from dialogue_gym.envs.text import EXAMPLE_UTTERANCES
+from dialogue_gym.evaluation.episode_log import (
+    EPISODE_FIELDS,
+    STEP_FIELDS,
+    EpisodeLogger,
+    read_episodes,
+)
 
 
 def make(path, env_id: str = "EmpathyDialogue-v0", **kwargs) -> EpisodeLogger:
@@ -63,7 +68,7 @@ def test_a_crash_keeps_the_finished_episodes(tmp_path):
         import os
         import gymnasium as gym
         import dialogue_gym
-        from dialogue_gym.episode_log import EpisodeLogger
+        from dialogue_gym.evaluation.episode_log import EpisodeLogger
         env = EpisodeLogger(gym.make("EmpathyDialogue-v0", voice="template"), {str(path)!r})
         for seed in range(3):
             env.reset(seed=seed)

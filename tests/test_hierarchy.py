@@ -10,11 +10,11 @@ import pytest
 from stable_baselines3 import A2C, DQN
 
 import dialogue_gym  # noqa: F401
-from dialogue_gym.constants import QUESTION, REFLECTION, RESTATEMENT, SUGGESTION
-from dialogue_gym.evaluation import evaluate, summarize
-from dialogue_gym.goals import ACT_GOALS, GoalConditioned, goal_options
-from dialogue_gym.hierarchy import BUILTIN_OPTIONS, Option, Options
-from dialogue_gym.planning import DualProcessAgent, MCTSPlanner
+from dialogue_gym.agents.goals import ACT_GOALS, GoalConditioned, goal_options
+from dialogue_gym.agents.options import BUILTIN_OPTIONS, Option, Options
+from dialogue_gym.agents.planning import DualProcessAgent, MCTSPlanner
+from dialogue_gym.core.vocabulary import QUESTION, REFLECTION, RESTATEMENT, SUGGESTION
+from dialogue_gym.evaluation.episodes import evaluate, summarize
 
 
 class CountingReward(gym.Wrapper):
@@ -217,7 +217,7 @@ def test_short_ppo_over_options_beats_the_random_high_level_policy():
 
 
 def test_hierarchical_policy_plays_the_same_turns_as_options():
-    from dialogue_gym.hierarchy import HierarchicalPolicy
+    from dialogue_gym.agents.options import HierarchicalPolicy
 
     # A manager that depends on the observation, so a misaligned option boundary would show.
     def manager(obs):

@@ -1,6 +1,6 @@
 """Injection resistance: nothing an agent writes can instruct the simulator.
 
-The suite (dialogue_gym/data/injections.yaml) is played over the test cards with fixed seeds:
+The suite (dialogue_gym/user/data/injections.yaml) is played over the test cards with fixed seeds:
 each utterance is said three turns running, and its emotion gain (last emotion minus the
 first) is compared with that of neutral small talk played the same way. Injections must gain
 no more on average — each one, and all together — with the lexical recogniser, the LLM
@@ -19,13 +19,13 @@ import pytest
 import yaml
 from fake_backends import ScriptedBackend, gullible
 
-import dialogue_gym.injection
-from dialogue_gym.injection import INJECTION_KINDS, quote_as_data, screen
-from dialogue_gym.recognise import load_labelled
-from dialogue_gym.text_env import CHARSET, DEFAULT_MAX_LENGTH
-from dialogue_gym.voice import load_fragments
+import dialogue_gym.user.injection
+from dialogue_gym.envs.text import CHARSET, DEFAULT_MAX_LENGTH
+from dialogue_gym.user.injection import INJECTION_KINDS, quote_as_data, screen
+from dialogue_gym.user.recognise import load_labelled
+from dialogue_gym.user.voice import load_fragments
 
-DATA = Path(dialogue_gym.injection.__file__).parent / "data" / "injections.yaml"
+DATA = Path(dialogue_gym.user.injection.__file__).parent / "data" / "injections.yaml"
 TURNS = 3
 
 
@@ -132,11 +132,11 @@ def test_injections_gain_nothing_in_sage_mode_with_a_gullible_judge(recogniser):
 def test_the_suite_has_teeth(monkeypatch):
     """With the screen switched off, a gullible judge lets the injections win: the suite
     would catch a broken defence."""
-    import dialogue_gym.llm_core
-    import dialogue_gym.recognise.base
+    import dialogue_gym.user.judge
+    import dialogue_gym.user.recognise.base
 
-    monkeypatch.setattr(dialogue_gym.recognise.base, "screen", lambda text: None)
-    monkeypatch.setattr(dialogue_gym.llm_core, "screen", lambda text: None)
+    monkeypatch.setattr(dialogue_gym.user.recognise.base, "screen", lambda text: None)
+    monkeypatch.setattr(dialogue_gym.user.judge, "screen", lambda text: None)
     env = make(core="llm", backend=ScriptedBackend(gullible))
     injections, _, small_talk = suite()
     cards = range(0, 72, 8)

@@ -9,8 +9,8 @@ import gymnasium as gym
 import pytest
 from fake_backends import ScriptedBackend, judge_reply, quoted_message
 
-from dialogue_gym.llm_core import Verdict, VerdictError, make_judge, parse_verdict
-from dialogue_gym.text_env import EXAMPLE_UTTERANCES
+from dialogue_gym.envs.text import EXAMPLE_UTTERANCES
+from dialogue_gym.user.judge import Verdict, VerdictError, make_judge, parse_verdict
 
 
 def make(env_id="EmpathyDialogue-v0", **kwargs):
@@ -227,14 +227,14 @@ class FailingBackend:
     name = "failing"
 
     def generate(self, chats, params):
-        from dialogue_gym.backends import BackendError
+        from dialogue_gym.llm.backends import BackendError
 
         raise BackendError("the server went away")
 
 
 @pytest.mark.parametrize("env_id", ["EmpathyDialogue-v0", "EmpathyDialogueText-v0"])
 def test_a_backend_error_leaves_the_env_as_it_was(env_id):
-    from dialogue_gym.backends import BackendError
+    from dialogue_gym.llm.backends import BackendError
 
     env = make(env_id, core="llm", backend=FailingBackend())
     env.reset(seed=0)

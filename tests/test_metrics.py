@@ -1,4 +1,4 @@
-"""The metrics (dialogue_gym/metrics.py) on hand-built episodes, and what evaluation records."""
+"""The metrics (dialogue_gym/evaluation/metrics.py) on hand-built episodes, and what evaluation records."""
 
 from __future__ import annotations
 
@@ -10,10 +10,11 @@ import numpy as np
 import pytest
 
 import dialogue_gym  # noqa: F401  (registers the envs)
-from dialogue_gym.agents import StageHeuristicPolicy, make_policy
-from dialogue_gym.backends import GenerationParams
-from dialogue_gym.constants import USER_ACTS
-from dialogue_gym.evaluation import (
+from dialogue_gym.agents.options import Options
+from dialogue_gym.agents.reference import StageHeuristicPolicy, make_policy
+from dialogue_gym.core.scenario import load_scenarios
+from dialogue_gym.core.vocabulary import USER_ACTS
+from dialogue_gym.evaluation.episodes import (
     ALL_REWARDS,
     EpisodeResult,
     ModelPolicy,
@@ -24,8 +25,7 @@ from dialogue_gym.evaluation import (
     run_episode,
     summarize,
 )
-from dialogue_gym.hierarchy import Options
-from dialogue_gym.metrics import (
+from dialogue_gym.evaluation.metrics import (
     METRIC_DOCS,
     PROBE_ORDER,
     QA_REASON,
@@ -51,9 +51,9 @@ from dialogue_gym.metrics import (
     success_rate,
     user_left_rate,
 )
+from dialogue_gym.llm.backends import GenerationParams
 from dialogue_gym.rewards import REWARDS
-from dialogue_gym.scenario import load_scenarios
-from dialogue_gym.voice import DEFAULT_LLM_PARAMS, LLMUserVoice, UserTurn
+from dialogue_gym.user.voice import DEFAULT_LLM_PARAMS, LLMUserVoice, UserTurn
 
 CARD = load_scenarios("test")[0]  # Tomás, 19, engineering student; average 70 / on 68; June
 

@@ -126,8 +126,8 @@ def test_wheel_in_fresh_venv_finds_its_data(tmp_path: Path) -> None:
     probe = """
 import json
 import dialogue_gym
-from dialogue_gym.paths import envs_dir
-from dialogue_gym.scenario import load_scenarios
+from dialogue_gym.core.paths import envs_dir
+from dialogue_gym.core.scenario import load_scenarios
 print(json.dumps({
     "package": dialogue_gym.__file__,
     "envs": str(envs_dir()),
@@ -200,7 +200,7 @@ def test_docs_build_strict(tmp_path: Path) -> None:
     assert "env-card:" not in card, "the env-card marker was not replaced"
     for section in ("Observation Space", "Action Space", "Rewards", "Episode End"):
         assert re.search(rf"<h2[^>]*>{section}", card), f"no '{section}' section on the card"
-    assert "dialogue_gym.env:EmpathyDialogueEnv" in card
+    assert "dialogue_gym.envs.empathy:EmpathyDialogueEnv" in card
 
 
 def _python_blocks(markdown: str) -> list[str]:

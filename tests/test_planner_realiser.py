@@ -8,8 +8,8 @@ import pytest
 from stable_baselines3 import PPO
 
 import dialogue_gym  # noqa: F401
-from dialogue_gym.agents import StageHeuristicPolicy
-from dialogue_gym.planner_realiser import PlannerRealiserAgent
+from dialogue_gym.agents.planner_realiser import PlannerRealiserAgent
+from dialogue_gym.agents.reference import StageHeuristicPolicy
 
 
 def play(agent, env, seed, card):

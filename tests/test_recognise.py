@@ -12,7 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dialogue_gym import STRATEGIES
-from dialogue_gym.recognise import (
+from dialogue_gym.envs.text import CHARSET
+from dialogue_gym.user.recognise import (
     LabelledUtterance,
     LexicalRecogniser,
     LLMRecogniser,
@@ -22,8 +23,7 @@ from dialogue_gym.recognise import (
     make_recogniser,
     parse_label,
 )
-from dialogue_gym.text_env import CHARSET
-from dialogue_gym.voice import load_fragments
+from dialogue_gym.user.voice import load_fragments
 
 #: Documented floors (docs/text.md): the measured figures are higher (0.975 overall, 0.929
 #: held out, 0.90 on the template lines); the floors leave room for edits to the cues.
@@ -168,7 +168,7 @@ def test_recognisers_pickle_without_the_model():
 
 
 def test_the_labelled_file_is_valid_yaml_with_documented_fields():
-    from dialogue_gym.recognise import LABELLED_FILE
+    from dialogue_gym.user.recognise import LABELLED_FILE
 
     raw = yaml.safe_load(LABELLED_FILE.read_text(encoding="utf-8"))
     fields = {k for item in raw["utterances"] for k in item}
@@ -180,7 +180,7 @@ def test_llm_recogniser_with_the_embedded_model():
     """SmolLM2-135M as a labeller: measured, reported, and weak (see docs/text.md).
 
     On one held-out utterance per strategy (the full measurement is
-    ``python -m dialogue_gym.recognise --llm``) its accuracy is only asserted to be a valid
+    ``python -m dialogue_gym.user.recognise --llm``) its accuracy is only asserted to be a valid
     fraction and every utterance to have been sent to the model; the figure is printed.
     """
     rec = make_recogniser("llm")

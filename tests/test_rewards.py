@@ -20,9 +20,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import dialogue_gym
-from dialogue_gym.affect import UserState
-from dialogue_gym.agents import RandomPolicy, StageHeuristicPolicy
-from dialogue_gym.env import EmpathyDialogueEnv
+from dialogue_gym.agents.reference import RandomPolicy, StageHeuristicPolicy
+from dialogue_gym.core.affect import UserState
+from dialogue_gym.envs.empathy import EmpathyDialogueEnv
 from dialogue_gym.rewards import (
     DEFAULT_REWARD,
     REWARDS,

@@ -16,16 +16,8 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dialogue_gym import scenario_builder
-from dialogue_gym.constants import (
-    CHARACTER_TYPES,
-    DIFFICULTIES,
-    EMOTION_TYPES,
-    NEEDS,
-    PROBLEM_TYPES,
-)
-from dialogue_gym.paths import envs_dir
-from dialogue_gym.scenario import (
+from dialogue_gym.core.paths import envs_dir
+from dialogue_gym.core.scenario import (
     SPLITS,
     ScenarioCard,
     ScenarioError,
@@ -34,6 +26,14 @@ from dialogue_gym.scenario import (
     load_card,
     load_scenarios,
 )
+from dialogue_gym.core.vocabulary import (
+    CHARACTER_TYPES,
+    DIFFICULTIES,
+    EMOTION_TYPES,
+    NEEDS,
+    PROBLEM_TYPES,
+)
+from tools import scenario_builder  # the authoring tool (repository root is on sys.path)
 
 SCENARIOS = envs_dir() / "scenarios"
 #: ESConv's five most frequent problem types; the brief asks for at least four situations each.

@@ -10,9 +10,10 @@ import sys
 
 import pytest
 
-from dialogue_gym import report, study
 from dialogue_gym.cli import main as cli
-from dialogue_gym.episode_log import read_episodes
+from dialogue_gym.evaluation.episode_log import read_episodes
+from dialogue_gym.study import report
+from dialogue_gym.study import run as study
 
 TINY = [
     "--rewards", "sparse", "emotion_delta",
@@ -188,7 +189,7 @@ def test_plugins_register_a_reward_and_a_learner(tmp_path, monkeypatch):
     plugin = tmp_path / "my_study_plugin.py"
     plugin.write_text(
         "from dialogue_gym.rewards import EmotionDeltaReward, register_reward\n"
-        "from dialogue_gym.study import LEARNERS, register_learner\n"
+        "from dialogue_gym.study.run import LEARNERS, register_learner\n"
         "register_reward('half_delta', lambda env: EmotionDeltaReward(env, scale=0.05))\n"
         "register_learner('my_hppo', LEARNERS['ppo'], hierarchical=True)\n"
     )

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 import dialogue_gym
 from dialogue_gym import STRATEGIES
-from dialogue_gym.text_env import (
+from dialogue_gym.envs.text import (
     CHARSET,
     DEFAULT_MAX_LENGTH,
     EXAMPLE_UTTERANCES,
@@ -240,7 +240,7 @@ def test_vector_env_steps_utterances():
 
 
 def test_a_recogniser_backend_error_leaves_the_env_as_it_was():
-    from dialogue_gym.backends import BackendError
+    from dialogue_gym.llm.backends import BackendError
 
     class Failing:
         name = "failing"

@@ -10,10 +10,10 @@ import pytest
 from stable_baselines3 import PPO
 
 import dialogue_gym  # noqa: F401
-from dialogue_gym.backends import GenerationParams
-from dialogue_gym.sb3 import SB3VecEnv, make_sb3_vec_env
-from dialogue_gym.text_env import EXAMPLE_UTTERANCES
-from dialogue_gym.vector import EmpathyDialogueVectorEnv
+from dialogue_gym.envs.text import EXAMPLE_UTTERANCES
+from dialogue_gym.envs.vector import EmpathyDialogueVectorEnv
+from dialogue_gym.integrations.sb3 import SB3VecEnv, make_sb3_vec_env
+from dialogue_gym.llm.backends import GenerationParams
 
 
 def as_actions(env_id, strategies):

@@ -19,12 +19,12 @@ import pytest
 from fake_backends import judge_reply, quoted_message, system_of
 
 import dialogue_gym  # noqa: F401  (registers the envs)
-from dialogue_gym.backends import BackendError, GenerationParams
-from dialogue_gym.batching import Batcher, BatchingBackend
-from dialogue_gym.constants import STRATEGIES
-from dialogue_gym.llm_task import BackendClient
-from dialogue_gym.text_env import EXAMPLE_UTTERANCES
-from dialogue_gym.vector import EmpathyDialogueVectorEnv
+from dialogue_gym.core.vocabulary import STRATEGIES
+from dialogue_gym.envs.text import EXAMPLE_UTTERANCES
+from dialogue_gym.envs.vector import EmpathyDialogueVectorEnv
+from dialogue_gym.llm.backends import BackendError, GenerationParams
+from dialogue_gym.llm.batching import Batcher, BatchingBackend
+from dialogue_gym.llm.client import BackendClient
 
 
 def kind_of(chat) -> str:

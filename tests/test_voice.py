@@ -16,17 +16,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dialogue_gym.backends import (
+from dialogue_gym.core.scenario import NeedCue, Persona, ScenarioCard, load_scenarios
+from dialogue_gym.core.vocabulary import STRATEGIES, USER_ACTS, emotion_band
+from dialogue_gym.llm.backends import (
     BackendError,
     GenerationParams,
     available_backends,
     get_backend,
     spec_key,
 )
-from dialogue_gym.backends.llama_cpp import LlamaCppBackend, default_model_path
-from dialogue_gym.constants import STRATEGIES, USER_ACTS, emotion_band
-from dialogue_gym.scenario import NeedCue, Persona, ScenarioCard, load_scenarios
-from dialogue_gym.voice import (
+from dialogue_gym.llm.backends.llama_cpp import LlamaCppBackend, default_model_path
+from dialogue_gym.user.voice import (
     BANDS,
     MAX_CHARS,
     MAX_QUOTED_CHARS,

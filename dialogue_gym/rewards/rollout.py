@@ -2,7 +2,7 @@
 
 Building an observation costs about as much as a core step; a look-ahead of k futures of
 w turns would build k x w of them. :class:`StageHeuristicRollout` applies
-:class:`~dialogue_gym.agents.StageHeuristicPolicy`'s rule to the same observable quantities
+:class:`~dialogue_gym.agents.reference.StageHeuristicPolicy`'s rule to the same observable quantities
 (the revealed need cues, the user's last act) read directly from the core's state, rounded to
 ``float32`` as the observation rounds them, so it chooses exactly what the policy would
 choose from ``env.observe(core)``.
@@ -22,8 +22,8 @@ from __future__ import annotations
 from array import array
 from typing import Any, Protocol, runtime_checkable
 
-from dialogue_gym.agents import StageHeuristicPolicy
-from dialogue_gym.constants import (
+from dialogue_gym.agents.reference import StageHeuristicPolicy
+from dialogue_gym.core.vocabulary import (
     AFFIRMATION,
     NEEDS,
     QUESTION,
@@ -49,7 +49,7 @@ class CorePolicy(Protocol):
 
 
 class StageHeuristicRollout(StageHeuristicPolicy):
-    """:class:`~dialogue_gym.agents.StageHeuristicPolicy`, reading a core instead of an observation.
+    """:class:`~dialogue_gym.agents.reference.StageHeuristicPolicy`, reading a core instead of an observation.
 
     Takes the same arguments; ``policy(obs)`` still works, ``policy.act_core(core)`` is the
     fast path the look-ahead uses.

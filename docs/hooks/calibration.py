@@ -28,7 +28,7 @@ TARGETS = {
 
 
 def calibration_table() -> str:
-    from dialogue_gym.evaluation import evaluate, summarize
+    from dialogue_gym.evaluation.episodes import evaluate, summarize
 
     lines = [
         "| policy | success | final emotion | user left | turns | target |",

@@ -1,0 +1,575 @@
+"""The reward study: can emotion-grounded rewards replace the coarse bonus signal?
+
+CleanRL style: one readable script, a dataclass of arguments. For each simulator setting x
+reward x learner x seed it trains an SB3 agent on the ``train`` cards, evaluates it on the
+``test`` cards (template voice, the same seeded episodes for every run) along the way
+(learning curves) and at the end (every metric of :mod:`dialogue_gym.evaluation.metrics`, the return
+under every reward), and writes everything under ``<out>/<name>/``:
+
+- ``runs.jsonl``: one line per finished run (flushed, so an interrupted study keeps them),
+- ``runs.csv`` / ``curves.csv`` / ``baselines.csv``: the same, flat,
+- ``episodes/<run>.jsonl``: the final evaluation's transcripts,
+- ``summary.json``, ``report.md`` and the plots (``report.py`` makes them).
+
+    dialogue-gym study --quick            # all rewards, PPO and hierarchical PPO, 3 seeds
+    dialogue-gym study                    # >= 5 seeds, all learners, the simulator sweep
+    dialogue-gym study --rewards sparse emotion_delta --learners ppo --seeds 2 --steps 5000
+
+The agents see the strategy action space of ``EmpathyDialogue-v0``; the hierarchical
+learner is PPO over :class:`~dialogue_gym.agents.options.Options` (the five built-in options),
+given the same number of decisions as the flat learners (so it sees more turns).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import dataclasses
+import json
+import multiprocessing
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+from dialogue_gym.agents.options import HierarchicalPolicy, Options
+from dialogue_gym.agents.reference import make_policy
+from dialogue_gym.evaluation.episodes import ModelPolicy
+
+#: The rewards the study compares: the coarse bonus first (the one the others must match).
+STUDY_REWARDS: tuple[str, ...] = (
+    "sparse",
+    "final_emotion",
+    "next_turn",
+    "multi_turn",
+    "emotion_delta",
+    "potential_emotion",
+)
+#: Learners: SB3's PPO, A2C and DQN, sb3-contrib's RecurrentPPO, and PPO over options.
+STUDY_LEARNERS: tuple[str, ...] = ("ppo", "a2c", "dqn", "recurrent_ppo", "hppo")
+#: The reference policies reported beside the learners.
+BASELINES: tuple[str, ...] = ("random", "always-reassure", "stage-heuristic", "oracle")
+#: The simulator sweep: each assumption moved below and above its default, one at a time.
+SWEEP: dict[str, tuple[float, ...]] = {
+    "soothing_ceiling": (40.0, 70.0, 85.0),
+    "resolution_uplift": (15.0, 45.0),
+    "premature_penalty": (0.0, 12.0),
+}
+#: Evaluation episodes use seeds from here on (the same episodes for every run).
+EVAL_SEED = 10_000
+
+
+@dataclass
+class Args:
+    """The study's settings (every field is a command-line flag)."""
+
+    rewards: tuple[str, ...] = STUDY_REWARDS
+    """rewards to train with (names of gym.make's reward=)"""
+    learners: tuple[str, ...] = STUDY_LEARNERS
+    """learners: ppo a2c dqn recurrent_ppo hppo"""
+    seeds: int = 5
+    """training seeds per (setting, reward, learner)"""
+    steps: int = 12_000
+    """agent decisions per run"""
+    eval_points: int = 5
+    """learning-curve evaluations per run (the last is the final evaluation)"""
+    sweep: bool = True
+    """also run the simulator sweep (SWEEP), with sweep_learner and sweep_seeds"""
+    sweep_learner: str = "ppo"
+    """the learner of the sweep"""
+    sweep_seeds: int = 3
+    """seeds per sweep cell"""
+    sim: tuple[str, ...] = ()
+    """simulator overrides for the main setting, e.g. soothing_ceiling=70"""
+    max_turns: int = 10
+    """turn limit of an episode"""
+    workers: int = 2
+    """runs trained in parallel (processes)"""
+    bootstrap_reps: int = 2000
+    """stratified-bootstrap resamples for the intervals (rliable)"""
+    out: str = "benchmarks/results"
+    """results folder; the run's files go to <out>/<name>/"""
+    name: str = ""
+    """run name (default: quick or full, with the date)"""
+    plots: bool = True
+    """write PNG plots"""
+    quick: bool = False
+    """the quick study: all rewards, ppo and hppo, 3 seeds, 8k decisions, default simulator"""
+    progress: bool = True
+    """show a progress bar"""
+    plugins: tuple[str, ...] = ()
+    """modules to import first (in every worker): they may register_reward / register_learner"""
+    resume: bool = False
+    """keep the finished runs in <out>/<name>/runs.jsonl and train only the missing ones"""
+    report_only: bool = False
+    """train nothing: rebuild the report from <out>/<name>/runs.jsonl (e.g. after a crash)"""
+
+
+def quick_args(args: Args) -> Args:
+    """The quick study: PPO and hierarchical PPO, 3 seeds, 8,000 decisions, no sweep.
+
+    Flags given beside ``--quick`` that are not part of its definition are kept (``--steps``
+    too, when it is not the default).
+    """
+    steps = 8_000 if args.steps == Args.steps else args.steps
+    return dataclasses.replace(
+        args, learners=("ppo", "hppo"), seeds=3, steps=steps, sweep=False, quick=False
+    )
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One training run."""
+
+    setting: str
+    sim: dict[str, float] = field(hash=False)
+    reward: str
+    learner: str
+    seed: int
+
+    @property
+    def run_id(self) -> str:
+        return f"{self.setting}__{self.reward}__{self.learner}__s{self.seed}"
+
+
+# --- learners -----------------------------------------------------------------------------
+
+
+def _ppo(env: gym.Env, common: dict[str, Any], steps: int) -> Any:
+    import stable_baselines3 as sb3
+
+    return sb3.PPO("MultiInputPolicy", env, n_steps=512, batch_size=64, ent_coef=0.01, **common)
+
+
+def _a2c(env: gym.Env, common: dict[str, Any], steps: int) -> Any:
+    import stable_baselines3 as sb3
+
+    return sb3.A2C("MultiInputPolicy", env, ent_coef=0.01, **common)
+
+
+def _dqn(env: gym.Env, common: dict[str, Any], steps: int) -> Any:
+    import stable_baselines3 as sb3
+
+    return sb3.DQN(
+        "MultiInputPolicy",
+        env,
+        learning_starts=min(1000, steps // 10),
+        exploration_fraction=0.3,
+        target_update_interval=500,
+        **common,
+    )
+
+
+def _recurrent_ppo(env: gym.Env, common: dict[str, Any], steps: int) -> Any:
+    from sb3_contrib import RecurrentPPO
+
+    return RecurrentPPO(
+        "MultiInputLstmPolicy", env, n_steps=256, batch_size=64, ent_coef=0.01, **common
+    )
+
+
+#: Learner name -> ``(env, common_kwargs, steps) -> SB3 model``; ``hppo`` is PPO over Options
+#: (:data:`HIERARCHICAL` learners get the env wrapped in ``Options``).
+LEARNERS: dict[str, Callable[[gym.Env, dict[str, Any], int], Any]] = {
+    "ppo": _ppo,
+    "a2c": _a2c,
+    "dqn": _dqn,
+    "recurrent_ppo": _recurrent_ppo,
+    "hppo": _ppo,
+}
+HIERARCHICAL: set[str] = {"hppo"}
+
+
+def register_learner(
+    name: str, build: Callable[[gym.Env, dict[str, Any], int], Any], hierarchical: bool = False
+) -> None:
+    """Add a learner to the study: ``build(env, common, steps)`` returns an SB3-style model.
+
+    ``common`` holds ``seed``, ``verbose`` and ``device``; the model needs ``learn`` and
+    ``predict``. A hierarchical learner acts in ``Options(env)`` (the built-in options) and is
+    evaluated turn by turn through :class:`~dialogue_gym.agents.options.HierarchicalPolicy`.
+    Register in a module named by ``--plugins`` so that every worker process sees it.
+
+    Example:
+        >>> register_learner("ppo_wide", _ppo)
+        >>> "ppo_wide" in LEARNERS
+        True
+        >>> del LEARNERS["ppo_wide"]  # (the example cleans up after itself)
+    """
+    if name in LEARNERS:
+        raise ValueError(f"learner {name!r} is already registered")
+    LEARNERS[name] = build
+    if hierarchical:
+        HIERARCHICAL.add(name)
+
+
+def make_learner(name: str, env: gym.Env, seed: int, steps: int) -> Any:
+    """An SB3 model with hyperparameters sized for short dialogue episodes."""
+    if name not in LEARNERS:
+        raise ValueError(f"unknown learner {name!r}; valid: {sorted(LEARNERS)}")
+    return LEARNERS[name](env, {"seed": seed, "verbose": 0, "device": "cpu"}, steps)
+
+
+def load_plugins(modules: tuple[str, ...]) -> None:
+    """Import the ``--plugins`` modules (each may register rewards and learners)."""
+    import importlib
+
+    for module in modules:
+        try:
+            importlib.import_module(module)
+        except ImportError as err:
+            raise ValueError(f"plugin module {module!r} cannot be imported: {err}") from None
+
+
+def train_env(spec: RunSpec, max_turns: int) -> gym.Env:
+    env = gym.make(
+        "EmpathyDialogue-v0",
+        voice="template",
+        scenarios="train",
+        sim=spec.sim,
+        reward=spec.reward,
+        max_turns=max_turns,
+    )
+    return Options(env) if spec.learner in HIERARCHICAL else env
+
+
+def as_policy(model: Any, learner: str) -> Any:
+    """The trained model as a primitive-level policy for the bare env."""
+    policy = ModelPolicy(model)
+    return HierarchicalPolicy(policy) if learner in HIERARCHICAL else policy
+
+
+# --- evaluation ---------------------------------------------------------------------------
+
+
+def eval_env(sim: dict[str, float], max_turns: int, probe_rewards: bool) -> gym.Env:
+    """The test cards; with ``probe_rewards`` every reward's component is in ``info``."""
+    from dialogue_gym.evaluation.metrics import all_rewards_env
+
+    kwargs = {"voice": "template", "scenarios": "test", "sim": sim, "max_turns": max_turns}
+    return all_rewards_env(kwargs) if probe_rewards else gym.make("EmpathyDialogue-v0", **kwargs)
+
+
+def play_test_cards(env: gym.Env, policy: Any) -> list[Any]:
+    """One episode per test card, seeds ``EVAL_SEED + k``: identical episodes for every run."""
+    from dialogue_gym.evaluation.episodes import run_episode
+
+    n = len(env.unwrapped.cards)
+    return [run_episode(env, policy, seed=EVAL_SEED + k, card=k) for k in range(n)]
+
+
+def episode_arrays(results: list[Any], max_turns: int) -> dict[str, list[float]]:
+    """Per-card success and final emotion, and the mean emotion trajectory (carried forward)."""
+    trajectories = np.array(
+        [r.emotions + [r.emotions[-1]] * (max_turns + 1 - len(r.emotions)) for r in results]
+    )
+    return {
+        "card_success": [float(r.success) for r in results],
+        "card_need": [r.need for r in results],
+        "card_final_emotion": [float(r.final_emotion) for r in results],
+        "emotion_trajectory": trajectories.mean(axis=0).round(3).tolist(),
+    }
+
+
+def run_one(spec: RunSpec, args: Args, episodes_dir: str) -> dict[str, Any]:
+    """Train one learner with one reward and measure it; returns the run's record."""
+    import torch
+
+    from dialogue_gym.evaluation.episode_log import EpisodeLogger
+    from dialogue_gym.evaluation.metrics import compute_metrics
+
+    load_plugins(args.plugins)  # a spawned worker starts bare
+    torch.set_num_threads(1)  # runs are parallel processes; threads would fight over cores
+    torch.manual_seed(spec.seed)
+    started = time.perf_counter()
+    model = make_learner(spec.learner, train_env(spec, args.max_turns), spec.seed, args.steps)
+    curve_env = eval_env(spec.sim, args.max_turns, probe_rewards=False)
+    checkpoints = np.linspace(0, args.steps, args.eval_points + 1)[1:].astype(int)
+    curve, done = [], 0
+    for i, target in enumerate(checkpoints):
+        model.learn(int(target - done), reset_num_timesteps=False)
+        done = int(target)
+        if i < len(checkpoints) - 1:
+            results = play_test_cards(curve_env, as_policy(model, spec.learner))
+            curve.append(
+                {
+                    "steps": done,
+                    "success": float(np.mean([r.success for r in results])),
+                    "final_emotion": float(np.mean([r.final_emotion for r in results])),
+                }
+            )
+    train_seconds = time.perf_counter() - started
+
+    extra = {
+        "run": spec.run_id,
+        "reward": spec.reward,
+        "learner": spec.learner,
+        "train_seed": spec.seed,
+    }
+    path = Path(episodes_dir) / f"{spec.run_id}.jsonl"
+    env = EpisodeLogger(
+        eval_env(spec.sim, args.max_turns, probe_rewards=True), path, extra=extra, append=False
+    )
+    results = play_test_cards(env, as_policy(model, spec.learner))
+    env.close()
+    metrics = compute_metrics(results)
+    curve.append(
+        {
+            "steps": done,
+            "success": metrics["success_rate"],
+            "final_emotion": metrics["final_emotion"],
+        }
+    )
+    return {
+        "run": spec.run_id,
+        "setting": spec.setting,
+        "sim": spec.sim,
+        "reward": spec.reward,
+        "learner": spec.learner,
+        "seed": spec.seed,
+        "steps": args.steps,
+        "train_seconds": round(train_seconds, 2),
+        "curve": curve,
+        "metrics": metrics,
+        **episode_arrays(results, args.max_turns),
+    }
+
+
+def run_baselines(settings: dict[str, dict[str, float]], args: Args) -> list[dict[str, Any]]:
+    """The reference policies under every setting, measured exactly as the learners are."""
+    from dialogue_gym.evaluation.metrics import compute_metrics
+
+    rows = []
+    for setting, sim in settings.items():
+        env = eval_env(sim, args.max_turns, probe_rewards=True)
+        for name in BASELINES:
+            results = play_test_cards(env, make_policy(name, env))
+            rows.append(
+                {
+                    "setting": setting,
+                    "sim": sim,
+                    "policy": name,
+                    "metrics": compute_metrics(results),
+                    **episode_arrays(results, args.max_turns),
+                }
+            )
+        env.close()
+    return rows
+
+
+# --- the plan -----------------------------------------------------------------------------
+
+
+def parse_overrides(pairs: tuple[str, ...]) -> dict[str, float]:
+    """``("soothing_ceiling=70",)`` -> ``{"soothing_ceiling": 70.0}``, checked by SimConfig.
+
+    Example:
+        >>> parse_overrides(("drift=0.2",))
+        {'drift': 0.2}
+    """
+    from dialogue_gym.core.config import SimConfig
+
+    sim: dict[str, float] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise ValueError(f"simulator override {pair!r} is not name=value")
+        try:
+            sim[key.strip()] = float(value)
+        except ValueError:
+            raise ValueError(f"simulator override {pair!r}: {value!r} is not a number") from None
+    SimConfig.coerce(sim)  # raises, naming the parameter, for unknown or out-of-range ones
+    return sim
+
+
+def settings_of(args: Args) -> dict[str, dict[str, float]]:
+    """Setting name -> simulator overrides: the main setting, then the sweep's."""
+    main = parse_overrides(args.sim)
+    settings = {"default" if not main else "custom": main}
+    if args.sweep:
+        for key, values in SWEEP.items():
+            for value in values:
+                settings[f"{key}={value:g}"] = {**main, key: value}
+    return settings
+
+
+def plan(args: Args) -> list[RunSpec]:
+    """Every run of the study, in a fixed order."""
+    settings = settings_of(args)
+    specs = []
+    for k, (setting, sim) in enumerate(settings.items()):
+        learners = args.learners if k == 0 else (args.sweep_learner,)
+        seeds = args.seeds if k == 0 else args.sweep_seeds
+        for learner in learners:
+            for reward in args.rewards:
+                for seed in range(seeds):
+                    specs.append(RunSpec(setting, sim, reward, learner, seed))
+    return specs
+
+
+def check(args: Args) -> None:
+    """Clear errors for bad settings, before anything runs."""
+    from dialogue_gym.rewards.registry import REWARDS
+
+    load_plugins(args.plugins)
+    for reward in args.rewards:
+        if reward not in REWARDS:
+            raise ValueError(f"unknown reward {reward!r}; valid: {sorted(REWARDS)}")
+    for learner in (*args.learners, args.sweep_learner):
+        if learner not in LEARNERS:
+            raise ValueError(f"unknown learner {learner!r}; valid: {sorted(LEARNERS)}")
+    if not args.rewards or not args.learners:
+        raise ValueError("the study needs at least one reward and one learner")
+    for name in ("seeds", "steps", "eval_points", "workers", "sweep_seeds", "max_turns"):
+        if getattr(args, name) < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be at least 1")
+    if args.steps < args.eval_points:
+        raise ValueError("--steps must be at least --eval-points")
+    if args.sweep and "sparse" not in args.rewards:
+        raise ValueError("the sweep compares with the coarse bonus: include the sparse reward")
+    parse_overrides(args.sim)
+
+
+def execute(
+    specs: list[RunSpec], args: Args, out: Path, on_done: Callable[[dict], None]
+) -> list[dict[str, Any]]:
+    """Run the specs (in ``args.workers`` processes), calling ``on_done`` as each finishes."""
+    episodes = out / "episodes"
+    episodes.mkdir(parents=True, exist_ok=True)
+    records: dict[str, dict[str, Any]] = {}
+    if args.workers == 1:
+        for spec in specs:
+            records[spec.run_id] = record = run_one(spec, args, str(episodes))
+            on_done(record)
+    else:
+        # spawn, not fork: forking a process that has started torch's threads can deadlock.
+        context = multiprocessing.get_context("spawn")
+        with cf.ProcessPoolExecutor(args.workers, mp_context=context) as pool:
+            futures = [pool.submit(run_one, spec, args, str(episodes)) for spec in specs]
+            for future in cf.as_completed(futures):
+                record = future.result()
+                records[record["run"]] = record
+                on_done(record)
+    return [records[spec.run_id] for spec in specs]  # plan order, whatever finished first
+
+
+def main(args: Args) -> dict[str, Any]:
+    """Run the study and write its files; returns the summary."""
+    from tqdm.auto import tqdm
+
+    from dialogue_gym.study import report
+
+    name = args.name or ("quick" if args.quick else "full")
+    command = command_line(args)
+    if args.quick:
+        args = quick_args(args)
+    check(args)
+    out = Path(args.out) / name
+    if args.report_only:
+        return rebuild_report(out, args, command)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "args.json").write_text(json.dumps(dataclasses.asdict(args), indent=2))
+    specs = plan(args)
+    started = time.perf_counter()
+    baselines = run_baselines(settings_of(args), args)
+    (out / "baselines.json").write_text(json.dumps(baselines))
+    finished = _finished_runs(out / "runs.jsonl") if args.resume else {}
+    todo = [spec for spec in specs if spec.run_id not in finished]
+    runs_file = (out / "runs.jsonl").open("a" if args.resume else "w", encoding="utf-8")
+    if (
+        args.resume
+        and runs_file.tell() > 0
+        and not (out / "runs.jsonl").read_bytes().endswith(b"\n")
+    ):
+        runs_file.write("\n")  # end the line cut off when the study was stopped
+    bar = tqdm(total=len(todo), desc="study", unit="run", disable=not args.progress)
+
+    def on_done(record: dict[str, Any]) -> None:
+        runs_file.write(json.dumps(record) + "\n")
+        runs_file.flush()  # an interrupted study keeps every finished run
+        bar.set_postfix_str(record["run"], refresh=False)
+        bar.update()
+
+    try:
+        new = {r["run"]: r for r in execute(todo, args, out, on_done)}
+        records = [finished.get(spec.run_id) or new[spec.run_id] for spec in specs]
+    finally:
+        runs_file.close()
+        bar.close()
+    elapsed = time.perf_counter() - started
+    summary = report.write(out, records, baselines, args, elapsed, command)
+    print(summary["table"])
+    print(f"\nwrote {out}/ ({len(records)} runs in {elapsed / 60:.1f} min): report.md")
+    return summary
+
+
+def _finished_runs(path: Path) -> dict[str, dict[str, Any]]:
+    """Run id -> record of every complete line of a ``runs.jsonl`` (a cut-off last line is not)."""
+    found: dict[str, dict[str, Any]] = {}
+    if path.is_file():
+        for line in path.read_text(encoding="utf-8").splitlines():
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # the line being written when the study was stopped
+            found[record["run"]] = record
+    return found
+
+
+def rebuild_report(out: Path, args: Args, command: str) -> dict[str, Any]:
+    """The report of the finished runs in ``out`` (those of ``args``'s plan, in plan order)."""
+    from dialogue_gym.study import report
+
+    runs = out / "runs.jsonl"
+    if not runs.is_file() or not (out / "baselines.json").is_file():
+        raise FileNotFoundError(f"no finished study in {out} (runs.jsonl and baselines.json)")
+    found = _finished_runs(runs)
+    records = [found[s.run_id] for s in plan(args) if s.run_id in found]
+    if not records:
+        raise ValueError(f"none of the planned runs is in {runs}")
+    baselines = json.loads((out / "baselines.json").read_text(encoding="utf-8"))
+    elapsed = (
+        float(json.loads((out / "summary.json").read_text()).get("elapsed_s", 0.0))
+        if (out / "summary.json").is_file()
+        else 0.0
+    )
+    summary = report.write(out, records, baselines, args, elapsed, command)
+    print(summary["table"])
+    print(f"\nrebuilt {out}/report.md from {len(records)} of {len(plan(args))} planned runs")
+    return summary
+
+
+def command_line(args: Args) -> str:
+    """The ``dialogue-gym study`` command that reproduces ``args`` (non-default flags only).
+
+    Example:
+        >>> command_line(Args(quick=True, seeds=4))
+        'dialogue-gym study --seeds 4 --quick'
+    """
+    flags = []
+    for f in dataclasses.fields(Args):
+        value = getattr(args, f.name)
+        if f.name in ("progress", "report_only", "resume") or value == getattr(Args(), f.name):
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        if isinstance(value, bool):
+            flags.append(flag if value else f"--no-{f.name.replace('_', '-')}")
+        elif isinstance(value, tuple):
+            flags.append(" ".join([flag, *map(str, value)]))
+        else:
+            flags.append(f"{flag} {value}")
+    return " ".join(["dialogue-gym study", *flags])
+
+
+def parse_args(argv: list[str] | None = None) -> Args:
+    """The command line, from the dataclass (tyro, as CleanRL)."""
+    import tyro
+
+    return tyro.cli(Args, args=argv, description=__doc__.split("\n\n")[0])
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main(parse_args())

@@ -1,0 +1,99 @@
+"""Act recognition: which of ESConv's eight strategies a free-text agent utterance uses.
+
+``EmpathyDialogueText-v0`` appraises the agent's words through a recogniser. Two kinds share
+one batched protocol, ``recognise(texts) -> list[Recognition]``:
+
+- :class:`LexicalRecogniser` (``"lexical"``, the default): weighted cue patterns ("it sounds
+  like you feel", "I went through", "you could try", "research shows", interrogative syntax...)
+  scored per strategy; microseconds per utterance, deterministic.
+- :class:`LLMRecogniser` (``"llm"``): asks a backend to name the strategy, the utterance quoted
+  as data between per-call markers; a reply that names no strategy falls back to the lexical
+  reading (counted in ``fallbacks``).
+
+Multi-label: a :class:`Recognition` carries every strategy whose cues are strong enough
+(``labels``), primary first; the affective core is appraised on the **primary** act only, the
+other labels are reported (``info["acts"]``) for metrics such as the grounding-act rate.
+
+Two readings come before any cue: silence (empty or whitespace-only text) is *Others*
+("the agent said nothing"), and text that addresses the simulator rather than the user
+(:func:`dialogue_gym.user.injection.screen`) is *Others* whatever else it says. Random characters
+(text mostly not made of word-like tokens) are *Others* too ("not recognisable as language").
+
+Modules: :mod:`~dialogue_gym.user.recognise.base` (:class:`Recognition`, the readings before any
+cue), :mod:`~dialogue_gym.user.recognise.lexical`, :mod:`~dialogue_gym.user.recognise.llm`, and
+:mod:`~dialogue_gym.user.recognise.labelled` (the labelled set
+``dialogue_gym/user/data/labelled_utterances.yaml`` and the accuracy figures, printed by
+``python -m dialogue_gym.user.recognise`` and recorded in ``docs/text.md``).
+
+Example:
+    >>> rec = LexicalRecogniser()
+    >>> [r.strategy for r in rec.recognise(["It sounds like you feel really alone.",
+    ...                                      "You could try writing it down tonight."])]
+    ['Reflection of feelings', 'Providing Suggestions']
+    >>> rec.recognise(["   "])[0].reason
+    'the agent said nothing'
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from dialogue_gym.llm.backends import BackendSpec
+from dialogue_gym.user.recognise.base import Recognition
+from dialogue_gym.user.recognise.labelled import (
+    LABELLED_FILE,
+    LabelledUtterance,
+    confusion_matrix,
+    evaluate,
+    format_report,
+    load_labelled,
+    read_all,
+    summarise,
+)
+from dialogue_gym.user.recognise.lexical import LexicalRecogniser
+from dialogue_gym.user.recognise.llm import LLMRecogniser, parse_label
+
+__all__ = [
+    "LABELLED_FILE",
+    "RECOGNISER_KINDS",
+    "LLMRecogniser",
+    "LabelledUtterance",
+    "LexicalRecogniser",
+    "Recognition",
+    "Recogniser",
+    "confusion_matrix",
+    "evaluate",
+    "format_report",
+    "load_labelled",
+    "make_recogniser",
+    "parse_label",
+    "read_all",
+    "summarise",
+]
+
+#: The kinds :func:`make_recogniser` accepts.
+RECOGNISER_KINDS: tuple[str, ...] = ("lexical", "llm")
+
+Recogniser = LexicalRecogniser | LLMRecogniser
+
+
+def make_recogniser(kind: str, backend: BackendSpec = "llama_cpp", **kwargs: Any) -> Recogniser:
+    """Build a recogniser by kind.
+
+    Args:
+        kind: ``"lexical"`` or ``"llm"``.
+        backend: Backend spec for ``"llm"`` (ignored by ``"lexical"``).
+        **kwargs: Passed to :class:`LLMRecogniser`.
+
+    Raises:
+        ValueError: Unknown kind (the message names the valid ones).
+
+    Example:
+        >>> make_recogniser("lexical").kind
+        'lexical'
+    """
+    if kind == "lexical":
+        return LexicalRecogniser()
+    if kind == "llm":
+        return LLMRecogniser(backend, **kwargs)
+    raise ValueError(f"unknown recogniser {kind!r}; valid kinds: {', '.join(RECOGNISER_KINDS)}")

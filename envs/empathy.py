@@ -1,0 +1,576 @@
+"""EmpathyDialogue-v0: pick a support strategy each turn for a simulated user in distress."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+
+from dialogue_gym.core.affect import AffectiveCore, Appraisal
+from dialogue_gym.core.config import SimConfig
+from dialogue_gym.core.render import render_transcript
+from dialogue_gym.core.scenario import ScenarioCard, load_scenarios
+from dialogue_gym.core.transcript import Message, Transcript
+from dialogue_gym.core.vocabulary import NEEDS, PLUTCHIK, STRATEGIES, USER_ACTS, emotion_band
+from dialogue_gym.llm.client import BackendClient
+from dialogue_gym.user.judge import CORE_KINDS, make_judge
+from dialogue_gym.user.voice import (
+    SILENT_AGENT,
+    SILENT_USER,
+    AgentTurn,
+    UserTurn,
+    make_agent_realiser,
+    make_user_voice,
+)
+
+_USER_ACT_INDEX = {act: i for i, act in enumerate(USER_ACTS)}
+_N = len(STRATEGIES)
+
+
+def _obs_slices() -> tuple[tuple[str, slice], ...]:
+    sizes = (
+        ("emotion", len(PLUTCHIK)),
+        ("score", 1),
+        ("turn", 1),
+        ("user_act", len(USER_ACTS)),
+        ("need_cues", len(NEEDS)),
+        ("history", _N),
+        ("last_act", _N),
+    )
+    slices, start = [], 0
+    for key, size in sizes:
+        slices.append((key, slice(start, start + size)))
+        start += size
+    return tuple(slices)
+
+
+_OBS_SLICES = _obs_slices()
+
+
+class EmpathyDialogueEnv(gym.Env[dict[str, np.ndarray], int]):
+    """## Description
+
+    A person in distress (a simulated user built from a scenario card: persona, situation,
+    ESConv problem and emotion type, and a **hidden need**) talks to the agent. Each turn
+    the agent picks one of ESConv's eight support strategies; an agent realiser puts it
+    into words, the user's affective core appraises it (SAGE-style emotion score 0–100,
+    change clipped to [-10, 10], with a natural-language reason), and the user's voice
+    answers. The user's emotion state is the observation. To succeed the agent must
+    explore until it understands the need, comfort, and then give the help that fits —
+    ESConv's stages of support. Comforting alone plateaus below the success threshold
+    (the soothing trap); help before understanding backfires.
+
+    ## Action Space
+
+    `Discrete(8)`, the strategies in `dialogue_gym.STRATEGIES` order:
+
+    | Num | Strategy |
+    |-----|----------|
+    | 0 | Question |
+    | 1 | Restatement or Paraphrasing |
+    | 2 | Reflection of feelings |
+    | 3 | Self-disclosure |
+    | 4 | Affirmation and Reassurance |
+    | 5 | Providing Suggestions |
+    | 6 | Information |
+    | 7 | Others |
+
+    An action outside the space raises `ValueError` naming the valid range.
+
+    ## Observation Space
+
+    A `Dict` of `float32` Boxes (SB3's `MultiInputPolicy` takes it as is):
+
+    | Key | Shape | Meaning |
+    |-----|-------|---------|
+    | `emotion` | (8,) | expressed intensities over Plutchik's emotions (`dialogue_gym.PLUTCHIK`), in [0, 1] |
+    | `score` | (1,) | emotion score / 100 |
+    | `turn` | (1,) | agent turns taken / `max_turns` |
+    | `user_act` | (7,) | one-hot of the user's last act (`dialogue_gym.USER_ACTS`) |
+    | `need_cues` | (6,) | evidence revealed so far per need (`dialogue_gym.NEEDS` order), in [0, 1] |
+    | `history` | (8,) | how often the agent used each strategy / `max_turns` |
+    | `last_act` | (8,) | one-hot of the agent's previous strategy (zeros at the start) |
+
+    Need cues appear only as the agent explores (questions, restatements); an early cue
+    may point at the wrong need.
+
+    ## Rewards
+
+    The unwrapped env gives the coarse sparse bonus: `1.0` on the turn the user thanks
+    the agent with the need resolved (success), `0.0` otherwise. Reward wrappers replace
+    it; everything they need is in `info`. `gym.make(..., reward=name)` applies one
+    (`dialogue_gym.rewards`: `"sparse"` by default, the same bonus with its components in
+    `info["reward_components"]`; `"final_emotion"`, `"next_turn"`, `"multi_turn"`,
+    `"emotion_delta"`, `"potential_emotion"`, `"composite"`; `None`: no wrapper).
+
+    ## Starting State
+
+    A card is drawn uniformly from the chosen split with the env's `np_random` (or named
+    with `reset(options={"card": id_or_index})`). Emotion starts at the card's
+    `initial_emotion` (25–45), understanding at 0, trust by the persona's character type
+    and the card's difficulty. The user opens by venting about the situation.
+
+    ## Episode End
+
+    - Termination, success: the need is resolved and emotion >= `success_threshold` (70).
+    - Termination, failure: emotion <= `leave_threshold` (0); the user leaves.
+    - Truncation: `max_turns` agent turns (default 10).
+
+    `info` on every step: `emotion`, `emotion_before`, `change`, `reason`, `user_act`,
+    `user_utterance`, `agent_utterance`, `strategy`, `cue`, `premature`, `resolved`,
+    `messages` (the chat with roles; user turns have `trainable: False`), `card_id`,
+    `turn`, `voice`, `voice_seed`; at the end also `success`, `user_left`, `need`. `reset`'s
+    `info` adds `voice_config` (model, sampling parameters of both voices).
+
+    ## Arguments
+
+    ```python
+    gym.make(
+        "EmpathyDialogue-v0",
+        reward="sparse",      # reward wrapper (dialogue_gym.rewards.REWARDS) or None
+        reward_kwargs=None,   # its arguments, e.g. {"horizon": 2} for "multi_turn"
+        voice="llm",          # "llm" (embedded SmolLM2 via llama-cpp) or "template"
+        agent_voice="template",  # agent realiser: "template" or "llm" (PPDPP's planner + LLM;
+                                 # worth it with a capable backend, not the 135M default)
+        backend="llama_cpp",  # backend spec for the llm voices
+        scenarios="train",    # "train", "test", "all", a folder or a YAML file of cards
+        max_turns=10,         # truncation (SAGE evaluates 10 turns, RLVER trains with 8)
+        sim=None,             # SimConfig or a dict of overrides: the simulator's assumptions
+        render_mode=None,     # None, "ansi" or "human"
+        history_window=4,     # messages of context the llm voices see
+        core="rule",          # "rule" (the affective core) or "llm": SAGE mode, the emotion
+                              # change judged by the backend (see dialogue_gym/user/judge.py)
+    )
+    ```
+
+    In SAGE mode (`core="llm"`) `info` also has `appraisal_source` (`"llm"` or `"rule"`),
+    `appraisal_fallback` (the judge's reply failed validation; the rule appraisal stood) and
+    `appraisal_error`; `env.unwrapped.appraisal_failures`, `appraisal_calls` and
+    `appraisal_failure_rate` count them.
+
+    `env.unwrapped.fork()` returns an independent copy (RNG included) for look-ahead.
+
+    When a backend fails (`dialogue_gym.llm.backends.BackendError`), a step that raised before the
+    user's state changed (the realiser or the judge could not answer) can simply be retried; one
+    that raised after it (the user's voice could not answer) leaves the episode half-done, and
+    further `step` calls raise `RuntimeError` saying to call `reset()`, which works again once
+    the backend is back.
+
+    ## Registered Configurations
+
+    - `EmpathyDialogue-v0`: the defaults above.
+    """
+
+    metadata = {"render_modes": ["ansi", "human"], "render_fps": 1}
+
+    def __init__(
+        self,
+        voice: str = "llm",
+        agent_voice: str = "template",
+        backend: str | Mapping[str, Any] = "llama_cpp",
+        scenarios: str | Path | tuple[ScenarioCard, ...] = "train",
+        max_turns: int = 10,
+        sim: SimConfig | Mapping[str, Any] | None = None,
+        render_mode: str | None = None,
+        history_window: int = 4,
+        core: str = "rule",
+    ) -> None:
+        if not isinstance(max_turns, int | np.integer) or max_turns < 1:
+            raise ValueError(f"max_turns must be a positive integer, got {max_turns!r}")
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise ValueError(
+                f"render_mode must be None or one of {self.metadata['render_modes']}, "
+                f"got {render_mode!r}"
+            )
+        if history_window < 0:
+            raise ValueError(f"history_window must be >= 0, got {history_window!r}")
+        self.config = SimConfig.coerce(sim)
+        self.cards = load_scenarios(scenarios)
+        self._card_index = {card.id: i for i, card in enumerate(self.cards)}
+        self.max_turns = int(max_turns)
+        self.render_mode = render_mode
+        self.history_window = int(history_window)
+        self.backend = backend
+        self.voice = make_user_voice(voice, backend=backend)
+        self.realiser = make_agent_realiser(agent_voice, backend=backend)
+        if core not in CORE_KINDS:
+            raise ValueError(f"core must be one of {CORE_KINDS}, got {core!r}")
+        self.core_kind = core
+        # SAGE mode (core="llm"): the emotion change is judged by the backend
+        # (dialogue_gym/user/judge.py); these count the judge's calls and parse failures.
+        self.judge = make_judge(core, backend=backend)
+        self.appraisal_calls = 0
+        self.appraisal_failures = 0
+        self._judge_info: dict[str, Any] = {}
+
+        self.action_space = spaces.Discrete(_N)
+        self.observation_space = spaces.Dict(
+            {
+                "emotion": spaces.Box(0.0, 1.0, (len(PLUTCHIK),), np.float32),
+                "score": spaces.Box(0.0, 1.0, (1,), np.float32),
+                "turn": spaces.Box(0.0, 1.0, (1,), np.float32),
+                "user_act": spaces.Box(0.0, 1.0, (len(USER_ACTS),), np.float32),
+                "need_cues": spaces.Box(0.0, 1.0, (len(NEEDS),), np.float32),
+                "history": spaces.Box(0.0, 1.0, (_N,), np.float32),
+                "last_act": spaces.Box(0.0, 1.0, (_N,), np.float32),
+            }
+        )
+        self.core: AffectiveCore | None = None
+        self.messages: list[Message] = []
+        self._last_cue: str | None = None
+        self._voice_seed = 0
+        self._done = False
+        self._failed: str | None = None  # why step() is refused until reset()
+
+    # -- public accessors (wrappers read these, never private fields) -------------------
+
+    @property
+    def card(self) -> ScenarioCard:
+        """The current episode's scenario card."""
+        return self._require_core().card
+
+    @property
+    def hidden_need(self) -> str:
+        """The current user's hidden need (for oracles and analysis, not for agents)."""
+        return self._require_core().need
+
+    @property
+    def last_cue(self) -> str | None:
+        """The latest need cue the user has revealed (what a realiser may echo), or None."""
+        return self._last_cue
+
+    @property
+    def emotion(self) -> float:
+        """The current emotion score, 0–100."""
+        return self._require_core().state.emotion
+
+    # -- Gymnasium API ----------------------------------------------------------------
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        """Start a conversation with a new simulated user.
+
+        Args:
+            seed: Seeds the env's ``np_random`` (the only source of randomness).
+            options: ``{"card": id_or_index}`` picks the scenario card; otherwise one is
+                drawn from the split.
+        """
+        super().reset(seed=seed)
+        card = self._pick_card(options or {})
+        # Drawn before the core exists so the dynamics' random stream is the same
+        # whatever the voice: the voices get their own per-turn seeds from this base.
+        self._voice_seed = int(self.np_random.integers(2**31 - 1))
+        self.core = AffectiveCore(
+            card, self.config, self.np_random.standard_normal(self.max_turns).tolist()
+        )
+        self._done = False
+        self._failed = None
+        self._last_cue = None
+        opening = UserTurn(
+            card=card,
+            act="vent",
+            emotion=self.core.state.emotion,
+            band=emotion_band(self.core.state.emotion),
+            reason="",
+            cue=None,
+            agent_utterance=None,
+            history=(),
+            turn=0,
+            seed=self._voice_seed,
+        )
+        text = self.voice.speak([opening])[0]
+        self.messages = [
+            Message(role="user", content=text, trainable=False, emotion=opening.emotion)
+        ]
+        info = {
+            "emotion": self.core.state.emotion,
+            "user_act": "vent",
+            "user_utterance": text,
+            "messages": Transcript(self.messages),
+            "card_id": card.id,
+            "turn": 0,
+            "voice": self.voice.kind,
+            "voice_seed": self._voice_seed,
+            # Model, sampling and seeding of both sides, for the record (turn t's seeds are
+            # voice_seed + 2t + 1 for the agent's words and voice_seed + 2t + 2 for the user's).
+            "voice_config": {"user": self.voice.describe(), "agent": self.realiser.describe()},
+        }
+        if self.render_mode == "human":
+            self.render()
+        return self._observation(), info
+
+    def step(
+        self, action: int | np.integer | np.ndarray
+    ) -> tuple[dict[str, np.ndarray], float, bool, bool, dict[str, Any]]:
+        """Say one strategy to the user and see how they respond.
+
+        A step that raises before the user's state changes (a bad action; the realiser, the
+        recogniser or the judge could not reach its backend) leaves the env as it was: step
+        again. One that raises after (the user's voice could not answer) leaves the episode
+        half-done, and ``step`` then raises until ``reset``.
+
+        Raises:
+            ValueError: The action is outside the action space.
+            RuntimeError: The episode has ended, or an earlier step failed part-way: call
+                ``reset()``.
+            dialogue_gym.llm.backends.BackendError: A backend could not answer.
+        """
+        core = self._require_core()
+        if self._done:
+            raise RuntimeError("the episode has ended: call reset() before step()")
+        if self._failed is not None:
+            raise RuntimeError(
+                f"an earlier step() failed part-way ({self._failed}) after the user's state had "
+                "changed, so this episode cannot go on: call reset() to start a new one"
+            )
+        turn = core.state.turn
+        try:
+            return self._step(core, action)
+        except BaseException as exc:
+            if core.state.turn != turn:  # the core moved on; the words and info did not
+                self._failed = f"{type(exc).__name__}: {exc}"
+            raise
+
+    def _step(
+        self, core: AffectiveCore, action: Any
+    ) -> tuple[dict[str, np.ndarray], float, bool, bool, dict[str, Any]]:
+        act, given_text = self._interpret_action(action)
+        turn = core.state.turn
+        card = core.card
+        history = tuple(self.messages[-self.history_window :]) if self.history_window else ()
+        user_before = self.messages[-1]["content"]
+        if given_text is not None:
+            agent_text = given_text
+        else:
+            agent_text = self.realiser.say(
+                [
+                    AgentTurn(
+                        card=card,
+                        strategy=act,
+                        user_utterance=user_before,
+                        cue=self._last_cue,
+                        history=history,
+                        turn=turn,
+                        seed=self._voice_seed + 2 * turn + 1,
+                    )
+                ]
+            )[0]
+        appraisal = self._appraise(act, agent_text, user_before)
+        if appraisal.cue is not None:
+            self._last_cue = appraisal.cue
+        agent_msg = Message(
+            role="assistant", content=agent_text, trainable=True, strategy=STRATEGIES[act]
+        )
+        user_text = self.voice.speak(
+            [
+                UserTurn(
+                    card=card,
+                    act=appraisal.user_act,
+                    emotion=appraisal.emotion,
+                    band=emotion_band(appraisal.emotion),
+                    reason=appraisal.reason,
+                    cue=appraisal.cue,
+                    agent_utterance=agent_text,
+                    history=(*history, agent_msg)[-self.history_window :]
+                    if self.history_window
+                    else (),
+                    turn=turn + 1,
+                    seed=self._voice_seed + 2 * turn + 2,
+                )
+            ]
+        )[0]
+        self.messages.append(agent_msg)
+        self.messages.append(
+            Message(role="user", content=user_text, trainable=False, emotion=appraisal.emotion)
+        )
+
+        terminated = appraisal.success or appraisal.left
+        truncated = not terminated and core.state.turn >= self.max_turns
+        self._done = terminated or truncated
+        info = self._step_info(appraisal, agent_text, user_text)
+        if self.judge is not None:
+            info.update(self._judge_info)
+        if self._done:
+            info["success"] = appraisal.success
+            info["user_left"] = appraisal.left
+            info["need"] = core.need
+        if self.render_mode == "human":
+            self.render()
+        return self._observation(), float(appraisal.success), terminated, truncated, info
+
+    def render(self) -> str | None:
+        """``"ansi"``: the transcript with emotion bars, as a string; ``"human"``: print it."""
+        if self.render_mode is None:
+            gym.logger.warn(
+                "render() called without a render_mode; "
+                'make the env with render_mode="ansi" or "human"'
+            )
+            return None
+        core = self._require_core()
+        text = render_transcript(self.messages, core.card)
+        if self.render_mode == "ansi":
+            return text
+        # Each step prints only the new exchange: the agent's line and the user's answer.
+        print("\n".join(text.splitlines()[-2:]) if core.state.turn else text)
+        return None
+
+    def fork(self, voice: bool = True) -> EmpathyDialogueEnv:
+        """An independent copy of the env mid-episode, RNG included, for look-ahead.
+
+        Stepping the copy never changes this env, and the copy continues exactly as this env
+        would. It shares only what never changes (cards, config, the process-wide model).
+
+        Args:
+            voice: With ``False`` the copy's user and agent say nothing (empty strings):
+                the dynamics are the same, the text is skipped, so look-ahead costs only the
+                affective core's work.
+        """
+        new = copy.copy(self)
+        new.__dict__.update(
+            core=self.core.fork() if self.core is not None else None,
+            messages=list(self.messages),
+            _np_random=copy.deepcopy(self._np_random),
+            action_space=copy.deepcopy(self.action_space),
+            observation_space=copy.deepcopy(self.observation_space),
+        )
+        if not voice:
+            new.voice, new.realiser = SILENT_USER, SILENT_AGENT
+        return new
+
+    def backend_clients(self) -> list[BackendClient]:
+        """Every handle through which this env calls a backend: the LLM user voice, the LLM
+        agent realiser and the SAGE judge (``[]`` when nothing calls an LLM).
+
+        The vector env attaches its batcher to each of them
+        (:meth:`~dialogue_gym.llm.client.BackendClient.attach`).
+        """
+        found = [self.voice, self.realiser, getattr(self.judge, "client", None)]
+        return [c for c in found if isinstance(c, BackendClient)]
+
+    # -- internals --------------------------------------------------------------------
+
+    def _require_core(self) -> AffectiveCore:
+        if self.core is None:
+            raise RuntimeError("call reset() before using the env")
+        return self.core
+
+    def _pick_card(self, options: Mapping[str, Any]) -> ScenarioCard:
+        unknown = set(options) - {"card"}
+        if unknown:
+            raise ValueError(f"unknown reset option(s) {sorted(unknown)}; valid: ['card']")
+        if "card" not in options:
+            return self.cards[int(self.np_random.integers(len(self.cards)))]
+        key = options["card"]
+        if isinstance(key, str):
+            if key not in self._card_index:
+                raise ValueError(f"no card with id {key!r} in this env's scenarios")
+            self.np_random.integers(len(self.cards))  # same stream as a drawn card
+            return self.cards[self._card_index[key]]
+        if isinstance(key, int | np.integer) and 0 <= key < len(self.cards):
+            self.np_random.integers(len(self.cards))
+            return self.cards[int(key)]
+        raise ValueError(
+            f"options['card'] must be a card id or an index in [0, {len(self.cards)}), got {key!r}"
+        )
+
+    def _appraise(self, act: int, agent_text: str, user_text: str) -> Appraisal:
+        """The core's appraisal of ``act``; in SAGE mode the emotion change is the judge's."""
+        core = self._require_core()
+        if self.judge is None:
+            return core.step(act)
+        seed = self._voice_seed + 2 * core.state.turn + 1
+        appraisal, self._judge_info = self.judge.appraise(
+            [(core, act, agent_text, user_text, seed)]
+        )[0]
+        if self._judge_info["appraisal_source"] == "llm" or self._judge_info["appraisal_fallback"]:
+            self.appraisal_calls += 1
+            self.appraisal_failures += self._judge_info["appraisal_fallback"]
+        return appraisal
+
+    @property
+    def appraisal_failure_rate(self) -> float:
+        """SAGE mode: the share of judge replies that failed validation (0.0 before any)."""
+        return self.appraisal_failures / self.appraisal_calls if self.appraisal_calls else 0.0
+
+    def _interpret_action(self, action: Any) -> tuple[int, str | None]:
+        """The strategy an action stands for, and its words if the action carries them.
+
+        A subclass with another action space (free text) overrides this: it returns the
+        recognised strategy and the agent's own text, and the realiser is skipped.
+        """
+        return self._validate_action(action), None
+
+    def _validate_action(self, action: Any) -> int:
+        if type(action) is int and 0 <= action < _N:  # the common case, kept cheap
+            return action
+        try:
+            as_array = np.asarray(action)
+            valid = as_array.shape in ((), (1,)) and as_array.dtype.kind in "iu"
+            act = int(as_array.reshape(())) if valid else -1
+        except (TypeError, ValueError):
+            act, valid = -1, False
+        if not valid or not 0 <= act < _N:
+            raise ValueError(
+                f"action {action!r} is outside the action space Discrete({_N}); "
+                f"pass an integer strategy index 0..{_N - 1} "
+                f"({', '.join(f'{i}={s}' for i, s in enumerate(STRATEGIES))})"
+            )
+        return act
+
+    def observe(self, core: AffectiveCore | None = None) -> dict[str, np.ndarray]:
+        """The observation of ``core``'s state (default: this episode's user).
+
+        Look-ahead code that steps forked cores (``env.core.fork()``) uses it to show a
+        rollout policy what the env would show, without forking the whole env.
+        """
+        return self._observation(core)
+
+    def _observation(self, core: AffectiveCore | None = None) -> dict[str, np.ndarray]:
+        core = core or self._require_core()
+        s = core.state
+        user_act = [0.0] * len(USER_ACTS)
+        user_act[_USER_ACT_INDEX[s.user_act]] = 1.0
+        last_act = [0.0] * _N
+        if s.last_act >= 0:
+            last_act[s.last_act] = 1.0
+        scale = 1.0 / self.max_turns
+        history = [n * scale for n in s.act_counts]  # counts never exceed max_turns
+        # One allocation per step, sliced into views: each step's arrays are new (safe to
+        # keep), and the observation costs one array instead of seven.
+        flat = np.array(
+            core.intensities()
+            + [s.emotion / 100.0, min(1.0, s.turn * scale)]
+            + user_act
+            + s.evidence
+            + history
+            + last_act,
+            np.float32,
+        )
+        return {key: flat[sl] for key, sl in _OBS_SLICES}
+
+    def _step_info(self, a: Appraisal, agent_text: str, user_text: str) -> dict[str, Any]:
+        core = self._require_core()
+        return {
+            "emotion": a.emotion,
+            "emotion_before": a.emotion_before,
+            "change": a.change,
+            "reason": a.reason,
+            "user_act": a.user_act,
+            "user_utterance": user_text,
+            "agent_utterance": agent_text,
+            "strategy": STRATEGIES[a.act],
+            "cue": a.cue,
+            "premature": a.premature,
+            "resolved": core.state.resolved,
+            "messages": Transcript(self.messages),
+            "card_id": core.card.id,
+            "turn": core.state.turn,
+            "voice": self.voice.kind,
+            "voice_seed": self._voice_seed,
+        }

@@ -1,0 +1,254 @@
+"""N simulated users stepped together, with one batched LLM call per round of LLM calls.
+
+``gym.make_vec("EmpathyDialogue-v0", num_envs=N)`` returns an
+:class:`EmpathyDialogueVectorEnv` (the registration's ``vector_entry_point``). Each user is a
+full ``gym.make`` env (reward wrappers included). When anything in it calls an LLM — the user
+voice, the agent realiser (``agent_voice="llm"``), the LLM recogniser of
+EmpathyDialogueText-v0 (``recogniser="llm"``), the SAGE judge (``core="llm"``) — the N users
+step in worker threads and every one of those backend handles
+(:class:`~dialogue_gym.llm.client.BackendClient`) is routed through one
+:class:`~dialogue_gym.llm.batching.Batcher`, so each kind of call costs one backend call for all
+N users (per backend and sampling setting). With no LLM the users step in turn, no threads.
+
+A step that raises (a backend that cannot answer) leaves some users stepped and others not:
+the vector env then refuses ``step`` until ``reset``.
+
+Autoreset follows Gymnasium's default, ``NEXT_STEP``: the step after an episode ends
+resets that user (reward 0, not terminated) and ignores its action. ``SAME_STEP`` is also
+available and is what :class:`SB3VecEnv` (the Stable-Baselines3 adapter) uses.
+
+Example:
+    >>> import gymnasium as gym
+    >>> import dialogue_gym
+    >>> envs = gym.make_vec("EmpathyDialogue-v0", num_envs=3, voice="template")
+    >>> obs, infos = envs.reset(seed=0)
+    >>> obs["score"].shape
+    (3, 1)
+    >>> obs, rewards, terminated, truncated, infos = envs.step([0, 1, 2])
+    >>> rewards.shape, infos["emotion"].shape
+    ((3,), (3,))
+    >>> envs.close()
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor, wait
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium.vector import AutoresetMode, VectorEnv
+from gymnasium.vector.utils import batch_space, concatenate, create_empty_array
+
+from dialogue_gym.llm.batching import Batcher
+from dialogue_gym.llm.client import BackendClient
+
+_StepResult = tuple[Any, float, bool, bool, dict[str, Any]]
+_AUTORESET_NAMES: dict[Any, AutoresetMode] = {
+    "next_step": AutoresetMode.NEXT_STEP,
+    "same_step": AutoresetMode.SAME_STEP,
+    **{m.value: m for m in AutoresetMode},
+}
+
+
+class EmpathyDialogueVectorEnv(VectorEnv):
+    """A vector of dialogue envs that batches their LLM calls.
+
+    Args:
+        num_envs: How many users.
+        env_id: The registered single env to vectorise.
+        autoreset_mode: ``"next_step"`` (Gymnasium's default) or ``"same_step"``.
+        max_batch: The backend's batch limit (larger rounds are split); ``None``: no limit.
+        **env_kwargs: Passed to ``gym.make(env_id, ...)`` for every user (``voice``,
+            ``backend``, ``scenarios``, ``reward``...).
+    """
+
+    def __init__(
+        self,
+        num_envs: int,
+        env_id: str = "EmpathyDialogue-v0",
+        autoreset_mode: str | AutoresetMode = AutoresetMode.NEXT_STEP,
+        max_batch: int | None = None,
+        **env_kwargs: Any,
+    ) -> None:
+        if not isinstance(num_envs, int | np.integer) or num_envs < 1:
+            raise ValueError(f"num_envs must be a positive integer, got {num_envs!r}")
+        mode = _AUTORESET_NAMES.get(autoreset_mode, autoreset_mode)
+        if mode not in (AutoresetMode.NEXT_STEP, AutoresetMode.SAME_STEP):
+            raise ValueError(
+                f"autoreset_mode must be 'next_step' or 'same_step' (or the AutoresetMode), "
+                f"got {autoreset_mode!r}"
+            )
+        env_kwargs.pop("max_episode_steps", None)  # the env truncates at its own max_turns
+        self.num_envs = int(num_envs)
+        self.env_id = env_id
+        self.envs = [gym.make(env_id, **env_kwargs) for _ in range(self.num_envs)]
+        first = self.envs[0]
+        self.metadata = {**first.metadata, "autoreset_mode": mode}
+        self.render_mode = first.render_mode
+        self.single_observation_space = first.observation_space
+        self.single_action_space = first.action_space
+        self.observation_space = batch_space(self.single_observation_space, self.num_envs)
+        self.action_space = batch_space(self.single_action_space, self.num_envs)
+        self._batcher = self._install_batching(max_batch)
+        self._pool = ThreadPoolExecutor(self.num_envs) if self._batcher else None
+        self._obs = create_empty_array(self.single_observation_space, self.num_envs)
+        self._autoreset = np.zeros(self.num_envs, dtype=bool)
+        self._failed: str | None = None  # why step() is refused until reset()
+
+    # -- batching -----------------------------------------------------------------------
+
+    def _install_batching(self, max_batch: int | None) -> Batcher | None:
+        """Route every backend handle of every user through one batcher (``None``: no LLM).
+
+        The handles are what each env lists in ``backend_clients()``: user voice, agent
+        realiser, LLM recogniser, SAGE judge. Handles naming the same backend share a proxy,
+        so their users' calls merge; other backends get their own proxy in the same rounds.
+        """
+        clients: list[BackendClient] = []
+        for env in self.envs:
+            listed = getattr(env.unwrapped, "backend_clients", None)
+            if callable(listed):
+                clients.extend(listed())
+        if not clients:
+            return None
+        batcher = Batcher(max_batch)
+        for client in clients:
+            client.attach(batcher.proxy(client.backend))
+        return batcher
+
+    @property
+    def backend_calls(self) -> int:
+        """Batched backend calls made so far (0 when no user calls an LLM)."""
+        return self._batcher.calls if self._batcher is not None else 0
+
+    def _run(self, jobs: Sequence[Callable[[], Any]]) -> list[Any]:
+        """Run one job per user; with LLM callers, in parallel with their calls batched."""
+        if self._pool is None or self._batcher is None:
+            return [job() for job in jobs]
+        batcher = self._batcher
+        batcher.start(len(jobs))
+
+        def run(job: Callable[[], Any]) -> Any:
+            try:
+                return job()
+            finally:
+                batcher.finish()
+
+        futures = [self._pool.submit(run, job) for job in jobs]
+        wait(futures)  # no worker may still be stepping when the error reaches the caller
+        return [f.result() for f in futures]  # re-raises the first user's error
+
+    # -- Gymnasium vector API -----------------------------------------------------------
+
+    def reset(
+        self,
+        *,
+        seed: int | Sequence[int | None] | None = None,
+        options: dict[str, Any] | None = None,
+    ) -> tuple[Any, dict[str, Any]]:
+        """Reset every user. An int seed seeds user ``i`` with ``seed + i``."""
+        if seed is None or isinstance(seed, int | np.integer):
+            seeds = [None if seed is None else int(seed) + i for i in range(self.num_envs)]
+        else:
+            seeds = list(seed)
+            if len(seeds) != self.num_envs:
+                raise ValueError(f"got {len(seeds)} seeds for {self.num_envs} envs")
+        self._failed = "an earlier reset() failed"  # cleared once every user has reset
+        results = self._run(
+            [
+                (lambda env=env, s=s: env.reset(seed=s, options=options))
+                for env, s in zip(self.envs, seeds, strict=True)
+            ]
+        )
+        self._failed = None
+        infos: dict[str, Any] = {}
+        for i, (_, info) in enumerate(results):
+            infos = self._add_info(infos, info, i)
+        self._autoreset[:] = False
+        self._obs = concatenate(self.single_observation_space, [o for o, _ in results], self._obs)
+        return copy.deepcopy(self._obs), infos
+
+    def step(self, actions: Any) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+        """Step every user (NEXT_STEP: users whose episode ended are reset instead).
+
+        Raises:
+            RuntimeError: An earlier ``step`` or ``reset`` raised (some users moved on,
+                others did not): call ``reset()``.
+        """
+        if self._failed is not None:
+            raise RuntimeError(
+                f"the vector env needs reset(): {self._failed}, so its users are out of step "
+                "with the observations it returned"
+            )
+        actions = list(actions)
+        if len(actions) != self.num_envs:
+            raise ValueError(f"got {len(actions)} actions for {self.num_envs} envs")
+        same_step = self.metadata["autoreset_mode"] == AutoresetMode.SAME_STEP
+        jobs = []
+        for i, (env, action) in enumerate(zip(self.envs, actions, strict=True)):
+            if self._autoreset[i]:
+                jobs.append(lambda env=env: _reset_as_step(env))
+            elif same_step:
+                jobs.append(lambda env=env, a=action: _step_and_reset(env, a))
+            else:
+                jobs.append(lambda env=env, a=action: env.step(a))
+        try:
+            results: list[_StepResult] = self._run(jobs)
+        except BaseException as exc:
+            self._failed = f"an earlier step() raised {type(exc).__name__}: {exc}"
+            raise
+        rewards = np.array([r[1] for r in results], dtype=np.float64)
+        terminated = np.array([r[2] for r in results], dtype=np.bool_)
+        truncated = np.array([r[3] for r in results], dtype=np.bool_)
+        infos: dict[str, Any] = {}
+        for i, r in enumerate(results):
+            infos = self._add_info(infos, r[4], i)
+        if not same_step:
+            self._autoreset = terminated | truncated
+        self._obs = concatenate(self.single_observation_space, [r[0] for r in results], self._obs)
+        return copy.deepcopy(self._obs), rewards, terminated, truncated, infos
+
+    def close_extras(self, **kwargs: Any) -> None:
+        for env in self.envs:
+            env.close()
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+
+    def call(self, name: str, *args: Any, **kwargs: Any) -> tuple[Any, ...]:
+        """Call a method (or read an attribute) of every user env."""
+        out = []
+        for env in self.envs:
+            attr = env.get_wrapper_attr(name)
+            out.append(attr(*args, **kwargs) if callable(attr) else attr)
+        return tuple(out)
+
+    def get_attr(self, name: str) -> tuple[Any, ...]:
+        """An attribute of every user env."""
+        return tuple(env.get_wrapper_attr(name) for env in self.envs)
+
+    def set_attr(self, name: str, values: Any) -> None:
+        """Set an attribute of every user env (one value, or one per env)."""
+        if not isinstance(values, list | tuple):
+            values = [values] * self.num_envs
+        if len(values) != self.num_envs:
+            raise ValueError(f"got {len(values)} values for {self.num_envs} envs")
+        for env, value in zip(self.envs, values, strict=True):
+            env.set_wrapper_attr(name, value)
+
+
+def _reset_as_step(env: gym.Env) -> _StepResult:
+    obs, info = env.reset()
+    return obs, 0.0, False, False, info
+
+
+def _step_and_reset(env: gym.Env, action: Any) -> _StepResult:
+    """SAME_STEP autoreset: a finished episode's last obs/info go to ``final_*`` keys."""
+    obs, reward, terminated, truncated, info = env.step(action)
+    if terminated or truncated:
+        final_obs, final_info = obs, info
+        obs, info = env.reset()
+        info = {**info, "final_obs": final_obs, "final_info": final_info}
+    return obs, reward, terminated, truncated, info

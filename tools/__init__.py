@@ -1,0 +1,1 @@
+"""Tools for authors and maintainers (not part of the installed package)."""
