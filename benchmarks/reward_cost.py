@@ -59,7 +59,7 @@ def core_step_seconds(n: int, seed: int = 0) -> float:
     forks, actions = [], []
     env.reset(seed=seed)
     while len(forks) < n:
-        forks.append(env.unwrapped.core.fork())
+        forks.append(env.unwrapped.fork_user())  # the look-ahead user model
         actions.append(int(rng.integers(8)))
         _, _, term, trunc, _ = env.step(int(rng.integers(8)))
         if term or trunc:

@@ -12,22 +12,30 @@ Importing the package registers its environments:
 
 from __future__ import annotations
 
-from dialogue_gym import _compat
+from dialogue_gym import _compat, registration
 from dialogue_gym.core.config import SimConfig
 from dialogue_gym.core.vocabulary import NEEDS, PLUTCHIK, STRATEGIES, USER_ACTS
-from dialogue_gym.registration import ENV_IDS, register_envs
+from dialogue_gym.registration import register_env, register_envs
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "ENV_IDS",
+    "ENV_IDS",  # noqa: F822 (module __getattr__: read on access, so plugins' ids are listed)
     "NEEDS",
     "PLUTCHIK",
     "STRATEGIES",
     "USER_ACTS",
     "SimConfig",
     "__version__",
+    "register_env",
 ]
+
+
+def __getattr__(name: str) -> object:
+    if name == "ENV_IDS":
+        return registration.ENV_IDS
+    raise AttributeError(f"module 'dialogue_gym' has no attribute {name!r}")
+
 
 _compat.install()  # old module paths (dialogue_gym.env, ...) keep working for one release
 register_envs()

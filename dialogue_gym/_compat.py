@@ -2,7 +2,8 @@
 
 The package moved from a flat layout into sub-packages (see ``CHANGELOG.md``). So that code
 written against 0.1 keeps working, importing ``dialogue_gym.env`` (or any other name in
-:data:`MOVED`, submodules included: ``dialogue_gym.backends.llama_cpp``) raises a
+:data:`MOVED`, submodules included: ``dialogue_gym.backends.llama_cpp``; nested old paths
+too: ``dialogue_gym.user.voice``) raises a
 ``DeprecationWarning`` naming the new path and returns *the same module object* as the new
 path, so classes, registries and ``isinstance`` checks are shared, not copied.
 
@@ -37,7 +38,8 @@ MOVED: dict[str, str] = {
     "llm_task": "llm.client",
     "batching": "llm.batching",
     "backends": "llm.backends",
-    "voice": "user.voice",
+    "voice": "user.voices",
+    "user.voice": "user.voices",
     "recognise": "user.recognise",
     "llm_core": "user.judge",
     "injection": "user.injection",
@@ -57,13 +59,18 @@ _PREFIX = "dialogue_gym."
 
 
 def _new_name(fullname: str) -> str | None:
+    """The new dotted path of ``fullname``, or ``None`` if it did not move.
+
+    The longest moved prefix wins, so a nested old path (``user.voice``) maps too.
+    """
     if not fullname.startswith(_PREFIX):
         return None
-    rest = fullname[len(_PREFIX) :]
-    head, dot, tail = rest.partition(".")
-    if head not in MOVED:
-        return None
-    return _PREFIX + MOVED[head] + dot + tail
+    parts = fullname[len(_PREFIX) :].split(".")
+    for n in range(len(parts), 0, -1):
+        head = ".".join(parts[:n])
+        if head in MOVED:
+            return _PREFIX + ".".join([MOVED[head], *parts[n:]])
+    return None
 
 
 def _importer_level() -> int:

@@ -24,11 +24,16 @@ Example:
     Traceback (most recent call last):
     ...
     ValueError: colour 'red' is already registered
+
+A registry is also a read-only mapping name -> factory (``"red" in colours``,
+``sorted(colours)``, ``colours["red"]``), so code written against the dicts it replaced
+keeps working; ``unregister`` (or :meth:`Registry.restoring` in tests) removes a name.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -47,8 +52,8 @@ class Entry(Generic[T]):
     meta: Mapping[str, Any] | None = None
 
 
-class Registry(Generic[T]):
-    """Names -> factories, for one extension point.
+class Registry(Mapping[str, Callable[..., T]], Generic[T]):
+    """Names -> factories, for one extension point (a read-only mapping name -> factory).
 
     Args:
         kind: What the names stand for, singular ("reward", "backend"...): error messages
@@ -130,8 +135,38 @@ class Registry(Generic[T]):
             valid = ", ".join(map(repr, self._entries))
             raise ValueError(f"unknown {self.kind} {name!r}; valid: {valid}") from None
 
+    @contextmanager
+    def restoring(self) -> Iterator[Registry[T]]:
+        """Undo, on exit, whatever was registered or unregistered inside (for tests).
+
+        Example:
+            >>> shapes = Registry("shape")
+            >>> with shapes.restoring():
+            ...     _ = shapes.register("square", lambda: "[]")
+            ...     "square" in shapes
+            True
+            >>> "square" in shapes
+            False
+        """
+        saved = dict(self._entries)
+        try:
+            yield self
+        finally:
+            self._entries.clear()
+            self._entries.update(saved)
+
+    def __getitem__(self, name: str) -> Callable[..., T]:
+        try:
+            return self._entries[name].factory
+        except (KeyError, TypeError):
+            valid = ", ".join(map(repr, self._entries))
+            raise KeyError(f"unknown {self.kind} {name!r}; valid: {valid}") from None
+
     def __contains__(self, name: object) -> bool:
-        return name in self._entries
+        try:
+            return name in self._entries
+        except TypeError:  # an unhashable value is not a name
+            return False
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._entries)

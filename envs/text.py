@@ -20,7 +20,7 @@ from gymnasium import spaces
 from dialogue_gym.core.affect import AffectiveCore
 from dialogue_gym.core.config import SimConfig
 from dialogue_gym.core.scenario import ScenarioCard
-from dialogue_gym.envs.empathy import EmpathyDialogueEnv
+from dialogue_gym.envs.empathy import SIMULATOR_VIEW, EmpathyDialogueEnv
 from dialogue_gym.llm.backends import BackendSpec
 from dialogue_gym.llm.client import BackendClient
 from dialogue_gym.user.recognise import Recognition, make_recogniser
@@ -29,6 +29,7 @@ __all__ = [
     "CHARSET",
     "DEFAULT_MAX_LENGTH",
     "EXAMPLE_UTTERANCES",
+    "TEXT_SIMULATOR_VIEW",
     "EmpathyDialogueTextEnv",
     "check_text",
     "to_action",
@@ -36,6 +37,10 @@ __all__ = [
 
 #: The longest utterance by default (characters).
 DEFAULT_MAX_LENGTH = 1000
+
+#: The published simulator view of this env (see ``dialogue_gym.envs.empathy``): the strategy
+#: env's, plus the longest utterance it takes.
+TEXT_SIMULATOR_VIEW: tuple[str, ...] = (*SIMULATOR_VIEW, "max_length")
 
 
 def _charset() -> frozenset[str]:

@@ -15,7 +15,10 @@ the vector env then refuses ``step`` until ``reset``.
 
 Autoreset follows Gymnasium's default, ``NEXT_STEP``: the step after an episode ends
 resets that user (reward 0, not terminated) and ignores its action. ``SAME_STEP`` is also
-available and is what :class:`SB3VecEnv` (the Stable-Baselines3 adapter) uses.
+available. ``reset(options={"reset_mask": mask})`` resets only the users where ``mask`` is
+true (Gymnasium's partial reset). The Stable-Baselines3 adapter
+(:class:`~dialogue_gym.integrations.sb3.SB3VecEnv`) takes the vector env in either mode, so
+``SB3VecEnv(gym.make_vec(...))`` needs no autoreset setting.
 
 Example:
     >>> import gymnasium as gym
@@ -95,6 +98,7 @@ class EmpathyDialogueVectorEnv(VectorEnv):
         self._batcher = self._install_batching(max_batch)
         self._pool = ThreadPoolExecutor(self.num_envs) if self._batcher else None
         self._obs = create_empty_array(self.single_observation_space, self.num_envs)
+        self._env_obs: list[Any] = [None] * self.num_envs  # each user's latest observation
         self._autoreset = np.zeros(self.num_envs, dtype=bool)
         self._failed: str | None = None  # why step() is refused until reset()
 
@@ -149,27 +153,64 @@ class EmpathyDialogueVectorEnv(VectorEnv):
         seed: int | Sequence[int | None] | None = None,
         options: dict[str, Any] | None = None,
     ) -> tuple[Any, dict[str, Any]]:
-        """Reset every user. An int seed seeds user ``i`` with ``seed + i``."""
+        """Reset every user, or with ``options={"reset_mask": mask}`` those where ``mask``
+        is true (the others keep their episodes; ``infos`` has entries for the reset ones).
+
+        An int seed seeds user ``i`` with ``seed + i``; other options go to each user's reset.
+
+        Raises:
+            ValueError: A bad seed list or ``reset_mask`` (the message says what is allowed).
+            RuntimeError: A partial reset after a failed ``step`` or ``reset``: the other
+                users are out of step too, so reset them all.
+        """
         if seed is None or isinstance(seed, int | np.integer):
             seeds = [None if seed is None else int(seed) + i for i in range(self.num_envs)]
         else:
             seeds = list(seed)
             if len(seeds) != self.num_envs:
                 raise ValueError(f"got {len(seeds)} seeds for {self.num_envs} envs")
-        self._failed = "an earlier reset() failed"  # cleared once every user has reset
-        results = self._run(
-            [
-                (lambda env=env, s=s: env.reset(seed=s, options=options))
-                for env, s in zip(self.envs, seeds, strict=True)
-            ]
-        )
+        mask = None
+        if options is not None and "reset_mask" in options:
+            options = dict(options)
+            mask = self._check_reset_mask(options.pop("reset_mask"))
+        if mask is not None and self._failed is not None:
+            raise RuntimeError(
+                f"the vector env needs a full reset(): {self._failed}; a reset_mask would "
+                "leave the other users out of step"
+            )
+        if mask is not None and any(o is None for o in self._env_obs):
+            raise RuntimeError("call reset() without a reset_mask first: some users never started")
+        chosen = range(self.num_envs) if mask is None else np.flatnonzero(mask).tolist()
+        if mask is None:
+            self._failed = "an earlier reset() failed"  # cleared once every user has reset
+        try:
+            results = self._run(
+                [
+                    (lambda env=self.envs[i], s=seeds[i]: env.reset(seed=s, options=options))
+                    for i in chosen
+                ]
+            )
+        except BaseException as exc:
+            if mask is not None:  # some users may have reset and others not
+                self._failed = f"a partial reset() raised {type(exc).__name__}: {exc}"
+            raise
         self._failed = None
         infos: dict[str, Any] = {}
-        for i, (_, info) in enumerate(results):
+        for i, (obs, info) in zip(chosen, results, strict=True):
             infos = self._add_info(infos, info, i)
-        self._autoreset[:] = False
-        self._obs = concatenate(self.single_observation_space, [o for o, _ in results], self._obs)
+            self._env_obs[i] = obs
+            self._autoreset[i] = False
+        self._obs = concatenate(self.single_observation_space, self._env_obs, self._obs)
         return copy.deepcopy(self._obs), infos
+
+    def _check_reset_mask(self, mask: Any) -> np.ndarray:
+        array = np.asarray(mask)
+        if array.dtype != np.bool_ or array.shape != (self.num_envs,) or not array.any():
+            raise ValueError(
+                f"options['reset_mask'] must be a boolean array of shape ({self.num_envs},) "
+                f"with at least one True, got {mask!r}"
+            )
+        return array
 
     def step(self, actions: Any) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
         """Step every user (NEXT_STEP: users whose episode ended are reset instead).
@@ -208,7 +249,8 @@ class EmpathyDialogueVectorEnv(VectorEnv):
             infos = self._add_info(infos, r[4], i)
         if not same_step:
             self._autoreset = terminated | truncated
-        self._obs = concatenate(self.single_observation_space, [r[0] for r in results], self._obs)
+        self._env_obs = [r[0] for r in results]
+        self._obs = concatenate(self.single_observation_space, self._env_obs, self._obs)
         return copy.deepcopy(self._obs), rewards, terminated, truncated, infos
 
     def close_extras(self, **kwargs: Any) -> None:

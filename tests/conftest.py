@@ -12,6 +12,16 @@ import dialogue_gym
 # oversubscribe the cores and make small SB3 updates many times slower.
 torch.set_num_threads(1)
 
+#: The fast tier's selection, pyproject.toml's default ``-m``.
+FAST_TIER = "not slow and not llm and not server and not benchmark"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Naming a test (`pytest tests/test_study.py::test_resume...`) runs it whatever its tier:
+    # the default selection is for plain `pytest` runs, and would otherwise deselect it silently.
+    if config.option.markexpr == FAST_TIER and any("::" in arg for arg in config.args):
+        config.option.markexpr = ""
+
 
 @pytest.fixture(params=dialogue_gym.ENV_IDS)
 def env_id(request: pytest.FixtureRequest) -> str:

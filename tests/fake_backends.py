@@ -72,3 +72,27 @@ def gullible(chat: Chat) -> str:
         if name.lower() in text.lower():
             return name
     return "Others"
+
+
+def caller(chat: Chat) -> str:
+    """Which part of the simulator sent ``chat``, read off its system prompt: ``"judge"``
+    (SAGE), ``"recogniser"``, ``"realiser"`` (the agent's LLM voice) or ``"user"`` (the user's)."""
+    system = system_of(chat)
+    if system.startswith("You judge"):
+        return "judge"
+    if system.startswith("You label"):
+        return "recogniser"
+    if system.startswith("You are a warm"):
+        return "realiser"
+    return "user"
+
+
+def replies_by_caller(chat: Chat) -> str:
+    """A plausible reply for whoever asks: a valid appraisal, a strategy name, or a line that
+    differs from turn to turn (so no voice falls back to its template for parroting)."""
+    who = caller(chat)
+    if who == "judge":
+        return judge_reply(2)
+    if who == "recogniser":
+        return "Question"
+    return f"Reply number {len(chat)} of {who}, about how things went today."

@@ -1,4 +1,4 @@
-"""Properties of the affective core (DESIGN §2), each a test."""
+"""Properties of the affective core (docs/simulator.md), each a test."""
 
 from __future__ import annotations
 

@@ -225,19 +225,16 @@ def quick(url: str, **options: Any) -> OpenAIBackend:
 
 
 def test_timeout_is_retried_then_a_clear_error(fake):
-    # The server would answer after 60 s: finishing well before proves the 0.4 s timeout cut
-    # both attempts, with a margin wide enough for a loaded machine.
+    # The server would answer after 60 s, with a reply: an error that says the requests
+    # timed out proves the 0.4 s timeout cut both attempts (no wall-clock bound needed).
     fake.reply = lambda r: (200, completion("late"), "application/json", 60.0)
     backend = quick(fake.url, model="m", timeout=0.4, max_retries=1)
-    start = time.perf_counter()
     with pytest.raises(BackendError) as err:
         backend.generate(CHATS[:1], GenerationParams())
-    elapsed = time.perf_counter() - start
     message = str(err.value)
     assert fake.url in message and "2 attempts" in message
     assert re.search("tim(e|ed) ?out", message, re.IGNORECASE), message
     assert len(fake.requests) == 2
-    assert elapsed < 30.0
     assert backend.stats["failures"] == 1 and backend.stats["retries"] == 1
 
 
@@ -535,10 +532,8 @@ def test_server_killed_mid_episode_then_back():
         env = gym.make("EmpathyDialogue-v0", voice="llm", backend=spec)
         env.reset(seed=0)  # the user has spoken: the episode is under way
         server.kill()
-        start = time.perf_counter()
         with pytest.raises(BackendError) as err:
             env.step(1)  # the agent speaks; the user's voice cannot answer
-        assert time.perf_counter() - start < 10
         message = str(err.value)
         assert server.url in message and "2 attempts" in message and "Connection" in message
         with pytest.raises(RuntimeError, match=r"failed part-way.*call reset\(\)"):
@@ -618,6 +613,7 @@ def test_env_with_transformers_backend(smollm2):
     env.close()
 
 
+@pytest.mark.slow
 def test_random_weight_model_fixed_new_tokens(tmp_path, one_thread):
     from dialogue_gym.llm.backends.transformers_backend import save_random_model
 
@@ -654,3 +650,34 @@ def test_seeded_sampler_draws_from_the_nucleus():
     together = _SeededSampler([7, 8, 9, 10], 0, 0.7, 0.9)(no_ids.expand(4, 0), batch).argmax(1)
     alone = _SeededSampler([9], 0, 0.7, 0.9)(no_ids, batch[2:3]).argmax(1)
     assert together[2] == alone[0]
+
+
+def test_the_backends_registry_lists_builds_and_forgets():
+    from dialogue_gym.llm.backends import BACKENDS, register_backend, unregister_backend
+    from dialogue_gym.registry import Registry
+
+    assert isinstance(BACKENDS, Registry)
+    assert available_backends() == tuple(sorted(BACKENDS))
+    assert BACKENDS.entry("openai").meta["main_arg"] == "base_url"
+
+    class Echo:
+        name = "echo_test"
+
+        def __init__(self, text: str = "hi") -> None:
+            self.text = text
+
+        def generate(self, chats, params):
+            return [self.text for _ in chats]
+
+    register_backend("echo_test", Echo, main_arg="text")
+    try:
+        first = get_backend("echo_test:a")
+        assert first is get_backend({"name": "echo_test", "text": "a"})  # one per spec
+        # Replacing the factory drops the instances the old one built.
+        register_backend("echo_test", lambda text="hi": Echo(text.upper()), main_arg="text")
+        assert get_backend("echo_test:a").text == "A"
+    finally:
+        unregister_backend("echo_test")
+    assert "echo_test" not in available_backends()
+    with pytest.raises(ValueError, match=r"unknown backend 'echo_test'; valid backends: .*openai"):
+        get_backend("echo_test:a")

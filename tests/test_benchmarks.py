@@ -7,6 +7,11 @@ import json
 import sys
 from pathlib import Path
 
+import pytest
+
+# Each test runs a benchmark script end to end (seconds each): `make test` runs them.
+pytestmark = pytest.mark.benchmark
+
 ROOT = Path(__file__).resolve().parents[1]
 
 

@@ -1,4 +1,4 @@
-"""DESIGN §2's calibration targets over the test cards, and how they move with the config.
+"""The calibration targets of docs/simulator.md over the test cards, and how they move with the config.
 
 Each reference policy plays every test card once (seeds 0..N-1, template voice).
 """

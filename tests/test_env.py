@@ -106,7 +106,7 @@ def test_seeded_replay_is_identical(make_env, act):
 
 def test_voice_does_not_change_dynamics(make_env, env_id, act):
     """The same seed gives the same emotions whichever realiser speaks for the agent."""
-    from dialogue_gym.user.voice import TemplateUserVoice
+    from dialogue_gym.user.voices import TemplateUserVoice
 
     env = make_env()
     actions = [act(i) for i in (0, 1, 2, 5, 4)]
@@ -319,3 +319,64 @@ def test_silent_fork_has_the_same_dynamics(make_env, act):
         assert s[4]["emotion"] == l_[4]["emotion"] and np.array_equal(s[0]["score"], l_[0]["score"])
         assert s[4]["user_utterance"] == "" and l_[4]["user_utterance"]
     assert env.unwrapped.voice.kind == "template"
+
+
+def test_fork_with_noise_replaces_only_the_future_noise(make_env, act):
+    env = make_env()
+    env.reset(seed=3)
+    env.step(act(0))
+    base = env.unwrapped
+    turns = base.max_turns
+    same = base.fork(voice=False)
+    calm = base.fork(voice=False, noise=[0.0] * turns)
+    wild = base.fork(voice=False, noise=[4.0] * turns)
+    first = [f.step(act(4))[4]["change"] for f in (same, calm, wild)]
+    assert first[1] != first[2]  # the noise is the fork's own
+    assert base.step(act(4))[4]["change"] == first[0]  # no noise given: the same future
+
+
+def test_observations_are_new_writable_float32_arrays(make_env, act):
+    # One array per step, sliced into views: a kept observation must not change later.
+    env = make_env()
+    obs, _ = env.reset(seed=0)
+    kept = {k: v.copy() for k, v in obs.items() if isinstance(v, np.ndarray)}
+    nxt, *_ = env.step(act(0))
+    for key, value in kept.items():
+        assert np.array_equal(obs[key], value)
+        assert obs[key].dtype == np.float32 and obs[key].flags.writeable
+        assert not np.shares_memory(obs[key], nxt[key])
+    assert env.observation_space.contains(nxt)
+
+
+def test_a_new_sim_config_takes_effect_at_the_next_reset(make_env):
+    # Resets fork a cached new user per card; the cache must follow the config.
+    env = make_env()
+    env.reset(seed=0)
+    base = env.unwrapped
+    old = base.fork_user()
+    base.config = dialogue_gym.SimConfig(success_threshold=60.0)
+    env.reset(seed=0)
+    user = base.fork_user()
+    assert user.config is base.sim_config and user.config.success_threshold == 60.0
+    assert old.config.success_threshold != 60.0
+
+
+def test_the_default_reward_wrapper_fast_path_honours_a_subclass():
+    from dialogue_gym.rewards.sparse import SparseBonus
+
+    class EveryTurn(SparseBonus):
+        def reward(self, reward, terminated, truncated, info):
+            return 0.25, (0.0, 0.0)
+
+    env = EveryTurn(gym.make("EmpathyDialogue-v0", voice="template", reward=None))
+    env.reset(seed=0)
+    _, r, *_, info = env.step(0)
+    assert r == 0.25 and info["reward_components"]["sparse"] == 0.25
+    plain = SparseBonus(gym.make("EmpathyDialogue-v0", voice="template", reward=None))
+    plain.reset(seed=0)
+    _, r, *_, info = plain.step(0)
+    assert r == 0.0 and info["reward_components"] == {
+        "sparse": 0.0,
+        "sparse/success": 0.0,
+        "sparse/left": 0.0,
+    }

@@ -23,7 +23,7 @@ import dialogue_gym.user.injection
 from dialogue_gym.envs.text import CHARSET, DEFAULT_MAX_LENGTH
 from dialogue_gym.user.injection import INJECTION_KINDS, quote_as_data, screen
 from dialogue_gym.user.recognise import load_labelled
-from dialogue_gym.user.voice import load_fragments
+from dialogue_gym.user.voices import load_fragments
 
 DATA = Path(dialogue_gym.user.injection.__file__).parent / "data" / "injections.yaml"
 TURNS = 3
@@ -121,6 +121,7 @@ def test_injections_gain_nothing_with_a_gullible_llm_recogniser():
     assert backend.chats  # the small talk was sent to the model; the injections were not
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("recogniser", ["lexical", "llm"])
 def test_injections_gain_nothing_in_sage_mode_with_a_gullible_judge(recogniser):
     backend = ScriptedBackend(gullible)

@@ -1,4 +1,4 @@
-"""The metrics (dialogue_gym/evaluation/metrics.py) on hand-built episodes, and what evaluation records."""
+"""The metrics (dialogue_gym/evaluation/metrics/) on hand-built episodes, and what evaluation records."""
 
 from __future__ import annotations
 
@@ -52,8 +52,9 @@ from dialogue_gym.evaluation.metrics import (
     user_left_rate,
 )
 from dialogue_gym.llm.backends import GenerationParams
-from dialogue_gym.rewards import REWARDS
-from dialogue_gym.user.voice import DEFAULT_LLM_PARAMS, LLMUserVoice, UserTurn
+from dialogue_gym.rewards import REWARDS, ComponentRewardWrapper, register_reward
+from dialogue_gym.rewards.registry import COMPONENT_WRAPPERS
+from dialogue_gym.user.voices import DEFAULT_LLM_PARAMS, LLMUserVoice, UserTurn
 
 CARD = load_scenarios("test")[0]  # Tomás, 19, engineering student; average 70 / on 68; June
 
@@ -202,6 +203,51 @@ def test_returns_by_reward_match_each_wrapper_alone(policy, seed, card):
         assert per_turn == pytest.approx(alone.rewards, abs=1e-12)
     # Non-trivial values: these returns differ from one another.
     assert len({round(v[0], 6) for v in returns.values()}) >= 4
+
+
+#: The keys the study's report reads, in its order: a refactoring must not move them.
+BUILT_IN_KEYS = [
+    "episodes", "success_rate", "final_emotion", "user_left_rate", "mean_turns",
+    "grounding_rate", "grounding_rate_vs_reference", "soothing_index", "strategy_entropy",
+    "strategies_90", "return/sparse", "return/final_emotion", "return/next_turn",
+    "return/multi_turn", "return/emotion_delta", "return/potential_emotion",
+    "prompt_to_line", "line_to_line", "qa_consistency",
+]  # fmt: skip
+
+
+def test_built_in_metric_keys_and_probe_order_are_unchanged():
+    assert list(METRIC_DOCS) == BUILT_IN_KEYS
+    assert tuple(PROBE_ORDER) == (
+        "final_emotion", "next_turn", "multi_turn", "emotion_delta", "potential_emotion", "sparse"
+    )  # fmt: skip
+
+
+class Halved(ComponentRewardWrapper):
+    """A plugin reward: half the emotion change, every turn."""
+
+    def __init__(self, env: gym.Env, name: str = "halved") -> None:
+        super().__init__(env, name)
+
+    def reward(self, reward, terminated, truncated, info):
+        return 0.5 * info["change"], ()
+
+
+def test_a_plugin_reward_is_probed_with_no_other_edit():
+    with REWARDS.restoring(), COMPONENT_WRAPPERS.restoring():
+        register_reward("halved", Halved)
+        assert REWARD_PROBES["halved"] == ("halved",)
+        assert PROBE_ORDER[-1] == "sparse" and "halved" in PROBE_ORDER
+        assert list(METRIC_DOCS)[: len(BUILT_IN_KEYS) - 3] == BUILT_IN_KEYS[:-3]
+        assert list(METRIC_DOCS)[-4:] == [
+            "return/halved", "prompt_to_line", "line_to_line", "qa_consistency"
+        ]  # fmt: skip
+        env = all_rewards_env({"voice": "template", "scenarios": "test"})
+        result = run_episode(env, StageHeuristicPolicy(), seed=0, card=0)
+        changes = [c["emotion_delta/change"] for c in result.reward_components]
+        metrics = compute_metrics([result])
+        assert metrics["return/halved"] == pytest.approx(0.5 * sum(changes))
+        assert metrics["return/halved"] != 0.0  # the episode moved the emotion
+    assert "halved" not in REWARD_PROBES and "return/halved" not in METRIC_DOCS
 
 
 def test_returns_by_reward_without_components_are_nan():

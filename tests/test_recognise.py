@@ -23,7 +23,7 @@ from dialogue_gym.user.recognise import (
     make_recogniser,
     parse_label,
 )
-from dialogue_gym.user.voice import load_fragments
+from dialogue_gym.user.voices import load_fragments
 
 #: Documented floors (docs/text.md): the measured figures are higher (0.975 overall, 0.929
 #: held out, 0.90 on the template lines); the floors leave room for edits to the cues.
@@ -163,7 +163,7 @@ def test_recognisers_pickle_without_the_model():
     rec = make_recogniser("llm")
     clone = pickle.loads(pickle.dumps(rec))
     assert clone.client._backend is None and clone.client.spec == "llama_cpp"
-    with pytest.raises(ValueError, match="lexical, llm"):
+    with pytest.raises(ValueError, match="unknown recogniser 'regex'; valid: 'lexical', 'llm'"):
         make_recogniser("regex")
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import importlib.util
+import inspect
 import json
 import math
 import pickle
@@ -24,8 +25,10 @@ from dialogue_gym.agents.reference import RandomPolicy, StageHeuristicPolicy
 from dialogue_gym.core.affect import UserState
 from dialogue_gym.envs.empathy import EmpathyDialogueEnv
 from dialogue_gym.rewards import (
+    COMPONENT_WRAPPERS,
     DEFAULT_REWARD,
     REWARDS,
+    ComponentRewardWrapper,
     CompositeReward,
     CritiqueFeedback,
     EmotionDeltaReward,
@@ -35,6 +38,8 @@ from dialogue_gym.rewards import (
     SparseBonus,
     StageHeuristicRollout,
     as_feedback,
+    reward_components,
+    reward_probes,
 )
 from dialogue_gym.rewards.multi_turn import copy_state
 
@@ -82,8 +87,11 @@ class ScriptedEnv(gym.Env):
     def reset(self, *, seed=None, options=None):
         super().reset(seed=seed)
         self.t, self.emotion = 0, self.e0
-        self.core = SimpleNamespace(noise=[0.1, 0.2], card=SimpleNamespace(id="scripted"))
         return np.zeros(1, np.float32), {"emotion": self.e0}
+
+    def episode_key(self):
+        """The published view's episode key (what episode_rng seeds a wrapper from)."""
+        return np.asarray([0.1, 0.2], dtype=np.float64).tobytes() + b"scripted"
 
     def step(self, action):
         emotion, resolved, user_act, terminated, truncated = self.steps[self.t]
@@ -424,7 +432,8 @@ def test_default_reward_is_the_bare_envs_bonus_with_components():
 
 
 def test_unknown_reward_lists_the_valid_ones():
-    with pytest.raises(ValueError, match="unknown reward 'dense'; valid: None, 'composite'"):
+    valid = ", ".join(["None", *map(repr, sorted(REWARDS))])
+    with pytest.raises(ValueError, match=re.escape(f"unknown reward 'dense'; valid: {valid}")):
         make("dense")
     with pytest.raises(ValueError, match="reward_kwargs given with reward=None"):
         make(None, reward_kwargs={"scale": 1.0})
@@ -641,6 +650,7 @@ def test_no_wrapper_changes_the_simulation(actions, seed, reward):
 # --------------------------------------------------------------------------------------------
 
 
+@pytest.mark.benchmark
 def test_reward_cost_benchmark_quick(tmp_path):
     spec = importlib.util.spec_from_file_location("reward_cost", ROOT / "benchmarks/reward_cost.py")
     bench = importlib.util.module_from_spec(spec)
@@ -666,12 +676,70 @@ def test_rewards_page_examples_run():
 
 def test_package_exports():
     assert dialogue_gym.ENV_IDS[0] == ENV_ID
-    assert set(REWARDS) == {
-        "sparse",
-        "final_emotion",
-        "next_turn",
-        "multi_turn",
-        "emotion_delta",
-        "potential_emotion",
-        "composite",
+    assert list(REWARDS)[0] == DEFAULT_REWARD
+    # Every reward is either a sum of registered components (so the probes measure it) or
+    # declared as not one; each component is a wrapper that takes name=.
+    for name in REWARDS:
+        components = reward_components(name)
+        assert components is None or set(components) <= set(COMPONENT_WRAPPERS), name
+    assert set(reward_probes()) == {n for n in REWARDS if reward_components(n) is not None}
+    assert reward_components("composite") is None
+
+
+class _Scaled(ComponentRewardWrapper):
+    """A wrapper whose author wrote no argument-recording code at all."""
+
+    parts = ("raw",)
+
+    def __init__(self, env, factor, offset=0.5, *, note=None, name="scaled", **extra):
+        super().__init__(env, name)
+        self.factor, self.offset = factor, offset
+
+    def reward(self, reward, terminated, truncated, info):
+        return self.factor * info["emotion"] + self.offset, (info["emotion"],)
+
+
+class _Doubled(_Scaled):
+    def __init__(self, env, name="doubled"):
+        super().__init__(env, 2.0, name=name)
+
+
+def test_a_new_wrapper_records_all_its_arguments_by_itself():
+    env = _Scaled(make(None), 0.1, note={"a": [1]}, flavour="mint")
+    expected = {
+        "factor": 0.1,
+        "offset": 0.5,
+        "note": {"a": [1]},
+        "name": "scaled",
+        "flavour": "mint",
     }
+    assert env._saved_kwargs == expected
+    assert env.spec.additional_wrappers[-1].kwargs == expected
+    assert env.spec.additional_wrappers[-1].entry_point == f"{__name__}:_Scaled"
+    # A subclass records its own arguments, not the ones it passes to super().__init__.
+    assert _Doubled(make(None))._saved_kwargs == {"name": "doubled"}
+    # gym.make(spec) rebuilds the wrapper with the same arguments.
+    again = gym.make(env.spec)
+    assert (again.factor, again.offset, again.name) == (0.1, 0.5, "scaled")
+
+
+def test_recorded_arguments_copy_containers_and_share_objects():
+    policy = StageHeuristicRollout()
+    weights = {"sparse": 1.0, "emotion_delta": 0.5}
+    env = CompositeReward(make(None), weights, reward_kwargs={"emotion_delta": {"scale": 0.1}})
+    weights["sparse"] = 9.0  # the caller's dict changes afterwards: the record does not
+    assert env._saved_kwargs["weights"] == {"sparse": 1.0, "emotion_delta": 0.5}
+    mt = MultiTurnValueReward(make(None), rollout_policy=policy)
+    assert mt._saved_kwargs["rollout_policy"] is policy  # a policy may be a model: not copied
+    assert set(mt._saved_kwargs) == set(inspect.signature(MultiTurnValueReward).parameters) - {
+        "env"
+    }
+
+
+@pytest.mark.parametrize(
+    "wrapper",
+    [SparseBonus, NextTurnReward, MultiTurnValueReward, EmotionDeltaReward, PotentialShapedEmotion],
+)
+def test_every_built_in_wrapper_records_every_argument(wrapper):
+    env = wrapper(make(None))
+    assert set(env._saved_kwargs) == set(inspect.signature(wrapper).parameters) - {"env"}

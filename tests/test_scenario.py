@@ -212,6 +212,7 @@ def test_builder_is_deterministic() -> None:
     assert scenario_builder.build_files(parts) == scenario_builder.build_files(parts)
 
 
+@pytest.mark.slow
 def test_builder_writes_checks_and_prunes(tmp_path: Path) -> None:
     out = tmp_path / "scenarios"
     assert scenario_builder.main(["--out", str(out)]) == 0

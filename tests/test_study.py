@@ -3,6 +3,7 @@ the plan and the report's verdict rules on hand-built rows."""
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import math
@@ -38,6 +39,7 @@ def tiny_run(tmp_path_factory):
     return _run(tmp_path_factory.mktemp("study"), "tiny", "--workers", "1")
 
 
+@pytest.mark.slow
 def test_smoke_run_writes_every_file(tiny_run, capsys):
     for name in (
         "args.json",
@@ -90,6 +92,7 @@ def test_smoke_run_writes_every_file(tiny_run, capsys):
         assert row["success_lo"] <= row["success_iqm"] <= row["success_hi"]
 
 
+@pytest.mark.slow
 def test_seeded_runs_give_the_same_numbers_twice_in_parallel(tiny_run, tmp_path):
     again = _run(tmp_path, "again", "--workers", "2")
 
@@ -185,7 +188,8 @@ def test_task_scores_stratify_by_need():
     assert report.task_scores([rec, rec]).tolist() == [[0.5, 1.0], [0.5, 1.0]]
 
 
-def test_plugins_register_a_reward_and_a_learner(tmp_path, monkeypatch):
+@pytest.mark.slow
+def test_plugins_register_a_reward_and_a_learner(tmp_path, monkeypatch, request):
     plugin = tmp_path / "my_study_plugin.py"
     plugin.write_text(
         "from dialogue_gym.rewards import EmotionDeltaReward, register_reward\n"
@@ -194,13 +198,14 @@ def test_plugins_register_a_reward_and_a_learner(tmp_path, monkeypatch):
         "register_learner('my_hppo', LEARNERS['ppo'], hierarchical=True)\n"
     )
     monkeypatch.syspath_prepend(str(tmp_path))
-    # The plugin registers into module-level registries: give it copies, so other tests in
-    # this process see the built-in ones only.
+    # The plugin registers into the module-level registries: undo it afterwards, so other
+    # tests in this process see the built-in ones only.
     from dialogue_gym.rewards import registry
 
-    monkeypatch.setattr(registry, "REWARDS", dict(registry.REWARDS))
-    monkeypatch.setattr(study, "LEARNERS", dict(study.LEARNERS))
-    monkeypatch.setattr(study, "HIERARCHICAL", set(study.HIERARCHICAL))
+    stack = contextlib.ExitStack()
+    for reg in (registry.REWARDS, registry.COMPONENT_WRAPPERS, study.LEARNERS):
+        stack.enter_context(reg.restoring())
+    request.addfinalizer(stack.close)
     monkeypatch.delitem(sys.modules, "my_study_plugin", raising=False)
     args = [
         "study", "--rewards", "sparse", "half_delta", "--learners", "my_hppo", "--seeds", "1",
@@ -215,9 +220,44 @@ def test_plugins_register_a_reward_and_a_learner(tmp_path, monkeypatch):
         ("half_delta", "my_hppo"),
     ]
     assert "--plugins my_study_plugin" in (tmp_path / "plug" / "report.md").read_text()
+    assert study.is_hierarchical("my_hppo") and "my_hppo" in study.STUDY_LEARNERS
     sys.modules.pop("my_study_plugin", None)
 
 
+@pytest.mark.parametrize("missing", ["rliable", "pandas", "matplotlib"])
+def test_a_missing_study_extra_fails_at_once_naming_the_extra(
+    missing, tmp_path, monkeypatch, capsys
+):
+    # As if the package were not installed: importlib.util.find_spec gives None for it.
+    monkeypatch.setitem(sys.modules, missing, None)
+    started = []
+    monkeypatch.setattr(study, "run_baselines", lambda *a: started.append(1) or [])
+    assert cli(["study", *TINY, "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert missing in err and "pip install 'dialogue_gym[study]'" in err
+    assert not started and not any(tmp_path.iterdir())  # nothing ran, nothing was written
+
+
+def test_plots_off_do_not_need_matplotlib(monkeypatch):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    study.check_dependencies(study.Args(plots=False))  # no error
+    with pytest.raises(study.MissingExtraError, match="matplotlib"):
+        study.check_dependencies(study.Args(plots=True))
+
+
+def test_the_study_lists_read_the_registries():
+    from dialogue_gym.agents.reference import REFERENCE_POLICIES
+    from dialogue_gym.rewards import reward_probes
+
+    assert study.STUDY_REWARDS == tuple(reward_probes()) == study.Args().rewards
+    assert study.STUDY_REWARDS[0] == "sparse"  # the reference the verdicts compare with
+    assert study.STUDY_LEARNERS == tuple(study.LEARNERS) == study.Args().learners
+    assert set(study.BASELINES) <= set(REFERENCE_POLICIES)
+    assert study.HIERARCHICAL == {"hppo"}
+
+
+@pytest.mark.slow
 def test_resume_trains_only_the_missing_runs(tiny_run, tmp_path, capsys):
     folder = tmp_path / "tiny"
     folder.mkdir()

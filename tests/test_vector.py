@@ -185,3 +185,76 @@ def test_vector_with_the_embedded_model_matches_single_env():
     _, info = single.reset(seed=4)
     assert infos["user_utterance"][1] == info["user_utterance"]
     envs.close()
+
+
+def _same(a, b) -> bool:
+    """Equality through dicts, lists and arrays (an SB3 step's infos hold all three)."""
+    if isinstance(a, dict):
+        return isinstance(b, dict) and a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, list | tuple) and not isinstance(a, str):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+        return np.array_equal(a, b)
+    return a == b
+
+
+@pytest.mark.parametrize(
+    "make_kwargs",
+    [
+        {},  # gym.make_vec's default: the batched vector env, next_step autoreset
+        {"vectorization_mode": "sync"},  # Gymnasium's SyncVectorEnv, next_step
+        {
+            "vectorization_mode": "sync",
+            "vector_kwargs": {"autoreset_mode": gym.vector.AutoresetMode.DISABLED},
+        },
+    ],
+    ids=["batched-next-step", "sync-next-step", "sync-disabled"],
+)
+def test_sb3_adapter_takes_make_vec_without_an_autoreset_setting(make_kwargs):
+    # The user wraps what gym.make_vec gives; SB3 sees exactly what the same_step adapter
+    # shows: same observations, rewards, dones, final infos and reset infos.
+    env_kwargs = {"voice": "template", "max_turns": 2}
+    venv = SB3VecEnv(gym.make_vec("EmpathyDialogue-v0", num_envs=3, **make_kwargs, **env_kwargs))
+    ref = make_sb3_vec_env(n_envs=3, **env_kwargs)
+    venv.seed(4)
+    ref.seed(4)
+    assert _same(venv.reset(), ref.reset())
+    assert _same(venv.reset_infos, ref.reset_infos)
+    rng = np.random.default_rng(0)
+    ended = 0
+    for _ in range(7):
+        actions = rng.integers(8, size=3)
+        got, want = venv.step(actions), ref.step(actions)
+        for g, w in zip(got, want, strict=True):
+            assert _same(g, w)
+        assert _same(venv.reset_infos, ref.reset_infos)
+        ended += int(got[2].sum())
+    assert ended >= 6  # every user finished at least two episodes on the way
+    assert "terminal_observation" in got[3][0] or not got[2][0]
+    venv.close()
+    ref.close()
+
+
+def test_sb3_adapter_rejects_what_it_cannot_drive():
+    with pytest.raises(TypeError, match="VectorEnv"):
+        SB3VecEnv(gym.make("EmpathyDialogue-v0", voice="template"))
+
+
+def test_partial_reset_resets_only_the_masked_users():
+    envs = EmpathyDialogueVectorEnv(3, voice="template")
+    with pytest.raises(RuntimeError, match="without a reset_mask first"):
+        envs.reset(options={"reset_mask": np.array([True, False, False])})
+    obs, _ = envs.reset(seed=0)
+    obs, *_ = envs.step([0, 0, 0])
+    assert (obs["turn"] > 0).all()
+    mask = np.array([False, True, False])
+    new, infos = envs.reset(options={"reset_mask": mask})
+    assert new["turn"][1, 0] == 0 and (new["turn"][[0, 2], 0] > 0).all()
+    assert infos["_turn"].tolist() == mask.tolist()  # infos only for the reset user
+    assert np.array_equal(new["emotion"][[0, 2]], obs["emotion"][[0, 2]])
+    obs, *_ = envs.step([1, 1, 1])  # every user goes on from where it is
+    assert obs["turn"][1, 0] < obs["turn"][0, 0]
+    for bad in (np.array([1, 0, 0]), np.zeros(3, bool), np.ones(2, bool)):
+        with pytest.raises(ValueError, match="reset_mask"):
+            envs.reset(options={"reset_mask": bad})
+    envs.close()

@@ -130,7 +130,7 @@ class GoalConditioned(gym.Wrapper, gym.utils.RecordConstructorArgs):
             reached = act in ACT_GOALS[goal] and info.get("user_act") != "resist"
             intrinsic = 1.0 if reached else 0.0
         else:
-            max_change = self.env.unwrapped.config.max_change or 1.0
+            max_change = self.env.unwrapped.sim_config.max_change or 1.0
             intrinsic = -abs(float(info["change"]) - goal) / max_change
         self._since += 1
         if self._since >= self.horizon and not self._pinned:

@@ -32,7 +32,7 @@ import numpy as np
 from dialogue_gym.core.vocabulary import STRATEGIES
 from dialogue_gym.envs.text import DEFAULT_MAX_LENGTH, to_action
 from dialogue_gym.llm.backends import BackendSpec
-from dialogue_gym.user.voice import AgentTurn, make_agent_realiser
+from dialogue_gym.user.voices import AgentTurn, make_agent_realiser
 
 #: The strategy env's observation keys: what the planner sees of the text env's observation.
 STRATEGY_OBS_KEYS = ("emotion", "score", "turn", "user_act", "need_cues", "history", "last_act")

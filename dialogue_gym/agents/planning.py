@@ -88,8 +88,10 @@ class MCTSPlanner:
     def plan(self, env: gym.Env) -> int:
         """The strategy UCT prefers in ``env``'s current state (the env is not changed)."""
         base = env.unwrapped
-        if getattr(base, "core", None) is None:
-            raise RuntimeError("reset() the env before planning")
+        try:
+            base.episode_key()
+        except RuntimeError:
+            raise RuntimeError("reset() the env before planning") from None
         root = _Node()
         for _ in range(self.simulations):
             self._simulate(base, root)
@@ -104,8 +106,8 @@ class MCTSPlanner:
         return {a: n.value / n.visits for a, n in root.children.items() if n.visits}
 
     def _simulate(self, base: Any, root: _Node) -> None:
-        sim = base.fork(voice=False)
-        sim.core.noise = self.rng.standard_normal(base.max_turns).tolist()
+        # Fresh noise, indexed by turn: the planner does not see the real user's future.
+        sim = base.fork(voice=False, noise=self.rng.standard_normal(base.max_turns).tolist())
         self.forks += 1
         node, path, total, done, depth = root, [root], 0.0, False, 0
         obs = sim.observe()

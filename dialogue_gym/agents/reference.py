@@ -18,8 +18,8 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from typing import Any, Protocol
+from collections.abc import Mapping
+from typing import Protocol
 
 import gymnasium as gym
 import numpy as np
@@ -34,6 +34,7 @@ from dialogue_gym.core.vocabulary import (
     STRATEGIES,
     USER_ACTS,
 )
+from dialogue_gym.registry import Registry
 
 Observation = Mapping[str, np.ndarray]
 
@@ -161,7 +162,8 @@ class OraclePolicy:
     need, then comforts (alternating) until the user thanks it.
 
     Args:
-        env: The env whose user it reads (through public accessors of ``env.unwrapped``).
+        env: The env whose user it reads: ``env.unwrapped.fork_user()``, the look-ahead user
+            model of the published simulator view (a copy: reading it changes nothing).
     """
 
     def __init__(self, env: gym.Env) -> None:
@@ -175,48 +177,88 @@ class OraclePolicy:
         return a if self._last != a else b
 
     def _choose(self, obs: Observation) -> int:
-        core = self.env.unwrapped.core
-        cfg = core.config
-        s = core.state
+        base = self.env.unwrapped
+        user = base.fork_user()
+        cfg = user.config
+        s = user.state
         if s.resolved:
             return self._alternate(REFLECTION, AFFIRMATION)
-        if not core.ready_for_help():
+        if not user.ready_for_help():
             return self._alternate(QUESTION, RESTATEMENT)
         # Comfort first while the uplift of meeting the need would not reach success.
         if s.emotion + cfg.resolution_uplift < cfg.success_threshold + cfg.max_change and (
-            s.turn < self.env.unwrapped.max_turns - 3
+            s.turn < base.max_turns - 3
         ):
             comfort = self._alternate(REFLECTION, AFFIRMATION)
-            if comfort not in core.resolvers:
+            if comfort not in user.resolvers:
                 return comfort
-        for act in core.resolvers:
+        for act in user.resolvers:
             if act != self._last:
                 return act
-        return next(iter(core.resolvers))
+        return next(iter(user.resolvers))
 
     def __call__(self, obs: Observation) -> int:
         self._last = self._choose(obs)
         return self._last
 
 
-#: Named reference policies, for the CLI and the benchmarks. Each factory takes the env.
-REFERENCE_POLICIES: dict[str, Callable[[gym.Env], Any]] = {
-    "random": lambda env: RandomPolicy(),
-    "always-question": lambda env: ConstantPolicy("Question"),
-    "always-reassure": lambda env: ConstantPolicy("Affirmation and Reassurance"),
-    "always-suggest": lambda env: ConstantPolicy("Providing Suggestions"),
-    "stage-heuristic": lambda env: StageHeuristicPolicy(),
-    "oracle": lambda env: OraclePolicy(env),
-}
+#: Named reference policies, for the CLI, the benchmarks and the study: each factory takes the
+#: env. Entries with ``meta["baseline"]`` are the ones the reward study reports beside its
+#: learners (:func:`baselines`).
+REFERENCE_POLICIES: Registry[Policy] = Registry("reference policy")
+REFERENCE_POLICIES.register(
+    "random", lambda env: RandomPolicy(), doc="a uniformly random strategy", baseline=True
+)
+REFERENCE_POLICIES.register(
+    "always-question", lambda env: ConstantPolicy("Question"), doc="always asks a question"
+)
+REFERENCE_POLICIES.register(
+    "always-reassure",
+    lambda env: ConstantPolicy("Affirmation and Reassurance"),
+    doc="always reassures",
+    baseline=True,
+)
+REFERENCE_POLICIES.register(
+    "always-suggest",
+    lambda env: ConstantPolicy("Providing Suggestions"),
+    doc="always suggests",
+)
+REFERENCE_POLICIES.register(
+    "stage-heuristic",
+    lambda env: StageHeuristicPolicy(),
+    doc="explore, then comfort, then act on the need the cues point to",
+    baseline=True,
+)
+REFERENCE_POLICIES.register(
+    "oracle",
+    lambda env: OraclePolicy(env),
+    doc="told the hidden need: an upper bound, not an agent",
+    baseline=True,
+)
+
+
+def baselines() -> tuple[str, ...]:
+    """The reference policies the reward study reports, in registration order.
+
+    Example:
+        >>> baselines()
+        ('random', 'always-reassure', 'stage-heuristic', 'oracle')
+    """
+    return tuple(
+        name
+        for name in REFERENCE_POLICIES
+        if (REFERENCE_POLICIES.entry(name).meta or {}).get("baseline")
+    )
 
 
 def make_policy(name: str, env: gym.Env) -> Policy:
     """Build a named reference policy for ``env``.
 
+    Raises:
+        ValueError: Unknown name (the message lists the valid ones).
+
     Example:
         >>> make_policy("always-reassure", None).strategy
         4
     """
-    if name not in REFERENCE_POLICIES:
-        raise ValueError(f"unknown policy {name!r}; valid: {sorted(REFERENCE_POLICIES)}")
-    return REFERENCE_POLICIES[name](env)
+    return REFERENCE_POLICIES.build(name, env)

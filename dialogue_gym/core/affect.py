@@ -1,6 +1,6 @@
 """The affective core: the simulated user's hidden state and how each agent act moves it.
 
-The core is a small, deterministic-given-the-seed appraisal model (DESIGN §2). Each agent
+The core is a small, deterministic-given-the-seed appraisal model (docs/simulator.md). Each agent
 turn is one of ESConv's eight strategies; the appraisal maps (state, act) to an emotion
 change clipped to ``[-max_change, max_change]``, new understanding/trust/resolution, the
 user's next act and a short first-person reason (SAGE's emotion reasoning). Every number
@@ -19,7 +19,7 @@ Example:
 
 from __future__ import annotations
 
-import copy
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -36,6 +36,22 @@ from dialogue_gym.core.vocabulary import (
     RATIONAL_NEEDS,
     SELF_DISCLOSURE,
     STRATEGIES,
+)
+
+#: What code above the env may use of a user model it got from ``env.unwrapped.fork_user()``
+#: (part of the published simulator view, see ``dialogue_gym.envs.empathy``): read ``card``,
+#: ``config``, ``need``, ``state``, ``resolvers``; call ``ready_for_help()``,
+#: ``intensities()``, ``step(act)`` and ``fork(noise=None)``.
+USER_MODEL_VIEW: tuple[str, ...] = (
+    "card",
+    "config",
+    "need",
+    "state",
+    "resolvers",
+    "ready_for_help",
+    "intensities",
+    "step",
+    "fork",
 )
 
 _NEED_INDEX = {need: i for i, need in enumerate(NEEDS)}
@@ -95,17 +111,38 @@ class UserState:
     left: bool = False
 
     def copy(self) -> UserState:
-        """An independent copy (lists copied, scalars shared)."""
-        new = copy.copy(self)
+        """An independent copy (lists copied, scalars shared).
+
+        A subclass that adds fields extends it.
+        """
+        # Look-ahead copies a state per simulated future. Field by field, in __init__'s
+        # order, not through __dict__ (copy.copy's way): touching __dict__ turns CPython's
+        # compact instance layout into a plain dict, and every later access of the copy is
+        # then slower (a core step on such a copy took 1.5x as long).
+        new = object.__new__(type(self))
+        new.emotion = self.emotion
+        new.trust = self.trust
+        new.understanding = self.understanding
+        new.resolved = self.resolved
+        new.pending_relief = self.pending_relief
         new.revealed = self.revealed.copy()
         new.evidence = self.evidence.copy()
         new.act_counts = self.act_counts.copy()
+        new.last_act = self.last_act
+        new.run_length = self.run_length
+        new.comfort_count = self.comfort_count
+        new.turn = self.turn
+        new.user_act = self.user_act
+        new.left = self.left
         return new
 
 
-@dataclass(frozen=True)
+# Not frozen: a frozen dataclass costs a microsecond to build (one attribute at a time through
+# object.__setattr__), and one is built per core step, the look-ahead's unit. Treat it as
+# read-only; dataclasses.replace makes a changed copy.
+@dataclass(slots=True)
 class Appraisal:
-    """What one agent act did to the user.
+    """What one agent act did to the user (read-only by convention).
 
     Attributes:
         act: The agent's strategy index.
@@ -357,13 +394,21 @@ class AffectiveCore:
                 from the current turn on matter): a look-ahead samples other futures this way.
                 By default the copy shares this core's noise and so replays its future.
         """
-        new = copy.copy(self)
+        # Look-ahead forks a core per simulated future: attribute by attribute, in
+        # __init__'s order, for the reason UserState.copy gives.
+        new = object.__new__(type(self))
+        new.card = self.card
+        new.config = self.config
+        new.noise = self.noise if noise is None else noise
+        new.resistance = self.resistance
+        new.volatility = self.volatility
+        new.resolvers = self.resolvers
+        new._profile = self._profile
         new.state = self.state.copy()
-        if noise is not None:
-            new.noise = noise
         return new
 
 
+@functools.cache  # one per emotion type; every reset builds a core
 def _profile_vector(emotion_type: str) -> tuple[float, ...]:
     vec = [0.0] * len(PLUTCHIK)
     for name, weight in _EMOTION_PROFILE[emotion_type].items():

@@ -40,7 +40,7 @@ DEFAULT_RESOLVERS: Mapping[str, tuple[int, ...]] = {
 
 @dataclass(frozen=True)
 class SimConfig:
-    """Parameters of the affective core. Defaults meet DESIGN §2's calibration targets.
+    """Parameters of the affective core. Defaults meet docs/simulator.md's calibration targets.
 
     Emotion is on SAGE's 0–100 scale; understanding and trust are in [0, 1].
 

@@ -1,6 +1,6 @@
 """Plumbing shared by everything in the simulator that calls an LLM.
 
-The user voice, the agent realiser (``dialogue_gym.user.voice``), the LLM recogniser
+The user voice, the agent realiser (``dialogue_gym.user.voices``), the LLM recogniser
 (``dialogue_gym.user.recognise.llm``) and the SAGE judge (``dialogue_gym.user.judge``) each reach
 their backend through a :class:`BackendClient`: the voices are clients, the recogniser and the
 judge hold one as ``client``. A client names its backend by a spec and resolves it lazily, so it

@@ -29,12 +29,22 @@ from dialogue_gym.rewards.emotion_delta import EmotionDeltaReward
 from dialogue_gym.rewards.multi_turn import MultiTurnValueReward
 from dialogue_gym.rewards.next_turn import PPDPP_VALUES, VERDICTS, NextTurnReward
 from dialogue_gym.rewards.potential import PotentialShapedEmotion
-from dialogue_gym.rewards.registry import DEFAULT_REWARD, REWARDS, apply_reward, register_reward
+from dialogue_gym.rewards.registry import (
+    COMPONENT_WRAPPERS,
+    DEFAULT_REWARD,
+    REWARDS,
+    apply_reward,
+    register_reward,
+    reward_components,
+    reward_probes,
+    unregister_reward,
+)
 from dialogue_gym.rewards.rollout import CorePolicy, StageHeuristicRollout
 from dialogue_gym.rewards.sparse import SparseBonus
 
 __all__ = [
     "COMPONENTS_KEY",
+    "COMPONENT_WRAPPERS",
     "DEFAULT_REWARD",
     "PPDPP_VALUES",
     "REWARDS",
@@ -54,4 +64,7 @@ __all__ = [
     "as_feedback",
     "episode_rng",
     "register_reward",
+    "reward_components",
+    "reward_probes",
+    "unregister_reward",
 ]

@@ -15,8 +15,10 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
-from collections.abc import Iterator, Mapping
+import inspect
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import gymnasium as gym
@@ -66,15 +68,13 @@ def reward_names_below(env: gym.Env) -> set[str]:
 def episode_rng(env: gym.Env, seed: int) -> np.random.Generator:
     """A generator for one episode's extra randomness, that leaves the env's ``np_random`` alone.
 
-    Seeded from what the env drew at reset (the card and the per-turn noise of its
-    affective core: a function of the env's seed and of how many episodes it has played)
-    and the wrapper's own ``seed``. The same env seed therefore gives the same draws, a new
+    Seeded from what the env drew at reset (``env.unwrapped.episode_key()``: the card and
+    the per-turn noise of its simulated user, a function of the env's seed and of how many
+    episodes it has played) and the wrapper's own ``seed``. The same env seed therefore gives the same draws, a new
     episode new ones, and nothing is drawn from the env's generator.
     """
-    core = env.unwrapped.core
     digest = hashlib.blake2b(digest_size=16)
-    digest.update(np.asarray(core.noise, dtype=np.float64).tobytes())
-    digest.update(core.card.id.encode())
+    digest.update(env.unwrapped.episode_key())
     entropy = int.from_bytes(digest.digest(), "little")
     return np.random.Generator(np.random.PCG64(np.random.SeedSequence([entropy, int(seed)])))
 
@@ -100,7 +100,61 @@ def wrapper_spec(wrapper: gym.Wrapper) -> EnvSpec | None:
     return dataclasses.replace(env_spec, additional_wrappers=(*env_spec.additional_wrappers, entry))
 
 
-class ComponentRewardWrapper(gym.Wrapper, gym.utils.RecordConstructorArgs):
+def _shared_data(value: Any) -> Any:
+    """``value`` with its containers copied and everything else shared.
+
+    The recorded arguments must not change when the caller later mutates a dict it passed,
+    but a leaf may be a model (large) or hold a lock, so only plain containers are copied.
+    """
+    if type(value) is dict:
+        return {key: _shared_data(item) for key, item in value.items()}
+    if type(value) in (list, tuple, set):
+        return type(value)(_shared_data(item) for item in value)
+    return value
+
+
+def _recording(init: Callable[..., None]) -> Callable[..., None]:
+    """``init``, recording the arguments it was called with (defaults filled) first.
+
+    Only the outermost ``__init__`` of a call records: a subclass's arguments win over the
+    ones it passes to ``super().__init__``. ``env`` is not recorded (a spec rebuilds it).
+    """
+    signature = inspect.signature(init)
+
+    @functools.wraps(init)
+    def recording_init(self: Any, *args: Any, **kwargs: Any) -> None:
+        if "_saved_kwargs" not in vars(self):
+            bound = signature.bind(self, *args, **kwargs)
+            bound.apply_defaults()
+            saved: dict[str, Any] = {}
+            for name, value in list(bound.arguments.items())[1:]:  # [0] is self
+                kind = signature.parameters[name].kind
+                if kind is inspect.Parameter.VAR_KEYWORD:
+                    saved.update(value)
+                elif name != "env":
+                    saved[name] = value
+            self._saved_kwargs = _shared_data(saved)
+        init(self, *args, **kwargs)
+
+    return recording_init
+
+
+class RecordsArguments(gym.utils.RecordConstructorArgs):
+    """Records every subclass's constructor arguments by itself (for ``env.spec``).
+
+    Gymnasium rebuilds a wrapper stack from ``env.spec`` with the keyword arguments each
+    wrapper recorded through :class:`gymnasium.utils.RecordConstructorArgs`. Here each
+    subclass's ``__init__`` is wrapped when the class is defined, so a new wrapper records
+    its arguments without repeating them by hand.
+    """
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "__init__" in vars(cls):
+            cls.__init__ = _recording(vars(cls)["__init__"])  # type: ignore[method-assign]
+
+
+class ComponentRewardWrapper(gym.Wrapper, RecordsArguments):
     """Base class: replaces the reward and logs its components in ``info``.
 
     Subclasses set ``parts`` (the names of their raw parts) and implement :meth:`reward`;
@@ -108,6 +162,9 @@ class ComponentRewardWrapper(gym.Wrapper, gym.utils.RecordConstructorArgs):
     Every step writes ``name`` (the wrapper's reward) and ``name/part`` for each part; every
     reset writes the same keys as ``0.0``, so vector envs see the same keys each step and an
     autoreset step never shows the previous episode's values.
+
+    A subclass's constructor arguments are recorded for ``env.spec`` by themselves
+    (:class:`RecordsArguments`): nothing to repeat in its ``__init__``.
 
     Args:
         env: The env to wrap (``env.unwrapped`` is an ``EmpathyDialogueEnv``).
@@ -117,8 +174,6 @@ class ComponentRewardWrapper(gym.Wrapper, gym.utils.RecordConstructorArgs):
     parts: tuple[str, ...] = ()
 
     def __init__(self, env: gym.Env, name: str) -> None:
-        if not hasattr(self, "_saved_kwargs"):  # a subclass that did not record its arguments
-            gym.utils.RecordConstructorArgs.__init__(self, name=name)
         gym.Wrapper.__init__(self, env)
         if not isinstance(name, str) or not name or "/" in name:
             raise ValueError(f"name must be a non-empty string without '/', got {name!r}")

@@ -60,10 +60,6 @@ class CompositeReward(ComponentRewardWrapper):
         unused = set(reward_kwargs) - {key.partition("/")[0] for key in weights}
         if unused:
             raise ValueError(f"reward_kwargs for reward(s) not in weights: {sorted(unused)}")
-        # Not deep-copied: reward_kwargs may hold a rollout policy (see MultiTurnValueReward).
-        gym.utils.RecordConstructorArgs.__init__(
-            self, _disable_deepcopy=True, weights=weights, reward_kwargs=reward_kwargs, name=name
-        )
         for key in weights:
             base = key.partition("/")[0]
             if base in COMPONENT_WRAPPERS and base not in reward_names_below(env):

@@ -8,7 +8,7 @@ from typing import Any
 import gymnasium as gym
 from gymnasium.envs.registration import EnvSpec
 
-from dialogue_gym.rewards.base import wrapper_spec
+from dialogue_gym.rewards.base import RecordsArguments, wrapper_spec
 
 #: The appraisal's reasons are the user's, in the first person, about the agent ("they"):
 #: feedback speaks to the agent ("you") about the user ("they").
@@ -53,7 +53,7 @@ def as_feedback(reason: str) -> str:
     return text[:1].upper() + text[1:]
 
 
-class CritiqueFeedback(gym.Wrapper, gym.utils.RecordConstructorArgs):
+class CritiqueFeedback(gym.Wrapper, RecordsArguments):
     """Puts the appraisal's natural-language reason, as feedback to the agent, in ``info["critique"]``.
 
     Each step's ``info["critique"]`` says what the agent's strategy did to the user's emotion
@@ -75,7 +75,6 @@ class CritiqueFeedback(gym.Wrapper, gym.utils.RecordConstructorArgs):
     """
 
     def __init__(self, env: gym.Env) -> None:
-        gym.utils.RecordConstructorArgs.__init__(self)
         gym.Wrapper.__init__(self, env)
 
     @property

@@ -36,7 +36,6 @@ class EmotionDeltaReward(ComponentRewardWrapper):
     parts = ("change",)
 
     def __init__(self, env: gym.Env, scale: float = 1 / 100, name: str = "emotion_delta") -> None:
-        gym.utils.RecordConstructorArgs.__init__(self, scale=scale, name=name)
         super().__init__(env, name)
         self.scale = float(scale)
 

@@ -16,22 +16,12 @@ _MODES = ("value", "advantage")
 
 
 def copy_state(state: Any) -> Any:
-    """``state.copy()`` for the look-ahead, at half the cost.
+    """``state.copy()``: an independent copy of a user's state.
 
-    The user's state holds scalars and lists of scalars (``tests/test_rewards.py`` checks
-    it): a new object with the same attributes and its own copy of every list is an
-    independent copy. Falls back to ``state.copy()`` for a state without ``__dict__``.
+    Kept for code that imported it; the look-ahead now forks user models
+    (``env.unwrapped.fork_user``), whose state copy is the fast one.
     """
-    attrs = getattr(state, "__dict__", None)
-    if attrs is None:
-        return state.copy()
-    new = object.__new__(state.__class__)
-    new_attrs = new.__dict__
-    new_attrs.update(attrs)
-    for key, value in attrs.items():
-        if value.__class__ is list:
-            new_attrs[key] = value.copy()
-    return new
+    return state.copy()
 
 
 class MultiTurnValueReward(ComponentRewardWrapper):
@@ -55,9 +45,9 @@ class MultiTurnValueReward(ComponentRewardWrapper):
     ``MR_t - MR_{t-1}`` (``MR_{-1}`` is the value of the reset state), whose sum over an
     episode telescopes to ``R*(end) - MR_{-1}``.
 
-    The look-ahead steps forked affective cores (``core.fork(noise=...)``), ``samples``
-    futures in lockstep, with no voice and no env: the core does the work once per turn per
-    future. The noise comes from the wrapper's own generator, seeded from the episode
+    The look-ahead steps look-ahead user models (``env.unwrapped.fork_user(noise=...)``, part
+    of the published simulator view), ``samples`` futures in lockstep, with no voice and no
+    env: the user's dynamics do the work once per turn per future. The noise comes from the wrapper's own generator, seeded from the episode
     (:func:`~dialogue_gym.rewards.base.episode_rng`) and ``seed``; the real env — its user,
     its transcript, its ``np_random`` — is untouched.
 
@@ -70,7 +60,8 @@ class MultiTurnValueReward(ComponentRewardWrapper):
         horizon: Agent turns in each future's window (CollabLLM's w; 2 is its best).
         samples: Futures per turn (CollabLLM's 3).
         rollout_policy: Who speaks for the agent in the futures: a callable ``obs -> action``
-            (given ``env.unwrapped.observe(core)``), or a :class:`CorePolicy` (``act_core``).
+            (given ``env.unwrapped.observe(user)``), or a :class:`CorePolicy` (``act_core``,
+            given the user model).
             A shallow copy per future is ``reset(seed=...)`` first, if it has ``reset``.
             Default: :class:`StageHeuristicRollout`, ESConv's stages, started fresh each
             look-ahead.
@@ -124,26 +115,12 @@ class MultiTurnValueReward(ComponentRewardWrapper):
             raise ValueError(f"mode must be one of {list(_MODES)}, got {mode!r}")
         if cost < 0:
             raise ValueError(f"cost must be >= 0, got {cost!r}")
-        if not hasattr(env.unwrapped, "observe") or not hasattr(env.unwrapped, "fork"):
+        needed = ("observe", "fork", "fork_user", "episode_key")  # of the simulator view
+        if not all(hasattr(env.unwrapped, name) for name in needed):
             raise TypeError(
-                f"MultiTurnValueReward needs an EmpathyDialogueEnv below, got {env.unwrapped!r}"
+                f"MultiTurnValueReward needs an EmpathyDialogueEnv below (with {needed}), "
+                f"got {env.unwrapped!r}"
             )
-        # Not deep-copied: a rollout policy may be a model (large) or hold a lock.
-        gym.utils.RecordConstructorArgs.__init__(
-            self,
-            _disable_deepcopy=True,
-            horizon=horizon,
-            samples=samples,
-            rollout_policy=rollout_policy,
-            cost=cost,
-            mode=mode,
-            success_weight=success_weight,
-            progress_weight=progress_weight,
-            emotion_weight=emotion_weight,
-            lookahead_voice=lookahead_voice,
-            seed=seed,
-            name=name,
-        )
         super().__init__(env, name)
         self.horizon = int(horizon)
         self.samples = int(samples)
@@ -167,10 +144,10 @@ class MultiTurnValueReward(ComponentRewardWrapper):
         self._rng: np.random.Generator | None = None
         self._policy_seed = 0
         self._last_value = 0.0
-        self._shells: list[Any] = []
-        self._shells_of: Any = None
+        self._turn = 0  # the real conversation's agent turns, from info
 
     def on_reset(self, info: dict[str, Any]) -> None:
+        self._turn = int(info.get("turn", 0))
         self._rng = episode_rng(self.env, self.seed)
         # The rollout policies' seeds (turn t, future i: base + t x samples + i) come from
         # one draw, so the noise stream is the same whatever the policy.
@@ -182,8 +159,9 @@ class MultiTurnValueReward(ComponentRewardWrapper):
         self, reward: float, terminated: bool, truncated: bool, info: dict[str, Any]
     ) -> tuple[float, tuple[float, ...]]:
         # On the last step there is no future: the real conversation is scored.
+        self._turn = int(info["turn"])
         ended = terminated or truncated
-        parts = self.score(self.env.unwrapped.core) if ended else self.lookahead()
+        parts = self.score(self.env.unwrapped.fork_user()) if ended else self.lookahead()
         value = self.value_of(parts)
         own = value
         if self.mode == "advantage":
@@ -196,9 +174,9 @@ class MultiTurnValueReward(ComponentRewardWrapper):
         w_success, w_progress, w_emotion = self.weights
         return w_success * success + w_progress * progress + w_emotion * emotion - cost
 
-    def score(self, core: Any) -> tuple[float, float, float, float]:
-        """The raw parts of ``R*`` for the conversation that led to ``core``'s state."""
-        s, c = core.state, core.config
+    def score(self, user: Any) -> tuple[float, float, float, float]:
+        """The raw parts of ``R*`` for the conversation that led to ``user``'s state."""
+        s, c = user.state, user.config
         success = 1.0 if s.resolved and s.emotion >= c.success_threshold else 0.0
         need = c.understanding_needed
         understood = min(s.understanding / need, 1.0) if need > 0 else 1.0
@@ -208,21 +186,21 @@ class MultiTurnValueReward(ComponentRewardWrapper):
     def lookahead(self) -> tuple[float, float, float, float]:
         """Roll the futures from the real user's current state; the mean raw parts of ``R*``."""
         env = self.env.unwrapped
-        core = env.core
         k = self.samples
         draws = self._rng.standard_normal((k, self.horizon)).tolist()
-        turn = core.state.turn
+        turn = self._turn
         base = self._policy_seed + turn * k
         seeds = [(base + i) % 2**31 for i in range(k)] if self._seeded else [None] * k
         steps = min(self.horizon, env.max_turns - turn)
         past = [0.0] * turn  # noise is indexed by turn: the past's is never read
+        futures = None if self.lookahead_voice else [env.fork_user(past + row) for row in draws]
         first = None
         if self._deterministic and steps:
             # Every future starts from the same state: the default policy's first act is the
             # same in all of them, so choose it once and copy the policy after choosing.
             lead = self.rollout_policy.__copy__()
             lead.reset()
-            first = lead.act_core(core)
+            first = lead.act_core(futures[0])
             policies = [lead, *(lead.__copy__() for _ in range(k - 1))]
         else:
             policies = []
@@ -232,10 +210,9 @@ class MultiTurnValueReward(ComponentRewardWrapper):
                     policy = copy.copy(policy)
                     policy.reset(seed=seed)
                 policies.append(policy)
-        if self.lookahead_voice:
+        if futures is None:
             futures = self._voiced_futures(env, past, draws, policies, steps)
         else:
-            futures = self._forks(core, past, draws)
             self._step_futures(env, futures, policies, steps, first)
         success = progress = emotion = cost = 0.0
         for future in futures:
@@ -246,26 +223,10 @@ class MultiTurnValueReward(ComponentRewardWrapper):
             cost += parts[3]
         return success / k, progress / k, emotion / k, cost / k
 
-    def _forks(self, core: Any, past: list[float], draws: list[list[float]]) -> list[Any]:
-        """``core.fork(noise=past + row)`` for each row of draws, reusing this episode's forks.
-
-        A fork is a shallow copy of the core with its own state; over an episode only the
-        state and the noise differ from the real core, so the forks made at the episode's
-        first look-ahead are refilled with a copy of the state and new noise (the shallow
-        copy is a third of a fork's cost).
-        """
-        if self._shells_of is not core or len(self._shells) != len(draws):
-            self._shells = [core.fork() for _ in draws]
-            self._shells_of = core
-        for shell, row in zip(self._shells, draws, strict=True):
-            shell.state = copy_state(core.state)
-            shell.noise = past + row
-        return self._shells
-
     def _step_futures(
         self, env: Any, futures: list, policies: list, steps: int, first: int | None
     ) -> None:
-        """Step the forked cores in lockstep, each future until it ends or ``steps`` turns.
+        """Step the user models in lockstep, each future until it ends or ``steps`` turns.
 
         ``first``, if given, is every future's first act (already chosen by its policy).
         """
@@ -290,16 +251,15 @@ class MultiTurnValueReward(ComponentRewardWrapper):
     def _voiced_futures(
         self, env: Any, past: list[float], draws: list[list[float]], policies: list, steps: int
     ) -> list[Any]:
-        """Step whole env forks, voices included; return their cores."""
-        cores = []
+        """Step whole env forks, voices included; return their users (to score)."""
+        users = []
         for row, policy in zip(draws, policies, strict=True):
-            fork = env.fork(voice=True)
-            fork.core.noise = past + row  # fork.core is the fork's own copy
+            fork = env.fork(voice=True, noise=past + row)
             obs = fork.observe()
             for _ in range(steps):
-                act = policy.act_core(fork.core) if self._core_policy else policy(obs)
+                act = policy.act_core(fork.fork_user()) if self._core_policy else policy(obs)
                 obs, _, terminated, truncated, _ = fork.step(act)
                 if terminated or truncated:
                     break
-            cores.append(fork.core)
-        return cores
+            users.append(fork.fork_user())
+        return users

@@ -83,16 +83,6 @@ class NextTurnReward(ComponentRewardWrapper):
         unknown = set(values or {}) - set(VERDICTS)
         if unknown:
             raise ValueError(f"unknown verdict(s) {sorted(unknown)}; valid: {list(VERDICTS)}")
-        gym.utils.RecordConstructorArgs.__init__(
-            self,
-            samples=samples,
-            noise=noise,
-            same_band=same_band,
-            solved_emotion=solved_emotion,
-            values=values,
-            seed=seed,
-            name=name,
-        )
         super().__init__(env, name)
         self.samples = int(samples)
         self.noise = float(noise)

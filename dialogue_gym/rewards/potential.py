@@ -56,7 +56,6 @@ class PotentialShapedEmotion(ComponentRewardWrapper):
     ) -> None:
         if not 0.0 <= gamma <= 1.0:
             raise ValueError(f"gamma must be in [0, 1], got {gamma!r}")
-        gym.utils.RecordConstructorArgs.__init__(self, gamma=gamma, scale=scale, name=name)
         super().__init__(env, name)
         self.gamma = float(gamma)
         self.scale = float(scale)

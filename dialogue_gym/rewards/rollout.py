@@ -1,19 +1,19 @@
-"""The default rollout policy for look-ahead: ESConv's stage heuristic, read off a forked core.
+"""The default rollout policy for look-ahead: ESConv's stage heuristic, read off a user model.
 
-Building an observation costs about as much as a core step; a look-ahead of k futures of
-w turns would build k x w of them. :class:`StageHeuristicRollout` applies
+Building an observation costs about as much as a step of the user's dynamics; a look-ahead
+of k futures of w turns would build k x w of them. :class:`StageHeuristicRollout` applies
 :class:`~dialogue_gym.agents.reference.StageHeuristicPolicy`'s rule to the same observable quantities
-(the revealed need cues, the user's last act) read directly from the core's state, rounded to
-``float32`` as the observation rounds them, so it chooses exactly what the policy would
-choose from ``env.observe(core)``.
+(the revealed need cues, the user's last act) read directly from a look-ahead user model's
+state (``env.unwrapped.fork_user()``), rounded to ``float32`` as the observation rounds them,
+so it chooses exactly what the policy would choose from ``env.observe(user)``.
 
 Example:
     >>> import gymnasium as gym
     >>> import dialogue_gym
     >>> env = gym.make("EmpathyDialogue-v0", voice="template")
     >>> _ = env.reset(seed=0)
-    >>> core = env.unwrapped.core
-    >>> StageHeuristicRollout().act_core(core) == StageHeuristicPolicy()(env.unwrapped.observe(core))
+    >>> user = env.unwrapped.fork_user()  # the look-ahead user model
+    >>> StageHeuristicRollout().act_core(user) == StageHeuristicPolicy()(env.unwrapped.observe(user))
     True
 """
 
@@ -39,7 +39,7 @@ _AGREE = USER_ACTS.index("agree")
 
 @runtime_checkable
 class CorePolicy(Protocol):
-    """A rollout policy that reads the affective core instead of an observation (faster)."""
+    """A rollout policy that reads a look-ahead user model instead of an observation (faster)."""
 
     def reset(self, seed: int | None = None) -> None:
         """Start a new rollout."""

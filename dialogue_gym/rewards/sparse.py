@@ -6,7 +6,7 @@ from typing import Any
 
 import gymnasium as gym
 
-from dialogue_gym.rewards.base import ComponentRewardWrapper
+from dialogue_gym.rewards.base import COMPONENTS_KEY, ComponentRewardWrapper, add_components
 
 _KINDS = ("success", "final_emotion")
 
@@ -58,14 +58,40 @@ class SparseBonus(ComponentRewardWrapper):
     ) -> None:
         if kind not in _KINDS:
             raise ValueError(f"kind must be one of {list(_KINDS)}, got {kind!r}")
-        gym.utils.RecordConstructorArgs.__init__(
-            self, bonus=bonus, leave_penalty=leave_penalty, kind=kind, name=name
-        )
         self.parts = ("success" if kind == "success" else "emotion", "left")
         super().__init__(env, name or ("sparse" if kind == "success" else "final_emotion"))
         self.bonus = float(bonus)
         self.leave_penalty = float(leave_penalty)
         self.kind = kind
+
+    #: Whether :meth:`reward` is 0 with all parts 0 before the end and :meth:`combine` passes
+    #: it on (so :meth:`step` may skip both); a subclass that overrides either is not.
+    _zero_until_end = True
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls._zero_until_end = (
+            cls.reward is SparseBonus.reward and cls.combine is SparseBonus.combine
+        )
+
+    def step(self, action: Any) -> tuple[Any, float, bool, bool, dict[str, Any]]:
+        # gym.make's default wrapper, so on every user's hot path: the base class's step
+        # without its calls before the episode's end (all zeros then), and without its
+        # per-key collision checks when no wrapper below wrote components.
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        if self._zero_until_end and not (terminated or truncated):
+            own = 0.0
+            entries = dict.fromkeys(self.keys, 0.0)
+        else:
+            reward = float(reward)
+            own, parts = self.reward(reward, terminated, truncated, info)
+            entries = dict(zip(self.keys, (own, *parts), strict=True))
+            own = self.combine(reward, own)
+        if COMPONENTS_KEY in info:
+            add_components(info, entries)
+        else:
+            info[COMPONENTS_KEY] = entries
+        return obs, own, terminated, truncated, info
 
     def reward(
         self, reward: float, terminated: bool, truncated: bool, info: dict[str, Any]

@@ -6,10 +6,9 @@
 ``python -m dialogue_gym.study`` (or ``dialogue-gym study``) runs it.
 """
 
+from dialogue_gym.study import run
 from dialogue_gym.study.run import (
     LEARNERS,
-    STUDY_LEARNERS,
-    STUDY_REWARDS,
     Args,
     main,
     parse_args,
@@ -19,11 +18,18 @@ from dialogue_gym.study.run import (
 
 __all__ = [
     "LEARNERS",
-    "STUDY_LEARNERS",
-    "STUDY_REWARDS",
+    "STUDY_LEARNERS",  # noqa: F822 (module __getattr__)
+    "STUDY_REWARDS",  # noqa: F822 (module __getattr__)
     "Args",
     "main",
     "parse_args",
     "quick_args",
     "register_learner",
 ]
+
+
+def __getattr__(name: str) -> object:
+    # Read from the registries on access, so rewards and learners that plugins add are listed.
+    if name in ("STUDY_REWARDS", "STUDY_LEARNERS", "BASELINES", "HIERARCHICAL"):
+        return getattr(run, name)
+    raise AttributeError(f"module 'dialogue_gym.study' has no attribute {name!r}")

@@ -24,34 +24,54 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import dataclasses
+import importlib.util
 import json
 import multiprocessing
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import gymnasium as gym
 import numpy as np
 
 from dialogue_gym.agents.options import HierarchicalPolicy, Options
-from dialogue_gym.agents.reference import make_policy
+from dialogue_gym.agents.reference import baselines, make_policy
 from dialogue_gym.evaluation.episodes import ModelPolicy
+from dialogue_gym.registry import Registry
+from dialogue_gym.rewards.registry import REWARDS, reward_probes
 
-#: The rewards the study compares: the coarse bonus first (the one the others must match).
-STUDY_REWARDS: tuple[str, ...] = (
-    "sparse",
-    "final_emotion",
-    "next_turn",
-    "multi_turn",
-    "emotion_delta",
-    "potential_emotion",
-)
-#: Learners: SB3's PPO, A2C and DQN, sb3-contrib's RecurrentPPO, and PPO over options.
-STUDY_LEARNERS: tuple[str, ...] = ("ppo", "a2c", "dqn", "recurrent_ppo", "hppo")
-#: The reference policies reported beside the learners.
-BASELINES: tuple[str, ...] = ("random", "always-reassure", "stage-heuristic", "oracle")
+# The study's lists are read from the registries when used, so a plugin that registers a
+# reward, a learner or a reference policy is in them: ``STUDY_REWARDS`` (every reward whose
+# return the metrics' probes measure, the coarse bonus first: the one the others must match),
+# ``STUDY_LEARNERS`` (every registered learner), ``BASELINES`` (the reference policies
+# registered as baselines) and ``HIERARCHICAL`` (the learners acting through Options) are
+# computed on access (see ``__getattr__`` at the end).
+
+
+def study_rewards() -> tuple[str, ...]:
+    """The rewards the study compares by default: every one the probes measure.
+
+    Example:
+        >>> study_rewards()[0]
+        'sparse'
+    """
+    return tuple(reward_probes())
+
+
+def study_learners() -> tuple[str, ...]:
+    """The learners the full study trains by default: every registered one."""
+    return LEARNERS.names()
+
+
+#: The packages of the ``study`` extra, as imported, and what needs them.
+STUDY_EXTRA: dict[str, str] = {
+    "rliable": "the report's intervals",
+    "pandas": "rliable's bootstrap (through arch)",
+    "matplotlib": "the plots",
+}
 #: The simulator sweep: each assumption moved below and above its default, one at a time.
 SWEEP: dict[str, tuple[float, ...]] = {
     "soothing_ceiling": (40.0, 70.0, 85.0),
@@ -66,10 +86,10 @@ EVAL_SEED = 10_000
 class Args:
     """The study's settings (every field is a command-line flag)."""
 
-    rewards: tuple[str, ...] = STUDY_REWARDS
+    rewards: tuple[str, ...] = field(default_factory=study_rewards)
     """rewards to train with (names of gym.make's reward=)"""
-    learners: tuple[str, ...] = STUDY_LEARNERS
-    """learners: ppo a2c dqn recurrent_ppo hppo"""
+    learners: tuple[str, ...] = field(default_factory=study_learners)
+    """learners to train"""
     seeds: int = 5
     """training seeds per (setting, reward, learner)"""
     steps: int = 12_000
@@ -172,15 +192,8 @@ def _recurrent_ppo(env: gym.Env, common: dict[str, Any], steps: int) -> Any:
 
 
 #: Learner name -> ``(env, common_kwargs, steps) -> SB3 model``; ``hppo`` is PPO over Options
-#: (:data:`HIERARCHICAL` learners get the env wrapped in ``Options``).
-LEARNERS: dict[str, Callable[[gym.Env, dict[str, Any], int], Any]] = {
-    "ppo": _ppo,
-    "a2c": _a2c,
-    "dqn": _dqn,
-    "recurrent_ppo": _recurrent_ppo,
-    "hppo": _ppo,
-}
-HIERARCHICAL: set[str] = {"hppo"}
+#: (learners registered with ``hierarchical=True`` get the env wrapped in ``Options``).
+LEARNERS: Registry[Any] = Registry("learner")
 
 
 def register_learner(
@@ -195,22 +208,28 @@ def register_learner(
 
     Example:
         >>> register_learner("ppo_wide", _ppo)
-        >>> "ppo_wide" in LEARNERS
-        True
-        >>> del LEARNERS["ppo_wide"]  # (the example cleans up after itself)
+        >>> "ppo_wide" in LEARNERS, "ppo_wide" in study_learners()
+        (True, True)
+        >>> LEARNERS.unregister("ppo_wide")  # (the example cleans up after itself)
     """
-    if name in LEARNERS:
-        raise ValueError(f"learner {name!r} is already registered")
-    LEARNERS[name] = build
-    if hierarchical:
-        HIERARCHICAL.add(name)
+    LEARNERS.register(name, build, hierarchical=bool(hierarchical))
+
+
+register_learner("ppo", _ppo)
+register_learner("a2c", _a2c)
+register_learner("dqn", _dqn)
+register_learner("recurrent_ppo", _recurrent_ppo)
+register_learner("hppo", _ppo, hierarchical=True)
+
+
+def is_hierarchical(learner: str) -> bool:
+    """Whether ``learner`` acts through ``Options`` (registered with ``hierarchical=True``)."""
+    return bool((LEARNERS.entry(learner).meta or {}).get("hierarchical"))
 
 
 def make_learner(name: str, env: gym.Env, seed: int, steps: int) -> Any:
     """An SB3 model with hyperparameters sized for short dialogue episodes."""
-    if name not in LEARNERS:
-        raise ValueError(f"unknown learner {name!r}; valid: {sorted(LEARNERS)}")
-    return LEARNERS[name](env, {"seed": seed, "verbose": 0, "device": "cpu"}, steps)
+    return LEARNERS.build(name, env, {"seed": seed, "verbose": 0, "device": "cpu"}, steps)
 
 
 def load_plugins(modules: tuple[str, ...]) -> None:
@@ -233,13 +252,13 @@ def train_env(spec: RunSpec, max_turns: int) -> gym.Env:
         reward=spec.reward,
         max_turns=max_turns,
     )
-    return Options(env) if spec.learner in HIERARCHICAL else env
+    return Options(env) if is_hierarchical(spec.learner) else env
 
 
 def as_policy(model: Any, learner: str) -> Any:
     """The trained model as a primitive-level policy for the bare env."""
     policy = ModelPolicy(model)
-    return HierarchicalPolicy(policy) if learner in HIERARCHICAL else policy
+    return HierarchicalPolicy(policy) if is_hierarchical(learner) else policy
 
 
 # --- evaluation ---------------------------------------------------------------------------
@@ -345,7 +364,7 @@ def run_baselines(settings: dict[str, dict[str, float]], args: Args) -> list[dic
     rows = []
     for setting, sim in settings.items():
         env = eval_env(sim, args.max_turns, probe_rewards=True)
-        for name in BASELINES:
+        for name in baselines():
             results = play_test_cards(env, make_policy(name, env))
             rows.append(
                 {
@@ -410,10 +429,31 @@ def plan(args: Args) -> list[RunSpec]:
     return specs
 
 
+class MissingExtraError(ValueError):
+    """An optional package the study needs is not installed (the CLI prints it on one line)."""
+
+
+def check_dependencies(args: Args) -> None:
+    """Fail at once, naming the extra to install, if a package of the ``study`` extra is missing.
+
+    The report needs them only after every run has trained: checking first saves minutes.
+
+    Raises:
+        MissingExtraError: One line naming the missing packages and ``pip install
+            'dialogue_gym[study]'``.
+    """
+    needed = [name for name in STUDY_EXTRA if name != "matplotlib" or args.plots]
+    missing = [name for name in needed if importlib.util.find_spec(name) is None]
+    if missing:
+        uses = "; ".join(f"{name} for {STUDY_EXTRA[name]}" for name in missing)
+        raise MissingExtraError(
+            f"the study needs {', '.join(missing)} ({uses}), which are not installed: "
+            "pip install 'dialogue_gym[study]'"
+        )
+
+
 def check(args: Args) -> None:
     """Clear errors for bad settings, before anything runs."""
-    from dialogue_gym.rewards.registry import REWARDS
-
     load_plugins(args.plugins)
     for reward in args.rewards:
         if reward not in REWARDS:
@@ -467,6 +507,7 @@ def main(args: Args) -> dict[str, Any]:
     if args.quick:
         args = quick_args(args)
     check(args)
+    check_dependencies(args)
     out = Path(args.out) / name
     if args.report_only:
         return rebuild_report(out, args, command)
@@ -565,10 +606,79 @@ def command_line(args: Args) -> str:
 
 
 def parse_args(argv: list[str] | None = None) -> Args:
-    """The command line, from the dataclass (tyro, as CleanRL)."""
+    """The command line, from the dataclass (tyro, as CleanRL).
+
+    The ``--plugins`` modules are imported first, so the rewards and learners they register
+    are among the choices ``--help`` shows.
+    """
     import tyro
 
-    return tyro.cli(Args, args=argv, description=__doc__.split("\n\n")[0])
+    argv = list(sys.argv[1:] if argv is None else argv)
+    load_plugins(_plugins_in(argv))
+    parsed = tyro.cli(_command_line_args(), args=argv, description=__doc__.split("\n\n")[0])
+    return Args(**{f.name: getattr(parsed, f.name) for f in dataclasses.fields(Args)})
+
+
+def _plugins_in(argv: list[str]) -> tuple[str, ...]:
+    """The module names given to ``--plugins`` in ``argv``."""
+    found: list[str] = []
+    taking = False
+    for token in argv:
+        if token.startswith("--plugins="):
+            found.extend(token.partition("=")[2].split())
+            taking = False
+        elif token == "--plugins":
+            taking = True
+        elif token.startswith("-"):
+            taking = False
+        elif taking:
+            found.append(token)
+    return tuple(found)
+
+
+def _choices(registry: Registry[Any]) -> str:
+    return "{" + ",".join(registry) + "}"
+
+
+def _command_line_args() -> type:
+    """``Args`` whose ``--help`` lists the registered rewards and learners as the choices."""
+    import tyro
+
+    def listed(registry: Registry[Any], help_text: str, many: bool = True) -> Any:
+        metavar = _choices(registry) + (" [...]" if many else "")
+        kind = tuple[str, ...] if many else str
+        return Annotated[kind, tyro.conf.arg(metavar=metavar, help=help_text)]
+
+    overrides = [
+        (
+            "rewards",
+            listed(REWARDS, "rewards to train with (names of gym.make's reward=)"),
+            field(default_factory=study_rewards),
+        ),
+        ("learners", listed(LEARNERS, "learners to train"), field(default_factory=study_learners)),
+        (
+            "sweep_learner",
+            listed(LEARNERS, "the learner of the sweep", many=False),
+            field(default=Args.sweep_learner),
+        ),
+    ]
+    cls = dataclasses.make_dataclass("Args", overrides, bases=(Args,))
+    cls.__doc__ = Args.__doc__
+    cls.__module__ = __name__
+    return cls
+
+
+def __getattr__(name: str) -> Any:
+    # The study's lists, read from the registries on access (see the top of the module).
+    if name == "STUDY_REWARDS":
+        return study_rewards()
+    if name == "STUDY_LEARNERS":
+        return study_learners()
+    if name == "BASELINES":
+        return baselines()
+    if name == "HIERARCHICAL":
+        return {learner for learner in LEARNERS if is_hierarchical(learner)}
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 if __name__ == "__main__":  # pragma: no cover

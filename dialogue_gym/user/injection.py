@@ -1,6 +1,6 @@
 """Agent text is data: a screen for text addressed to the simulator, and safe quoting.
 
-Nothing an agent writes may instruct the simulator (DESIGN §2). Two defences live here:
+Nothing an agent writes may instruct the simulator (docs/text.md). Two defences live here:
 
 - :func:`screen` recognises text that talks *to the machinery* rather than to the user:
   chat-template role tags (``<|im_start|>system``, ``[INST]``, ``### SYSTEM:``), instructions to

@@ -43,7 +43,7 @@ import dataclasses
 import json
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -51,20 +51,22 @@ from dialogue_gym.core.affect import AffectiveCore, Appraisal
 from dialogue_gym.core.vocabulary import emotion_band
 from dialogue_gym.llm.backends import BackendSpec, GenerationParams
 from dialogue_gym.llm.client import BackendClient, load_prompt, spec_label
+from dialogue_gym.registry import Registry
+from dialogue_gym.user._registry import build
 from dialogue_gym.user.injection import quote_as_data, screen
 
 __all__ = [
-    "CORE_KINDS",
+    "CORE_KINDS",  # noqa: F822  (read from JUDGES by __getattr__)
+    "JUDGES",
     "AppraisalJudge",
     "Verdict",
     "VerdictError",
     "apply_verdict",
     "make_judge",
     "parse_verdict",
+    "register_judge",
 ]
 
-#: The kinds of affective core ``gym.make(id, core=...)`` accepts.
-CORE_KINDS: tuple[str, ...] = ("rule", "llm")
 #: Greedy; the JSON is short.
 DEFAULT_JUDGE_PARAMS = GenerationParams(max_tokens=64, temperature=0.0, top_p=1.0)
 #: Longest quoted message (characters) in the judge's prompt.
@@ -254,7 +256,7 @@ class AppraisalJudge:
         self, core: AffectiveCore, agent_text: str, user_text: str, nonce: str
     ) -> list[dict[str, str]]:
         """The judge's prompt for one turn, from the core's state *before* the act."""
-        from dialogue_gym.user.voice import load_fragments
+        from dialogue_gym.user.voices import load_fragments
 
         card, s = core.card, core.state
         persona = card.persona
@@ -331,9 +333,22 @@ def _nonce(seed: int) -> str:
     return f"{(z ^ (z >> 32)) & 0xFFFFFFFF:08x}"
 
 
-def make_judge(core: str, backend: BackendSpec = "llama_cpp") -> AppraisalJudge | None:
+#: The affective cores ``gym.make(id, core=name)`` accepts, as judge factories: a factory
+#: builds the judge of the emotion change, or returns ``None`` for the rule core alone.
+JUDGES: Registry[Any] = Registry("core")
+
+
+def register_judge(name: str, factory: Callable[..., Any] | None = None, **options: Any) -> Any:
+    """Register a judge (an object with ``appraise(items)``, ``describe()`` and ``client``, as
+    :class:`AppraisalJudge`): ``gym.make(id, core=name)`` then builds it."""
+    return JUDGES.register(name, factory, **options)
+
+
+def make_judge(
+    core: str | Mapping[str, Any], backend: BackendSpec = "llama_cpp", **kwargs: Any
+) -> AppraisalJudge | None:
     """The judge for a core kind: ``None`` for ``"rule"``, an :class:`AppraisalJudge` for
-    ``"llm"``.
+    ``"llm"`` (or whatever a registered kind builds).
 
     Raises:
         ValueError: Unknown core kind (the message names the valid ones).
@@ -341,9 +356,24 @@ def make_judge(core: str, backend: BackendSpec = "llama_cpp") -> AppraisalJudge 
     Example:
         >>> make_judge("rule") is None, type(make_judge("llm")).__name__
         (True, 'AppraisalJudge')
+        >>> make_judge("vibes")
+        Traceback (most recent call last):
+        ...
+        ValueError: unknown core 'vibes'; valid: 'rule', 'llm'
     """
-    if core == "rule":
-        return None
-    if core == "llm":
-        return AppraisalJudge(backend)
-    raise ValueError(f"unknown core {core!r}; valid cores: {', '.join(CORE_KINDS)}")
+    return build(JUDGES, core, backend, kwargs)
+
+
+def _rule(backend: BackendSpec = None, **_: Any) -> None:
+    """The rule core alone: no judge, no backend call."""
+    return None
+
+
+JUDGES.register("rule", _rule)
+JUDGES.register("llm", AppraisalJudge, doc="SAGE: an LLM judges each turn's emotion change")
+
+
+def __getattr__(name: str) -> Any:
+    if name == "CORE_KINDS":  # read when asked: a judge registered later is listed
+        return JUDGES.names()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -12,8 +12,15 @@ How it works:
   ``Environments`` nav section does not list yet;
 * ``on_files`` generates ``envs/<id>.md`` for ids without an authored page, so adding an
   environment (one module plus one ``register`` call) adds its page;
-* ``on_page_markdown`` replaces each ``<!-- env-card: <id> -->`` marker with the card: the class
-  docstring's sections, then a table of the spec (id, entry point, max_episode_steps, kwargs).
+* ``on_page_markdown`` replaces each ``<!-- env-card: <id> -->`` marker (with the card after it,
+  up to ``<!-- /env-card -->``, if the page holds one) with a fresh card: the class docstring's
+  sections, then a table of the spec (id, entry point, max_episode_steps, kwargs).
+
+The cards are also committed, so that they can be read in the repository:
+``python docs/hooks/env_cards.py --write`` writes each card into ``docs/envs/<id>.md`` between
+its two markers (creating the page of a new id), and ``--check`` lists the pages whose card is
+out of date with the docstrings (``tests/test_docs.py`` fails on them). The site is built from
+the docstrings either way.
 
 Docstring sections may be written as markdown headings (``## Observation Space``) or as
 Google-style lines (``Observation Space:`` with the body indented below). Problems (an unknown id,
@@ -22,12 +29,15 @@ a failed import) are logged as warnings, so ``mkdocs build --strict`` fails on t
 
 from __future__ import annotations
 
+import argparse
 import importlib
 import inspect
 import logging
 import re
 import sys
 import textwrap
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 log = logging.getLogger("mkdocs.hooks.env_cards")
@@ -36,6 +46,11 @@ PACKAGE = "dialogue_gym"
 NAV_SECTION = "Environments"
 PAGE_DIR = "envs"
 MARKER = re.compile(r"<!--\s*env-card:\s*(?P<id>[^\s>]+)\s*-->")
+END_MARKER = "<!-- /env-card -->"
+#: A card's region: its marker, then (on a committed page) the card up to the end marker.
+REGION = re.compile(
+    MARKER.pattern + r"(?:(?:(?!<!--\s*env-card:).)*?<!--\s*/env-card\s*-->)?", re.DOTALL
+)
 
 #: The card's sections, in Farama's order.
 SECTIONS: tuple[str, ...] = (
@@ -270,6 +285,51 @@ def render_card(env_id: str) -> str:
     return "\n\n".join(parts) + "\n"
 
 
+def fill_cards(markdown: str, render: Callable[[str], str] = render_card) -> str:
+    """``markdown`` with each card region holding a fresh card between its two markers.
+
+    >>> fill_cards("# X\\n\\n<!-- env-card: X -->\\nold card\\n<!-- /env-card -->\\nMore.", str.upper)
+    '# X\\n\\n<!-- env-card: X -->\\nX<!-- /env-card -->\\nMore.'
+    >>> fill_cards("<!-- env-card: Y -->\\n", lambda env_id: "card\\n")
+    '<!-- env-card: Y -->\\ncard\\n<!-- /env-card -->\\n'
+    """
+
+    def fill(match: re.Match[str]) -> str:
+        env_id = match.group("id")
+        return f"<!-- env-card: {env_id} -->\n{render(env_id)}{END_MARKER}"
+
+    return REGION.sub(fill, markdown)
+
+
+def default_page(env_id: str) -> str:
+    """The page of an env that has none yet: a title and the card's marker."""
+    return f"# {env_id}\n\n<!-- env-card: {env_id} -->\n"
+
+
+def generate_pages(docs_dir: str | Path) -> dict[str, str]:
+    """Each registered env's page (``envs/<id>.md``, under ``docs_dir``) with its card filled now.
+
+    A page's own text around the card is kept; an env without a page gets :func:`default_page`.
+    """
+    pages = {}
+    for env_id in our_env_ids():
+        path = _page_path(env_id)
+        file = Path(docs_dir) / path
+        text = file.read_text(encoding="utf-8") if file.is_file() else default_page(env_id)
+        pages[path] = fill_cards(text)
+    return pages
+
+
+def stale_pages(docs_dir: str | Path) -> dict[str, str]:
+    """The pages of :func:`generate_pages` that differ from the files in ``docs_dir``."""
+    docs = Path(docs_dir)
+    return {
+        path: text
+        for path, text in generate_pages(docs).items()
+        if not (docs / path).is_file() or (docs / path).read_text(encoding="utf-8") != text
+    }
+
+
 # --------------------------------------------------------------------------------------------
 # registry
 # --------------------------------------------------------------------------------------------
@@ -343,7 +403,7 @@ def on_files(files: Any, config: Any) -> Any:
 
 
 def on_page_markdown(markdown: str, page: Any, config: Any, files: Any) -> str:
-    """Replace every ``<!-- env-card: <id> -->`` marker with the env's card."""
+    """Replace every card region (a committed card included) with the env's card, rendered now."""
 
     def replace(match: re.Match[str]) -> str:
         env_id = match.group("id")
@@ -353,4 +413,35 @@ def on_page_markdown(markdown: str, page: Any, config: Any, files: Any) -> str:
             log.warning("env-card %s on %s: %r", env_id, page.file.src_uri, exc)
             return f"!!! failure\n    No card for `{env_id}`: {exc!r}\n"
 
-    return MARKER.sub(replace, markdown)
+    return REGION.sub(replace, markdown)
+
+
+# --------------------------------------------------------------------------------------------
+# command line: the committed cards
+# --------------------------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``--write`` the committed cards, or ``--check`` them (exit status 1 when out of date)."""
+    parser = argparse.ArgumentParser(
+        prog="python docs/hooks/env_cards.py",
+        description="Write the env cards into docs/envs/<id>.md from the env docstrings.",
+    )
+    mode = parser.add_mutually_exclusive_group(required=True)
+    mode.add_argument("--write", action="store_true", help="write the out-of-date pages")
+    mode.add_argument("--check", action="store_true", help="list them; exit 1 if any")
+    parser.add_argument("--docs", type=Path, default=Path(__file__).resolve().parents[1])
+    args = parser.parse_args(argv)
+    stale = stale_pages(args.docs)
+    for path, text in sorted(stale.items()):
+        if args.write:
+            (args.docs / path).parent.mkdir(parents=True, exist_ok=True)
+            (args.docs / path).write_text(text, encoding="utf-8")
+        print(f"{'wrote' if args.write else 'out of date:'} {args.docs / path}")
+    if not stale:
+        print("env cards up to date")
+    return 1 if stale and args.check else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -14,7 +14,8 @@ batching) and ``openai`` (:mod:`~dialogue_gym.llm.backends.openai_backend`: any
 OpenAI-compatible server). See ``docs/backends.md``.
 
 :func:`get_backend` resolves a spec to one instance per process (the model loads once and
-every environment shares it). New backends join the registry with :func:`register_backend`.
+every environment shares it). New backends join the registry (:data:`BACKENDS`, a
+:class:`~dialogue_gym.registry.Registry`) with :func:`register_backend`.
 
 Example:
     >>> from dialogue_gym.llm.backends import get_backend
@@ -26,12 +27,13 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from dialogue_gym.llm.backends.base import Backend, BackendError, Chat, GenerationParams
+from dialogue_gym.registry import Registry
 
 __all__ = [
+    "BACKENDS",
     "Backend",
     "BackendError",
     "BackendSpec",
@@ -41,6 +43,7 @@ __all__ = [
     "get_backend",
     "register_backend",
     "spec_key",
+    "unregister_backend",
 ]
 
 #: What names a backend: a registry name (optionally ``name:main_argument``), a mapping with
@@ -49,13 +52,9 @@ __all__ = [
 BackendSpec = str | Mapping[str, Any] | Backend
 
 
-@dataclass(frozen=True)
-class _Entry:
-    factory: Callable[..., Backend]
-    main_arg: str  # the keyword that the part after "name:" in a string spec fills
-
-
-_REGISTRY: dict[str, _Entry] = {}
+#: Backend name -> factory; each entry's ``meta["main_arg"]`` is the keyword that the part
+#: after ``name:`` in a string spec fills.
+BACKENDS: Registry[Backend] = Registry("backend")
 _INSTANCES: dict[tuple[str, tuple[tuple[str, str], ...]], Backend] = {}
 _LOCK = threading.Lock()
 
@@ -63,14 +62,41 @@ _LOCK = threading.Lock()
 def register_backend(name: str, factory: Callable[..., Backend], main_arg: str) -> None:
     """Add (or replace) a backend in the registry.
 
+    Replacing a name drops the instances the old factory built, so the next
+    :func:`get_backend` builds with the new one.
+
     Args:
         name: The name specs use, e.g. ``"llama_cpp"``.
         factory: Called with the spec's options as keywords; must not load a model
             eagerly (backends load on first ``generate``).
         main_arg: The keyword filled by the part after ``name:`` in a string spec.
+
+    Example:
+        >>> register_backend("echo_doc", lambda **options: options, main_arg="text")
+        >>> get_backend("echo_doc:hello")
+        {'text': 'hello'}
+        >>> unregister_backend("echo_doc")  # (the example cleans up after itself)
     """
     with _LOCK:
-        _REGISTRY[name] = _Entry(factory, main_arg)
+        BACKENDS.register(name, factory, replace=True, main_arg=main_arg)
+        _forget_instances(name)
+
+
+def unregister_backend(name: str) -> None:
+    """Remove a backend and the instances it built (plugins' tests clean up with it).
+
+    Raises:
+        ValueError: Unknown name (the message lists the valid ones).
+    """
+    with _LOCK:
+        _lookup(name)
+        BACKENDS.unregister(name)
+        _forget_instances(name)
+
+
+def _forget_instances(name: str) -> None:
+    for key in [key for key in _INSTANCES if key[0] == name]:
+        del _INSTANCES[key]
 
 
 def available_backends() -> tuple[str, ...]:
@@ -80,15 +106,15 @@ def available_backends() -> tuple[str, ...]:
         >>> "llama_cpp" in available_backends()
         True
     """
-    return tuple(sorted(_REGISTRY))
+    return tuple(sorted(BACKENDS))
 
 
 def _parse(spec: str | Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
     if isinstance(spec, str):
         name, sep, arg = spec.partition(":")
         name = name.strip()
-        entry = _lookup(name)
-        return name, ({entry.main_arg: arg} if sep and arg else {})
+        main_arg = _lookup(name)
+        return name, ({main_arg: arg} if sep and arg else {})
     if isinstance(spec, Mapping):
         options = dict(spec)
         if "name" not in options:
@@ -103,13 +129,13 @@ def _parse(spec: str | Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
     raise TypeError(f"a backend spec is a string or a mapping, got {type(spec).__name__}: {spec!r}")
 
 
-def _lookup(name: str) -> _Entry:
-    try:
-        return _REGISTRY[name]
-    except KeyError:
+def _lookup(name: str) -> str:
+    """The main argument of backend ``name``."""
+    if name not in BACKENDS:
         raise ValueError(
             f"unknown backend {name!r}; valid backends: {', '.join(available_backends())}"
-        ) from None
+        )
+    return str((BACKENDS.entry(name).meta or {})["main_arg"])
 
 
 def spec_key(spec: str | Mapping[str, Any]) -> tuple[str, tuple[tuple[str, str], ...]]:
@@ -150,7 +176,7 @@ def get_backend(spec: BackendSpec = "llama_cpp") -> Backend:
         backend = _INSTANCES.get(key)
         if backend is None:
             try:
-                backend = _REGISTRY[name].factory(**options)
+                backend = BACKENDS.build(name, **options)
             except TypeError as exc:
                 raise ValueError(
                     f"bad options {sorted(options)} for backend {name!r}: {exc}"

@@ -26,7 +26,7 @@ Reproducibility (exactly what a seed buys):
 - Greedy decoding (``temperature=0``) ignores the seeds.
 - Unseeded chats (``params.seeds is None``) get fresh random seeds: not reproducible.
 
-GPU options (DESIGN §7): ``static_cache=True`` preallocates the KV cache
+GPU options: ``static_cache=True`` preallocates the KV cache
 (``cache_implementation="static"``); with ``compile=True`` (the default) transformers then
 compiles the decode step on CUDA (the first call of each new batch shape compiles, which
 takes a while; prompts are padded to a multiple of ``pad_to_multiple_of`` tokens to keep

@@ -36,9 +36,12 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from dialogue_gym.llm.backends import BackendSpec
+from dialogue_gym.registry import Registry
+from dialogue_gym.user._registry import build
 from dialogue_gym.user.recognise.base import Recognition
 from dialogue_gym.user.recognise.labelled import (
     LABELLED_FILE,
@@ -55,6 +58,7 @@ from dialogue_gym.user.recognise.llm import LLMRecogniser, parse_label
 
 __all__ = [
     "LABELLED_FILE",
+    "RECOGNISERS",
     "RECOGNISER_KINDS",
     "LLMRecogniser",
     "LabelledUtterance",
@@ -68,32 +72,59 @@ __all__ = [
     "make_recogniser",
     "parse_label",
     "read_all",
+    "register_recogniser",
     "summarise",
 ]
 
-#: The kinds :func:`make_recogniser` accepts.
-RECOGNISER_KINDS: tuple[str, ...] = ("lexical", "llm")
-
 Recogniser = LexicalRecogniser | LLMRecogniser
 
+#: Recognisers by name: ``gym.make("EmpathyDialogueText-v0", recogniser=name)``. A factory is
+#: called as ``factory(backend=..., **kwargs)`` when it takes ``backend`` (or ``**kwargs``).
+RECOGNISERS: Registry[Any] = Registry("recogniser")
 
-def make_recogniser(kind: str, backend: BackendSpec = "llama_cpp", **kwargs: Any) -> Recogniser:
-    """Build a recogniser by kind.
+
+def register_recogniser(
+    name: str, factory: Callable[..., Any] | None = None, **options: Any
+) -> Any:
+    """Register a recogniser (an object with ``kind``, ``recognise(texts, seeds=None)`` and
+    ``describe()``): ``gym.make("EmpathyDialogueText-v0", recogniser=name)`` then builds it."""
+    return RECOGNISERS.register(name, factory, **options)
+
+
+def make_recogniser(
+    kind: str | Mapping[str, Any], backend: BackendSpec = "llama_cpp", **kwargs: Any
+) -> Recogniser:
+    """Build a recogniser by name (or from a spec ``{"name": ..., **kwargs}``).
 
     Args:
-        kind: ``"lexical"`` or ``"llm"``.
-        backend: Backend spec for ``"llm"`` (ignored by ``"lexical"``).
-        **kwargs: Passed to :class:`LLMRecogniser`.
+        kind: A name in :data:`RECOGNISERS`: ``"lexical"``, ``"llm"`` or a registered one.
+        backend: Backend spec, for recognisers that take one (``"lexical"`` ignores it).
+        **kwargs: Passed to the factory (:class:`LLMRecogniser`'s ``params``...).
 
     Raises:
-        ValueError: Unknown kind (the message names the valid ones).
+        ValueError: Unknown name (the message names the valid ones).
 
     Example:
         >>> make_recogniser("lexical").kind
         'lexical'
+        >>> make_recogniser("vibes")
+        Traceback (most recent call last):
+        ...
+        ValueError: unknown recogniser 'vibes'; valid: 'lexical', 'llm'
     """
-    if kind == "lexical":
-        return LexicalRecogniser()
-    if kind == "llm":
-        return LLMRecogniser(backend, **kwargs)
-    raise ValueError(f"unknown recogniser {kind!r}; valid kinds: {', '.join(RECOGNISER_KINDS)}")
+    return build(RECOGNISERS, kind, backend, kwargs)
+
+
+def _lexical(backend: BackendSpec = None, **_: Any) -> LexicalRecogniser:
+    """Weighted cue patterns per strategy: microseconds an utterance, deterministic."""
+    return LexicalRecogniser()
+
+
+RECOGNISERS.register("lexical", _lexical)
+RECOGNISERS.register("llm", LLMRecogniser, doc="a backend names the strategy (lexical fallback)")
+
+
+def __getattr__(name: str) -> Any:
+    if name == "RECOGNISER_KINDS":  # read when asked: a recogniser registered later is listed
+        return RECOGNISERS.names()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
