@@ -143,3 +143,14 @@ def test_an_upward_import_is_caught(tmp_path: Path) -> None:
     found = _imports("dialogue_gym.core.bad", source)
     assert [(name, layer(name)) for name, _, _ in found] == [("dialogue_gym.study.run", 7)]
     assert layer("dialogue_gym.core.bad") < layer(found[0][0])
+
+
+def test_the_architecture_page_shows_the_tested_recipes() -> None:
+    """The recipes on docs/architecture.md are the ones tests/test_recipes.py and
+    tests/test_voice.py run, word for word."""
+    from test_recipes import RECIPE_BACKEND, RECIPE_ENV, RECIPE_REWARD
+    from test_voice import RECIPE_VOICE
+
+    page = (Path(__file__).parents[1] / "docs" / "architecture.md").read_text()
+    for recipe in (RECIPE_REWARD, RECIPE_ENV, RECIPE_BACKEND, RECIPE_VOICE):
+        assert f"```python\n{recipe.strip()}\n```" in page

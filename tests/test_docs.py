@@ -29,6 +29,7 @@ import importlib.util
 import pkgutil
 import re
 import sys
+import types
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -160,7 +161,11 @@ def test_page_examples_run(page: Path, tmp_path: Path, monkeypatch: pytest.Monke
     """The page's python blocks run, in order, as written (bar the opted-out ones)."""
     blocks = _runnable(page)
     monkeypatch.chdir(tmp_path)  # examples write logs and files where they stand
-    namespace: dict[str, Any] = {"__name__": "__docs_example__"}
+    # The page runs as an importable module, as a user's file would: a class it defines can be
+    # named by "module:Class" (the recipes register classes this way).
+    module = types.ModuleType("__docs_example__")
+    monkeypatch.setitem(sys.modules, module.__name__, module)
+    namespace: dict[str, Any] = module.__dict__
     with registries_restored():
         for block in blocks:
             where = f"{_page_id(page)}:{block.line}"
