@@ -8,7 +8,8 @@ Subcommands (each has ``--help``; ``docs/cli.md`` is the manual):
   emotion bar (``--strategy``: picks strategies from a menu instead);
 - ``evaluate``: the table of reference policies on a split;
 - ``bench``: the throughput benchmark (``dialogue_gym.evaluation.throughput``);
-- ``study``: the reward study (``dialogue_gym.study.run``).
+- ``study``: the reward study (``dialogue_gym.study.run``);
+- ``train-llm``: GRPO on the text env with TRL (``dialogue_gym.integrations.train_llm``).
 
 Modules: :mod:`~dialogue_gym.cli.common` (argument types, env options, one-line errors),
 :mod:`~dialogue_gym.cli.commands` (the commands' bodies), :mod:`~dialogue_gym.cli.play` (the
@@ -41,6 +42,7 @@ from dialogue_gym.cli.commands import (
     cmd_episode,
     cmd_evaluate,
     cmd_study,
+    cmd_train_llm,
 )
 from dialogue_gym.cli.common import (
     DEBUG_ENV,
@@ -67,11 +69,12 @@ __all__ = [
     "cmd_evaluate",
     "cmd_play",
     "cmd_study",
+    "cmd_train_llm",
     "main",
 ]
 
 #: Subcommands that hand every argument after their name to their own parser.
-PASSTHROUGH = ("bench", "study")
+PASSTHROUGH = ("bench", "study", "train-llm")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -168,6 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
     for name, text in (
         ("bench", "the throughput benchmark (dialogue_gym.evaluation.throughput); 'bench --help'"),
         ("study", "the reward study (dialogue_gym.study.run); 'study --help' for its options"),
+        ("train-llm", "GRPO on EmpathyDialogueText-v0 with TRL; 'train-llm --help'"),
     ):
         passthrough = sub.add_parser(name, help=text, add_help=False)
         passthrough.add_argument("argv", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
@@ -193,6 +197,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_bench(argv[1:])
         if command == "study":
             return cmd_study(argv[1:])
+        if command == "train-llm":
+            return cmd_train_llm(argv[1:])
         parser = build_parser()
         args = parser.parse_args(argv)
         return args.func(args)

@@ -131,3 +131,22 @@ def _load_study() -> ModuleType:
 def cmd_study(argv: Sequence[str]) -> int:
     """The reward study, ``dialogue_gym.study.run``; ``argv`` goes to its parser."""
     return _run_passthrough("study", _load_study, argv)
+
+
+def _load_train_llm() -> ModuleType:
+    import importlib.util
+
+    missing = [m for m in ("trl", "datasets") if importlib.util.find_spec(m) is None]
+    if missing:
+        raise UsageError(
+            f"train-llm needs {', '.join(missing)}: pip install 'dialogue_gym[llm-train]'"
+        )
+    import dialogue_gym.integrations.train_llm as train_llm
+
+    return train_llm
+
+
+def cmd_train_llm(argv: Sequence[str]) -> int:
+    """GRPO on the text env with TRL (``dialogue_gym.integrations.train_llm``); ``argv`` goes
+    to its parser (``benchmarks/train_llm.py`` in a clone runs the same)."""
+    return _run_passthrough("train-llm", _load_train_llm, argv)

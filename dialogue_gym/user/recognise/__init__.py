@@ -9,6 +9,10 @@ one batched protocol, ``recognise(texts) -> list[Recognition]``:
 - :class:`LLMRecogniser` (``"llm"``): asks a backend to name the strategy, the utterance quoted
   as data between per-call markers; a reply that names no strategy falls back to the lexical
   reading (counted in ``fallbacks``).
+- :class:`~dialogue_gym.user.recognise.classifier.ClassifierRecogniser` (``"classifier"``): a
+  second reader, built independently of the lexical cues — a softmax regression over word and
+  character n-grams fitted on the labelled set at first use (numpy only, deterministic); the
+  reward-hacking audit (``dialogue_gym.evaluation.audit``) compares it with the lexical reading.
 
 Multi-label: a :class:`Recognition` carries every strategy whose cues are strong enough
 (``labels``), primary first; the affective core is appraised on the **primary** act only, the
@@ -43,6 +47,7 @@ from dialogue_gym.llm.backends import BackendSpec
 from dialogue_gym.registry import Registry
 from dialogue_gym.user._registry import build
 from dialogue_gym.user.recognise.base import Recognition
+from dialogue_gym.user.recognise.classifier import ClassifierRecogniser
 from dialogue_gym.user.recognise.labelled import (
     LABELLED_FILE,
     LabelledUtterance,
@@ -60,6 +65,7 @@ __all__ = [
     "LABELLED_FILE",
     "RECOGNISERS",
     "RECOGNISER_KINDS",
+    "ClassifierRecogniser",
     "LLMRecogniser",
     "LabelledUtterance",
     "LexicalRecogniser",
@@ -76,7 +82,7 @@ __all__ = [
     "summarise",
 ]
 
-Recogniser = LexicalRecogniser | LLMRecogniser
+Recogniser = LexicalRecogniser | LLMRecogniser | ClassifierRecogniser
 
 #: Recognisers by name: ``gym.make("EmpathyDialogueText-v0", recogniser=name)``. A factory is
 #: called as ``factory(backend=..., **kwargs)`` when it takes ``backend`` (or ``**kwargs``).
@@ -97,7 +103,8 @@ def make_recogniser(
     """Build a recogniser by name (or from a spec ``{"name": ..., **kwargs}``).
 
     Args:
-        kind: A name in :data:`RECOGNISERS`: ``"lexical"``, ``"llm"`` or a registered one.
+        kind: A name in :data:`RECOGNISERS`: ``"lexical"``, ``"llm"``, ``"classifier"`` or a
+            registered one.
         backend: Backend spec, for recognisers that take one (``"lexical"`` ignores it).
         **kwargs: Passed to the factory (:class:`LLMRecogniser`'s ``params``...).
 
@@ -110,7 +117,7 @@ def make_recogniser(
         >>> make_recogniser("vibes")
         Traceback (most recent call last):
         ...
-        ValueError: unknown recogniser 'vibes'; valid: 'lexical', 'llm'
+        ValueError: unknown recogniser 'vibes'; valid: 'lexical', 'llm', 'classifier'
     """
     return build(RECOGNISERS, kind, backend, kwargs)
 
@@ -122,6 +129,9 @@ def _lexical(backend: BackendSpec = None, **_: Any) -> LexicalRecogniser:
 
 RECOGNISERS.register("lexical", _lexical)
 RECOGNISERS.register("llm", LLMRecogniser, doc="a backend names the strategy (lexical fallback)")
+RECOGNISERS.register(
+    "classifier", ClassifierRecogniser, doc="n-gram classifier fitted on the labelled set"
+)
 
 
 def __getattr__(name: str) -> Any:

@@ -27,7 +27,7 @@ from dialogue_gym.core.vocabulary import (
 )
 from dialogue_gym.user.recognise.base import Recognition, pre_read
 
-__all__ = ["LABEL_THRESHOLD", "MIN_SCORE", "LexicalRecogniser", "normalise"]
+__all__ = ["LABEL_THRESHOLD", "MIN_SCORE", "LexicalRecogniser", "cue_hits", "normalise"]
 
 _N = len(STRATEGIES)
 
@@ -237,6 +237,30 @@ def normalise(text: str) -> str:
     text = unicodedata.normalize("NFKC", text)
     text = text.replace("\u2019", "'").replace("\u2018", "'").replace("\u201c", '"')
     return " ".join(text.replace("\u201d", '"').split()).lower()
+
+
+def cue_hits(text: str) -> list[tuple[str, float, str, int]]:
+    """Every occurrence of a cue phrase: ``(strategy, weight, phrase, start)``, in text order.
+
+    A read-only view of the cues (``_CUES``) for audits (``dialogue_gym.evaluation.audit``
+    counts them in a policy's words). ``phrase`` is the matched text of :func:`normalise`'s
+    form of ``text`` and ``start`` its offset there; unlike :meth:`LexicalRecogniser.scores`,
+    a cue found twice counts twice, and interrogative syntax is not a cue phrase.
+
+    Example:
+        >>> hits = cue_hits("It sounds like you feel alone. You could try.")
+        >>> len(hits), hits[0], hits[-1]
+        (5, ('Reflection of feelings', 1.0, 'sounds like', 3), ('Providing Suggestions', 3.5, 'you could', 31))
+    """
+    norm = normalise(text)
+    hits = []
+    for k, (strategy, weight, pattern) in enumerate(_COMPILED):
+        for m in pattern.finditer(norm):
+            phrase = m.group(0).strip(" .!?;,")
+            if phrase:
+                start = m.start() + m.group(0).index(phrase)
+                hits.append((start, k, STRATEGIES[strategy], weight, phrase))
+    return [(s, w, phrase, start) for start, _, s, w, phrase in sorted(hits)]
 
 
 def _question_score(text: str) -> float:
