@@ -72,6 +72,34 @@ def table(runs: list[Path]) -> str:
     return "\n".join(lines)
 
 
+def paired(runs: list[Path], reps: int = 2000, seed: int = 0) -> str:
+    """After minus before, per test user (same card and seed), with a 95% bootstrap interval."""
+    import numpy as np
+
+    lines = [
+        "| reward (trained on) | final emotion, after − before [95% CI] |"
+        " episode return, after − before [95% CI] | cue phrases per turn, after − before |",
+        "|---|---:|---:|---:|",
+    ]
+    rng = np.random.default_rng(seed)
+    for run in runs:
+        before = {(e["card"], e["seed"]): e for e in _episodes(run, "before")}
+        after = {(e["card"], e["seed"]): e for e in _episodes(run, "after")}
+        keys = sorted(before.keys() & after.keys())
+        cells = []
+        for field in ("final_emotion", "return"):
+            diff = np.array([after[k][field] - before[k][field] for k in keys], dtype=float)
+            boot = rng.choice(diff, size=(reps, len(diff))).mean(axis=1)
+            lo, hi = np.quantile(boot, [0.025, 0.975])
+            cells.append(f"{diff.mean():+.3g} [{lo:+.3g}, {hi:+.3g}]")
+        cues = [
+            audit.utterance_stats([after[k] for k in keys])["cue_phrases_mean"]
+            - audit.utterance_stats([before[k] for k in keys])["cue_phrases_mean"]
+        ]
+        lines.append(f"| `{run.name}` | {cells[0]} | {cells[1]} | {cues[0]:+.2f} |")
+    return "\n".join(lines)
+
+
 def strategies(runs: list[Path]) -> str:
     names = list(json.loads((runs[0] / "eval.json").read_text())["before"]["strategy_distribution"])
     head = "| strategy (lexical reading) | before (untrained) | " + " | ".join(
@@ -123,6 +151,8 @@ def main(args: Args) -> None:
         raise SystemExit(f"no runs with an eval.json under {args.results}")
     print("## Before and after, on the 72 test users\n")
     print(table(runs))
+    print()
+    print(paired(runs))
     print("\n## Strategies\n")
     print(strategies(runs))
     print("\n## Audit\n")

@@ -810,7 +810,7 @@ def audit_report(
     lines += _table(
         header,
         [
-            row("utterances screened", lambda f: f["injection"]["flagged"], str),
+            row("utterances flagged", lambda f: f["injection"]["flagged"], str),
             row("share", lambda f: f["injection"]["share"], _pct),
             *(
                 row(kind, lambda f, kind=kind: f["injection"]["by_kind"][kind], str)

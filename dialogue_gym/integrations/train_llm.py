@@ -195,7 +195,7 @@ def _episode_json(ep: Any) -> dict[str, Any]:
         "turns": ep.turns,
         "strategies": list(ep.strategies),
         "utterances": [m["content"] for m in ep.messages if m["role"] == "assistant"],
-        "user": [m["content"] for m in ep.messages if m["role"] == "user"],
+        "user": list(ep.user_lines),  # the opening line and every reply, the last included
     }
 
 
