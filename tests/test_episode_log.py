@@ -204,6 +204,25 @@ def test_read_episodes_skips_a_torn_last_line_and_rejects_a_bad_one(tmp_path):
         read_episodes(path)
 
 
+def test_appending_after_a_torn_line_loses_no_episode(tmp_path):
+    """A crash cut the last line short; the next logger, appending, ends it and writes its own
+    episode on a line of its own, and every complete episode is read back."""
+    path = tmp_path / "log.jsonl"
+    env = make(path)
+    play(env)
+    play(env, seed=1)
+    env.close()
+    whole = path.read_text(encoding="utf-8")
+    path.write_text(whole + whole[:50], encoding="utf-8")  # died while writing a third line
+    again = make(path)  # appends
+    play(again, seed=2)
+    again.close()
+    with pytest.warns(UserWarning, match="line 3, cut short"):
+        episodes = read_episodes(path)
+    assert [ep["seed"] for ep in episodes] == [0, 1, 2]
+    assert all(ep["complete"] for ep in episodes)
+
+
 def test_under_sb3_ppo_one_line_per_finished_episode(tmp_path):
     pytest.importorskip("stable_baselines3")
     from stable_baselines3 import PPO

@@ -34,6 +34,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
@@ -189,7 +190,7 @@ class EpisodeLogger(gym.Wrapper):
             self.path: Path | None = Path(path_or_file)
             self._owned = True
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._file = open(self.path, "ab" if append else "wb", buffering=0)  # noqa: SIM115
+            self._file = _open_log(self.path, append)
         elif hasattr(path_or_file, "write"):
             self.path = None
             self._owned = False
@@ -321,7 +322,7 @@ class EpisodeLogger(gym.Wrapper):
         if self._file is None:
             if self.path is None:
                 raise ValueError("this EpisodeLogger's file object is gone; give it a path")
-            self._file = open(self.path, "ab", buffering=0)  # noqa: SIM115
+            self._file = _open_log(self.path, append=True)
         f = self._file
         if isinstance(f, io.TextIOBase):
             f.write(line)
@@ -335,11 +336,43 @@ class EpisodeLogger(gym.Wrapper):
             os.fsync(f.fileno())
 
 
+_NUMBER_PREFIX = re.compile(r"-?\d*(?:\.\d*)?(?:[eE][+-]?\d*)?")
+
+
+def _open_log(path: Path, append: bool) -> IO[bytes]:
+    """Open ``path`` for unbuffered writing; when appending after a line that a crash cut
+    short, end that line first, so the next episode starts on a line of its own (the cut
+    line stays, and :func:`read_episodes` skips it)."""
+    f = open(path, "ab" if append else "wb", buffering=0)  # noqa: SIM115
+    if append and os.fstat(f.fileno()).st_size > 0:
+        with open(path, "rb") as tail:
+            tail.seek(-1, os.SEEK_END)
+            if tail.read(1) != b"\n":
+                f.write(b"\n")
+    return f
+
+
+def _cut_short(line: str, err: json.JSONDecodeError) -> bool:
+    """A line that is the start of an episode's JSON, cut off by a crash mid-write."""
+    if not line.lstrip().startswith("{"):
+        return False
+    if err.msg.startswith("Unterminated string"):
+        return True
+    # Cut anywhere else, the parser fails at the text's end or inside its last literal.
+    rest = line[err.pos :].rstrip()
+    return (
+        not rest
+        or any(word.startswith(rest) for word in ("true", "false", "null"))
+        or _NUMBER_PREFIX.fullmatch(rest) is not None
+    )
+
+
 def read_episodes(path: str | os.PathLike[str], complete_only: bool = False) -> list[dict]:
     """Read an episode log written by :class:`EpisodeLogger`.
 
-    A last line cut short (the process died while writing it) is skipped with a warning;
-    any other line that is not JSON raises.
+    A line cut short (the process died while writing it: the last line, or one that a later
+    logger, appending, ended before writing its own) is skipped with a warning; any other line
+    that is not JSON raises.
 
     Args:
         path: The ``.jsonl`` file.
@@ -360,9 +393,10 @@ def read_episodes(path: str | os.PathLike[str], complete_only: bool = False) -> 
         try:
             episode = json.loads(line)
         except json.JSONDecodeError as err:
-            if number == len(lines) and not text.endswith("\n"):
+            last = number == len(lines) and not text.endswith("\n")
+            if last or _cut_short(line, err):
                 warnings.warn(
-                    f"{path}: skipped the last line, cut short ({len(line)} characters)",
+                    f"{path}: skipped line {number}, cut short ({len(line)} characters)",
                     stacklevel=2,
                 )
                 continue
