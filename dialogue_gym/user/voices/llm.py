@@ -95,6 +95,8 @@ class LLMVoice(BackendClient):
     #: Whether the history's roles are swapped: the simulated user's lines are the model's
     #: own when the model plays the user.
     flip_roles = False
+    #: The template kind whose line replaces an unusable reply (see :meth:`fallback`).
+    template_class: type | None = None
 
     def __init__(
         self,
@@ -108,6 +110,7 @@ class LLMVoice(BackendClient):
         self.params = params if params is not None else DEFAULT_LLM_PARAMS
         self.history_window = None if history_window is None else int(history_window)
         self.fallbacks = 0  # replies replaced by the template text (empty or garbage)
+        self._template = self.template_class() if self.template_class is not None else None
 
     @property
     def backend_spec(self) -> BackendSpec:
@@ -209,15 +212,7 @@ class LLMUserVoice(LLMVoice):
     """
 
     flip_roles = True
-
-    def __init__(
-        self,
-        backend: BackendSpec = "llama_cpp",
-        params: GenerationParams | None = None,
-        history_window: int | None = None,
-    ) -> None:
-        super().__init__(backend, params, history_window)
-        self._template = TemplateUserVoice()
+    template_class = TemplateUserVoice
 
     def system_message(self, turn: UserTurn) -> str:
         frags = load_fragments()
@@ -281,14 +276,7 @@ class LLMAgentRealiser(LLMVoice):
         history_window: See :class:`LLMVoice`.
     """
 
-    def __init__(
-        self,
-        backend: BackendSpec = "llama_cpp",
-        params: GenerationParams | None = None,
-        history_window: int | None = None,
-    ) -> None:
-        super().__init__(backend, params, history_window)
-        self._template = TemplateAgentRealiser()
+    template_class = TemplateAgentRealiser
 
     def system_message(self, turn: AgentTurn) -> str:
         strategy = _check_strategy(turn.strategy)
