@@ -303,7 +303,7 @@ def main(args: Args) -> dict[str, Any]:
     import transformers
     import trl
     from transformers.trainer_callback import PrinterCallback
-    from trl import GRPOConfig, GRPOTrainer
+    from trl import GRPOTrainer
 
     from dialogue_gym.integrations.trl import DialogueRollout, episode_dataset, smollm2_tokenizer
 
@@ -336,7 +336,6 @@ def main(args: Args) -> dict[str, Any]:
         "steps": [],
     }
     batch = args.prompts_per_step * args.num_generations
-    completion = args.max_turns * (args.turn_tokens + 64)
     tokenizer = smollm2_tokenizer()
     generation_kwargs: dict[str, Any] | None = None
     with tempfile.TemporaryDirectory() as tmp:
@@ -357,28 +356,22 @@ def main(args: Args) -> dict[str, Any]:
         rollout = DialogueRollout(
             rows, reward=args.reward, max_turns=args.max_turns, turn_tokens=args.turn_tokens
         )
-        config = GRPOConfig(
-            output_dir=str(Path(tmp) / "trainer"),
+        config = rollout.grpo_config(
+            str(Path(tmp) / "trainer"),
+            users_per_step=args.prompts_per_step,
+            num_generations=args.num_generations,
+            steps=args.steps,
+            learning_rate=args.learning_rate,
+            seed=args.seed,
+            device="cuda" if cuda else "cpu",
             per_device_train_batch_size=args.micro_batch,
             gradient_accumulation_steps=batch // args.micro_batch,
-            num_generations=args.num_generations,
-            max_steps=args.steps,
-            max_completion_length=completion,
-            learning_rate=args.learning_rate,
-            beta=0.0,
-            logging_steps=1,
-            save_strategy="no",
-            report_to="none",
-            seed=args.seed,
-            use_cpu=not cuda,
             bf16=args.dtype == "bfloat16",
             fp16=args.dtype == "float16",
-            shuffle_dataset=False,
-            disable_tqdm=True,
             use_vllm=args.vllm,
             vllm_mode="colocate",
             vllm_gpu_memory_utilization=args.vllm_gpu_memory_utilization,
-            vllm_max_model_length=512 + completion,
+            vllm_max_model_length=512 + rollout.completion_budget,
             generation_kwargs=generation_kwargs,
         )
         tick = time.perf_counter()

@@ -265,7 +265,7 @@ def main(args: Args) -> dict[str, Any]:
     import transformers
     import trl
     from transformers.trainer_callback import PrinterCallback
-    from trl import GRPOConfig, GRPOTrainer
+    from trl import GRPOTrainer
 
     from dialogue_gym.integrations.trl import (
         DialogueRollout,
@@ -336,22 +336,14 @@ def main(args: Args) -> dict[str, Any]:
 
     clock = StepClock(rollout, on_row)
     with tempfile.TemporaryDirectory() as tmp:
-        config = GRPOConfig(
-            output_dir=tmp,
-            per_device_train_batch_size=args.prompts_per_step * args.num_generations,
+        config = rollout.grpo_config(
+            tmp,
+            users_per_step=args.prompts_per_step,
             num_generations=args.num_generations,
-            max_steps=args.steps,
-            max_completion_length=args.max_turns * (args.turn_tokens + 64),
+            steps=args.steps,
             learning_rate=args.learning_rate,
-            beta=0.0,
-            logging_steps=1,
-            save_strategy="no",
-            report_to="none",
             seed=args.seed,
-            use_cpu=args.device == "cpu",
-            bf16=False,
-            shuffle_dataset=False,
-            disable_tqdm=True,
+            device=args.device,
         )
         trainer = GRPOTrainer(
             model=model,

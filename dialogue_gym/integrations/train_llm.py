@@ -307,7 +307,7 @@ def _plot(path: Path, curves: list[dict], reward: str) -> None:
 def main(args: Args) -> dict[str, Any]:
     """Run one reward's experiment; returns the before/after metrics."""
     import torch
-    from trl import GRPOConfig, GRPOTrainer
+    from trl import GRPOTrainer
 
     from dialogue_gym.evaluation import audit
     from dialogue_gym.integrations.trl import (
@@ -337,27 +337,20 @@ def main(args: Args) -> dict[str, Any]:
         turn_tokens=args.turn_tokens,
     )
     rollout.add(test_rows)
-    config = GRPOConfig(
-        output_dir=str(out / "trainer"),
-        per_device_train_batch_size=args.prompts_per_step * args.num_generations,
+    config = rollout.grpo_config(
+        str(out / "trainer"),
+        users_per_step=args.prompts_per_step,
         num_generations=args.num_generations,
-        max_steps=args.steps,
-        max_completion_length=args.max_turns * (args.turn_tokens + 64),
+        steps=args.steps,
         learning_rate=args.learning_rate,
+        seed=args.seed,
+        device=args.device,
         beta=args.beta,
         temperature=args.temperature,
-        logging_steps=1,
-        save_strategy="no",
-        report_to="none",
-        seed=args.seed,
-        use_cpu=args.device == "cpu",
         use_vllm=args.use_vllm,
         vllm_mode="colocate",
-        bf16=False,
         # 135M parameters fit in memory many times over; recomputing activations costs time
         gradient_checkpointing=False,
-        shuffle_dataset=False,
-        disable_tqdm=True,
     )
     trainer = GRPOTrainer(
         model=model,

@@ -486,6 +486,47 @@ class DialogueRollout:
         self._clock: dict[str, float] = {"generate_s": 0.0, "env_s": 0.0}
         self.add(dataset)
 
+    @property
+    def completion_budget(self) -> int:
+        """Tokens a whole conversation's completion may take: ``max_turns`` policy turns plus,
+        per turn, room for the chat template's tokens around the user's reply (64)."""
+        return self.max_turns * (self.turn_tokens + 64)
+
+    def grpo_config(
+        self,
+        output_dir: str,
+        users_per_step: int,
+        num_generations: int,
+        steps: int,
+        learning_rate: float,
+        seed: int = 0,
+        device: str = "cpu",
+        **overrides: Any,
+    ) -> Any:
+        """A ``GRPOConfig`` for training with this rollout: one step plays ``users_per_step``
+        users ``num_generations`` times each, within :attr:`completion_budget`; KL off (as
+        RLVER), no checkpoints, no reports, the dataset's order kept. ``overrides`` are
+        further ``GRPOConfig`` arguments (they win)."""
+        trl = _require("trl")
+        settings: dict[str, Any] = {
+            "output_dir": output_dir,
+            "per_device_train_batch_size": users_per_step * num_generations,
+            "num_generations": num_generations,
+            "max_steps": steps,
+            "max_completion_length": self.completion_budget,
+            "learning_rate": learning_rate,
+            "beta": 0.0,
+            "logging_steps": 1,
+            "save_strategy": "no",
+            "report_to": "none",
+            "seed": seed,
+            "use_cpu": device == "cpu",
+            "bf16": False,
+            "shuffle_dataset": False,
+            "disable_tqdm": True,
+        }
+        return trl.GRPOConfig(**{**settings, **overrides})
+
     def add(self, dataset: Any) -> None:
         """Index more rows (``prompt``, ``card``, ``seed``, optionally ``split``)."""
         for row in dataset:
