@@ -7,6 +7,9 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 # torch is installed first, pinned: an unpinned resolve pulls a multi-GB CUDA build here.
 TORCH ?= torch==2.13.0
+# verl (and tensordict, pyvers) without their requirements: verl pins transformers<5.11 and pulls
+# its trainer's stack (wandb, tensorboard, peft); the adapter needs only what `dev` lists.
+VERL_NO_DEPS ?= verl==0.9.1 tensordict==0.10.0 pyvers==0.1.0
 PYTEST_WORKERS ?= 2
 export NO_MKDOCS_2_WARNING := 1
 
@@ -35,6 +38,7 @@ $(STAMP): setup.cfg pyproject.toml $(PKG_INITS) | $(BIN)/python
 	$(BIN)/python -m pip install --upgrade pip
 	$(BIN)/python -m pip install $(TORCH)
 	$(BIN)/python -m pip install -e '.[dev]'
+	$(BIN)/python -m pip install --no-deps $(VERL_NO_DEPS)
 	touch $@
 
 install: $(STAMP)
@@ -46,11 +50,12 @@ demo: $(STAMP)
 	$(BIN)/dialogue-gym demo
 
 # pyproject.toml's addopts leave the slow, llm, server and benchmark tiers out of a plain
-# `pytest`; `-m ""` clears that selection, so CI runs every test.
+# `pytest`; `-m ""` clears that selection, so CI runs every test. HYPOTHESIS_PROFILE=ci gives the
+# fuzz suite (tests/test_fuzz.py) its larger example budget (tests/conftest.py).
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/pytest -m "" -n $(PYTEST_WORKERS)
+	HYPOTHESIS_PROFILE=ci $(BIN)/pytest -m "" -n $(PYTEST_WORKERS)
 	$(BIN)/mkdocs build --strict
 
 test-fast: $(STAMP)

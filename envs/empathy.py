@@ -39,6 +39,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from threading import get_ident
 from typing import Any
 
 import gymnasium as gym
@@ -50,12 +51,24 @@ from dialogue_gym.core.config import SimConfig
 from dialogue_gym.core.render import render_transcript
 from dialogue_gym.core.scenario import ScenarioCard, load_scenarios
 from dialogue_gym.core.transcript import Message, Transcript
+from dialogue_gym.core.validation import (
+    InvalidArgument,
+    Spec,
+    anything,
+    check_all,
+    choice,
+    integer,
+    registered,
+    show,
+)
 from dialogue_gym.core.vocabulary import NEEDS, PLUTCHIK, STRATEGIES, USER_ACTS, emotion_band
 from dialogue_gym.llm.client import BackendClient
-from dialogue_gym.user.judge import make_judge
+from dialogue_gym.user.judge import JUDGES, make_judge
 from dialogue_gym.user.voices import (
+    AGENT_REALISERS,
     SILENT_AGENT,
     SILENT_USER,
+    USER_VOICES,
     AgentTurn,
     UserTurn,
     make_agent_realiser,
@@ -63,6 +76,27 @@ from dialogue_gym.user.voices import (
 )
 
 _N = len(STRATEGIES)
+
+#: The most agent turns an episode may have. Each reset draws ``max_turns`` noise values (1e7
+#: turns took 500 MB per reset, 1e9 raised ``MemoryError``); studies use 8 to 20.
+MAX_TURNS_LIMIT = 1000
+
+#: Each constructor argument's spec (:mod:`dialogue_gym.core.validation`), declared once: the
+#: constructor holds the arguments to them, and ``tests/test_validation.py`` fails for an
+#: argument without one. Names of registries and other specs are checked where they are used.
+ENV_ARGUMENTS: Mapping[str, Spec] = {
+    "voice": registered(USER_VOICES.names, USER_VOICES.kind),
+    "agent_voice": registered(AGENT_REALISERS.names, AGENT_REALISERS.kind),
+    "backend": anything("a backend: a name in dialogue_gym.llm.backends.BACKENDS or a spec"),
+    "scenarios": anything("what load_scenarios takes: 'train', 'test', 'all', a path or cards"),
+    "max_turns": integer(1, MAX_TURNS_LIMIT),
+    "sim": anything("a SimConfig, a mapping of its parameters or None (SimConfig.coerce)"),
+    "render_mode": choice(None, "ansi", "human"),
+    # The whole of the longest conversation (an opening and two messages a turn); more shows
+    # nothing more.
+    "history_window": integer(0, 2 * MAX_TURNS_LIMIT + 1),
+    "core": registered(JUDGES.names, JUDGES.kind),
+}
 
 #: The public names of ``env.unwrapped`` that code above the env may use (see the module
 #: docstring); :class:`~dialogue_gym.envs.text.EmpathyDialogueTextEnv` adds ``max_length``.
@@ -134,6 +168,39 @@ _USER_ACT_ONE_HOT = {
     act: [1.0 if j == i else 0.0 for j in range(len(USER_ACTS))] for i, act in enumerate(USER_ACTS)
 }
 _LAST_ACT_ONE_HOT = {i: [1.0 if j == i else 0.0 for j in range(_N)] for i in range(-1, _N)}
+
+#: The thread inside each env's ``step`` or ``reset``, by ``id(env)``: a module-level dict, not
+#: an instance attribute, because adding and deleting an attribute on every step would slow
+#: every other attribute read of the env, and ``fork`` and pickling would copy the claim.
+_USERS: dict[int, int] = {}
+
+
+def _claim(env: EmpathyDialogueEnv) -> bool:
+    """Claim ``env`` for this thread for one ``step`` or ``reset``; whether this call claimed it.
+
+    One env is not thread-safe: a second thread that stepped it mid-step would interleave with
+    the first and corrupt the episode silently (a turn past ``max_turns``, a transcript out of
+    step with its turn), so it is refused at once instead. ``dict.setdefault`` is atomic, which
+    makes it the claim without a lock; the thread id lets a subclass's ``step`` hold the claim
+    around the base class's (``False``: already held by this thread, so the caller must not
+    release it). The caller releases a claim with ``del _USERS[id(env)]`` in a ``finally``.
+
+    Raises:
+        RuntimeError: Another thread is inside this env's ``step`` or ``reset``.
+    """
+    key = id(env)
+    me = get_ident()
+    if _USERS.get(key) == me:
+        return False
+    if _USERS.setdefault(key, me) != me:
+        env_id = env.spec.id if env.spec is not None else "EmpathyDialogue-v0"
+        raise RuntimeError(
+            f"another thread is stepping or resetting this {type(env).__name__}: one env is not "
+            "thread-safe, so use each env from one thread at a time; to run several users side "
+            f"by side, use the vector env (gym.make_vec({env_id!r}, num_envs=N)), which steps "
+            "them in parallel safely"
+        )
+    return True
 
 
 class EmpathyDialogueEnv(gym.Env[dict[str, np.ndarray], int]):
@@ -223,14 +290,18 @@ class EmpathyDialogueEnv(gym.Env[dict[str, np.ndarray], int]):
                                  # worth it with a capable backend, not the 135M default)
         backend="llama_cpp",  # backend spec for the llm voices
         scenarios="train",    # "train", "test", "all", a folder or a YAML file of cards
-        max_turns=10,         # truncation (SAGE evaluates 10 turns, RLVER trains with 8)
+        max_turns=10,         # truncation (SAGE evaluates 10 turns, RLVER trains with 8);
+                              # at most 1000 (MAX_TURNS_LIMIT)
         sim=None,             # SimConfig or a dict of overrides: the simulator's assumptions
         render_mode=None,     # None, "ansi" or "human"
-        history_window=4,     # messages of context the llm voices see
+        history_window=4,     # messages of context the llm voices see (0 to 2001)
         core="rule",          # "rule" (the affective core) or "llm": SAGE mode, the emotion
                               # change judged by the backend (see dialogue_gym/user/judge.py)
     )
     ```
+
+    A bad argument raises `dialogue_gym.core.validation.InvalidArgument` (a `ValueError`) naming
+    it, its value and what is allowed (`ENV_ARGUMENTS` declares each one's type and range).
 
     In SAGE mode (`core="llm"`) `info` also has `appraisal_source` (`"llm"` or `"rule"`),
     `appraisal_fallback` (the judge's reply failed validation; the rule appraisal stood) and
@@ -264,15 +335,18 @@ class EmpathyDialogueEnv(gym.Env[dict[str, np.ndarray], int]):
         history_window: int = 4,
         core: str = "rule",
     ) -> None:
-        if not isinstance(max_turns, int | np.integer) or max_turns < 1:
-            raise ValueError(f"max_turns must be a positive integer, got {max_turns!r}")
-        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
-            raise ValueError(
-                f"render_mode must be None or one of {self.metadata['render_modes']}, "
-                f"got {render_mode!r}"
-            )
-        if history_window < 0:
-            raise ValueError(f"history_window must be >= 0, got {history_window!r}")
+        arguments = {
+            "voice": voice,
+            "agent_voice": agent_voice,
+            "backend": backend,
+            "scenarios": scenarios,
+            "max_turns": max_turns,
+            "sim": sim,
+            "render_mode": render_mode,
+            "history_window": history_window,
+            "core": core,
+        }
+        check_all(type(self).__name__, ENV_ARGUMENTS, arguments)
         self.config = SimConfig.coerce(sim)
         self.cards = load_scenarios(scenarios)
         self._card_index = {card.id: i for i, card in enumerate(self.cards)}
@@ -382,52 +456,64 @@ class EmpathyDialogueEnv(gym.Env[dict[str, np.ndarray], int]):
             seed: Seeds the env's ``np_random`` (the only source of randomness).
             options: ``{"card": id_or_index}`` picks the scenario card; otherwise one is
                 drawn from the split.
+
+        Raises:
+            dialogue_gym.core.validation.InvalidArgument: Bad ``options`` (not a mapping, an
+                unknown key, no such card), before anything changes.
+            RuntimeError: Another thread is stepping or resetting this env: one env is not
+                thread-safe (use the vector env for users side by side).
         """
-        super().reset(seed=seed)
-        rng = self.np_random
-        card = (
-            self._pick_card(options) if options else self.cards[int(rng.integers(len(self.cards)))]
-        )
-        # Drawn before the core exists so the dynamics' random stream is the same
-        # whatever the voice: the voices get their own per-turn seeds from this base.
-        voice_seed = self._voice_seed = int(rng.integers(2**31 - 1))
-        noise = rng.standard_normal(self.max_turns).tolist()
-        core = self.core = self._fresh_core(card).fork(noise)
-        self._done = False
-        self._failed = None
-        self._last_cue = None
-        emotion = core.state.emotion
-        opening = UserTurn(
-            card=card,
-            act="vent",
-            emotion=emotion,
-            band=emotion_band(emotion),
-            reason="",
-            cue=None,
-            agent_utterance=None,
-            history=(),
-            turn=0,
-            seed=voice_seed,
-        )
-        text = self.voice.speak([opening])[0]
-        message = Message(role="user", content=text, trainable=False, emotion=emotion)
-        self.messages = [message]
-        info = {
-            "emotion": emotion,
-            "user_act": "vent",
-            "user_utterance": text,
-            "messages": Transcript((message,)),
-            "card_id": card.id,
-            "turn": 0,
-            "voice": self.voice.kind,
-            "voice_seed": voice_seed,
-            # Model, sampling and seeding of both sides, for the record (turn t's seeds are
-            # voice_seed + 2t + 1 for the agent's words and voice_seed + 2t + 2 for the user's).
-            "voice_config": {"user": self.voice.describe(), "agent": self.realiser.describe()},
-        }
-        if self.render_mode == "human":
-            self.render()
-        return self._observation(core), info
+        claimed = _claim(self)  # one thread at a time: see _claim
+        try:
+            named = self._pick_card(options)  # checked before anything changes
+            super().reset(seed=seed)
+            rng = self.np_random
+            # One draw whether a card is named or not: the same random stream either way.
+            drawn = self.cards[int(rng.integers(len(self.cards)))]
+            card = drawn if named is None else named
+            # Drawn before the core exists so the dynamics' random stream is the same
+            # whatever the voice: the voices get their own per-turn seeds from this base.
+            voice_seed = self._voice_seed = int(rng.integers(2**31 - 1))
+            noise = rng.standard_normal(self.max_turns).tolist()
+            core = self.core = self._fresh_core(card).fork(noise)
+            self._done = False
+            self._failed = None
+            self._last_cue = None
+            emotion = core.state.emotion
+            opening = UserTurn(
+                card=card,
+                act="vent",
+                emotion=emotion,
+                band=emotion_band(emotion),
+                reason="",
+                cue=None,
+                agent_utterance=None,
+                history=(),
+                turn=0,
+                seed=voice_seed,
+            )
+            text = self.voice.speak([opening])[0]
+            message = Message(role="user", content=text, trainable=False, emotion=emotion)
+            self.messages = [message]
+            info = {
+                "emotion": emotion,
+                "user_act": "vent",
+                "user_utterance": text,
+                "messages": Transcript((message,)),
+                "card_id": card.id,
+                "turn": 0,
+                "voice": self.voice.kind,
+                "voice_seed": voice_seed,
+                # Model, sampling and seeding of both sides, for the record (turn t's seeds are
+                # voice_seed + 2t + 1 for the agent's words and voice_seed + 2t + 2 for the user's).
+                "voice_config": {"user": self.voice.describe(), "agent": self.realiser.describe()},
+            }
+            if self.render_mode == "human":
+                self.render()
+            return self._observation(core), info
+        finally:
+            if claimed:
+                del _USERS[id(self)]
 
     def step(
         self, action: int | np.integer | np.ndarray
@@ -442,26 +528,32 @@ class EmpathyDialogueEnv(gym.Env[dict[str, np.ndarray], int]):
         Raises:
             ValueError: The action is outside the action space.
             RuntimeError: The episode has ended, or an earlier step failed part-way: call
-                ``reset()``.
+                ``reset()``. Or another thread is stepping or resetting this env: one env is
+                not thread-safe (use the vector env for users side by side).
             dialogue_gym.llm.backends.BackendError: A backend could not answer.
         """
-        core = self.core
-        if core is None:
-            raise RuntimeError("call reset() before using the env")
-        if self._done:
-            raise RuntimeError("the episode has ended: call reset() before step()")
-        if self._failed is not None:
-            raise RuntimeError(
-                f"an earlier step() failed part-way ({self._failed}) after the user's state had "
-                "changed, so this episode cannot go on: call reset() to start a new one"
-            )
-        turn = core.state.turn
+        claimed = _claim(self)  # one thread at a time: see _claim
         try:
-            return self._step(core, action)
-        except BaseException as exc:
-            if core.state.turn != turn:  # the core moved on; the words and info did not
-                self._failed = f"{type(exc).__name__}: {exc}"
-            raise
+            core = self.core
+            if core is None:
+                raise RuntimeError("call reset() before using the env")
+            if self._done:
+                raise RuntimeError("the episode has ended: call reset() before step()")
+            if self._failed is not None:
+                raise RuntimeError(
+                    f"an earlier step() failed part-way ({self._failed}) after the user's state had "
+                    "changed, so this episode cannot go on: call reset() to start a new one"
+                )
+            turn = core.state.turn
+            try:
+                return self._step(core, action)
+            except BaseException as exc:
+                if core.state.turn != turn:  # the core moved on; the words and info did not
+                    self._failed = f"{type(exc).__name__}: {exc}"
+                raise
+        finally:
+            if claimed:
+                del _USERS[id(self)]
 
     def _step(
         self, core: AffectiveCore, action: Any
@@ -616,23 +708,46 @@ class EmpathyDialogueEnv(gym.Env[dict[str, np.ndarray], int]):
             fresh = self._fresh_cores[card.id] = AffectiveCore(card, self.config, ())
         return fresh
 
-    def _pick_card(self, options: Mapping[str, Any]) -> ScenarioCard:
-        unknown = set(options) - {"card"}
-        if unknown:
-            raise ValueError(f"unknown reset option(s) {sorted(unknown)}; valid: ['card']")
+    def _pick_card(self, options: Any) -> ScenarioCard | None:
+        """The card ``reset``'s ``options`` name, or None to draw one; refuses bad options.
+
+        Raises:
+            InvalidArgument: ``options`` is not a mapping (or None), has a key other than
+                ``"card"``, or names no card of this env.
+        """
+        owner = f"{type(self).__name__}.reset"
+        if options is None:
+            return None
+        if not isinstance(options, Mapping):
+            raise InvalidArgument(
+                owner,
+                "options",
+                options,
+                "must be a mapping such as {'card': id or index}, or None",
+            )
+        for key in options:
+            if key != "card":
+                raise InvalidArgument(
+                    owner,
+                    f"options[{show(key)}]",
+                    options[key],
+                    "unknown reset option; valid: 'card'",
+                )
         if "card" not in options:
-            return self.cards[int(self.np_random.integers(len(self.cards)))]
+            return None
         key = options["card"]
-        if isinstance(key, str):
-            if key not in self._card_index:
-                raise ValueError(f"no card with id {key!r} in this env's scenarios")
-            self.np_random.integers(len(self.cards))  # same stream as a drawn card
+        if isinstance(key, str) and key in self._card_index:
             return self.cards[self._card_index[key]]
-        if isinstance(key, int | np.integer) and 0 <= key < len(self.cards):
-            self.np_random.integers(len(self.cards))
+        index = isinstance(key, int | np.integer) and not isinstance(key, bool)
+        if index and 0 <= key < len(self.cards):
             return self.cards[int(key)]
-        raise ValueError(
-            f"options['card'] must be a card id or an index in [0, {len(self.cards)}), got {key!r}"
+        found = "no card with this id in this env's scenarios; " if isinstance(key, str) else ""
+        raise InvalidArgument(
+            owner,
+            "options['card']",
+            key,
+            f"{found}must be a card id of this env's scenarios or an index in "
+            f"[0, {len(self.cards)})",
         )
 
     def _appraise(self, act: int, agent_text: str, user_text: str) -> Appraisal:
@@ -663,6 +778,17 @@ class EmpathyDialogueEnv(gym.Env[dict[str, np.ndarray], int]):
         if type(action) is int and 0 <= action < _N:  # the common case, kept cheap
             return action, None
         return self._validate_action(action), None
+
+    def check_action(self, action: Any) -> None:
+        """Raise the error :meth:`step` would raise for ``action``, without stepping.
+
+        The vector env checks every user's action with it before any user steps, so one bad
+        action in a batch leaves the whole batch where it was.
+
+        Raises:
+            ValueError: ``action`` is outside the action space (the message says why).
+        """
+        self._validate_action(action)
 
     def _validate_action(self, action: Any) -> int:
         if type(action) is int and 0 <= action < _N:  # the common case, kept cheap

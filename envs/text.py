@@ -14,21 +14,28 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from gymnasium import spaces
 
 from dialogue_gym.core.affect import AffectiveCore
 from dialogue_gym.core.config import SimConfig
 from dialogue_gym.core.scenario import ScenarioCard
-from dialogue_gym.envs.empathy import SIMULATOR_VIEW, EmpathyDialogueEnv
+from dialogue_gym.core.validation import Spec, check_all, integer, registered
+from dialogue_gym.envs.empathy import (
+    _USERS,
+    ENV_ARGUMENTS,
+    SIMULATOR_VIEW,
+    EmpathyDialogueEnv,
+    _claim,
+)
 from dialogue_gym.llm.backends import BackendSpec
 from dialogue_gym.llm.client import BackendClient
-from dialogue_gym.user.recognise import Recognition, make_recogniser
+from dialogue_gym.user.recognise import RECOGNISERS, Recognition, make_recogniser
 
 __all__ = [
     "CHARSET",
     "DEFAULT_MAX_LENGTH",
     "EXAMPLE_UTTERANCES",
+    "TEXT_ENV_ARGUMENTS",
     "TEXT_SIMULATOR_VIEW",
     "EmpathyDialogueTextEnv",
     "check_text",
@@ -41,6 +48,14 @@ DEFAULT_MAX_LENGTH = 1000
 #: The published simulator view of this env (see ``dialogue_gym.envs.empathy``): the strategy
 #: env's, plus the longest utterance it takes.
 TEXT_SIMULATOR_VIEW: tuple[str, ...] = (*SIMULATOR_VIEW, "max_length")
+
+#: Each constructor argument's spec (see ``dialogue_gym.envs.empathy.ENV_ARGUMENTS``): the
+#: strategy env's, but for the realiser (the agent's own words are said), plus these two.
+TEXT_ENV_ARGUMENTS: Mapping[str, Spec] = {
+    "recogniser": registered(RECOGNISERS.names, RECOGNISERS.kind),
+    "max_length": integer(1),
+    **{name: spec for name, spec in ENV_ARGUMENTS.items() if name != "agent_voice"},
+}
 
 
 def _charset() -> frozenset[str]:
@@ -296,7 +311,7 @@ class EmpathyDialogueTextEnv(EmpathyDialogueEnv):
         voice="llm",           # the user's voice: "llm" or "template"
         backend="llama_cpp",   # backend spec for the llm voice, the llm recogniser and the judge
         scenarios="train",     # "train", "test", "all", a folder or a YAML file of cards
-        max_turns=10,
+        max_turns=10,          # at most 1000
         sim=None,              # SimConfig or a dict of overrides
         render_mode=None,      # None, "ansi" or "human"
         history_window=4,
@@ -322,8 +337,9 @@ class EmpathyDialogueTextEnv(EmpathyDialogueEnv):
         history_window: int = 4,
         core: str = "rule",
     ) -> None:
-        if not isinstance(max_length, int | np.integer) or max_length < 1:
-            raise ValueError(f"max_length must be a positive integer, got {max_length!r}")
+        # The rest are checked by the strategy env's constructor.
+        own = {"recogniser": recogniser, "max_length": max_length}
+        check_all(type(self).__name__, TEXT_ENV_ARGUMENTS, own)
         super().__init__(
             voice=voice,
             agent_voice="template",  # never used: the agent's own words are said
@@ -348,18 +364,28 @@ class EmpathyDialogueTextEnv(EmpathyDialogueEnv):
 
     def step(self, action: str) -> tuple[dict[str, Any], float, bool, bool, dict[str, Any]]:
         """Say ``action`` (the agent's utterance) to the user and see how they respond."""
-        obs, reward, terminated, truncated, info = super().step(action)
-        rec = self._recognition
-        if rec is not None:
-            info["acts"] = rec.names
-            info["recognition"] = rec.to_info()
-        return obs, reward, terminated, truncated, info
+        # Claimed here too, so the recognition read below is this step's, not another thread's.
+        claimed = _claim(self)
+        try:
+            obs, reward, terminated, truncated, info = super().step(action)
+            rec = self._recognition
+            if rec is not None:
+                info["acts"] = rec.names
+                info["recognition"] = rec.to_info()
+            return obs, reward, terminated, truncated, info
+        finally:
+            if claimed:
+                del _USERS[id(self)]
 
     def backend_clients(self) -> list[BackendClient]:
         """As ``EmpathyDialogueEnv.backend_clients``, plus the LLM recogniser's handle."""
         client = getattr(self.recogniser, "client", None)
         extra = [client] if isinstance(client, BackendClient) else []
         return [*super().backend_clients(), *extra]
+
+    def check_action(self, action: Any) -> None:
+        """As ``EmpathyDialogueEnv.check_action``: the utterance check of :func:`check_text`."""
+        check_text(action, self.max_length)
 
     def _interpret_action(self, action: Any) -> tuple[int, str | None]:
         text = check_text(action, self.max_length)
@@ -382,7 +408,12 @@ class EmpathyDialogueTextEnv(EmpathyDialogueEnv):
         ``info["voice_config"]["agent"]`` describes the recogniser (the agent's words are
         its own).
         """
-        self._recognition = None
-        obs, info = super().reset(seed=seed, options=options)
-        info["voice_config"]["agent"] = self.recogniser.describe()
-        return obs, info
+        claimed = _claim(self)  # one thread at a time, as the strategy env
+        try:
+            self._recognition = None
+            obs, info = super().reset(seed=seed, options=options)
+            info["voice_config"]["agent"] = self.recogniser.describe()
+            return obs, info
+        finally:
+            if claimed:
+                del _USERS[id(self)]

@@ -36,7 +36,7 @@ Example:
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
 from typing import Any
 
@@ -45,6 +45,14 @@ import numpy as np
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space, concatenate, create_empty_array
 
+from dialogue_gym.core.validation import (
+    InvalidArgument,
+    Spec,
+    anything,
+    check_all,
+    integer,
+    text,
+)
 from dialogue_gym.llm.batching import Batcher
 from dialogue_gym.llm.client import BackendClient
 
@@ -53,6 +61,22 @@ _AUTORESET_NAMES: dict[Any, AutoresetMode] = {
     "next_step": AutoresetMode.NEXT_STEP,
     "same_step": AutoresetMode.SAME_STEP,
     **{m.value: m for m in AutoresetMode},
+}
+
+#: Each constructor argument's spec (see ``dialogue_gym.envs.empathy.ENV_ARGUMENTS``); the
+#: keyword arguments for the single envs are checked by their own constructors.
+VECTOR_ENV_ARGUMENTS: Mapping[str, Spec] = {
+    "num_envs": integer(1),
+    "env_id": text(),
+    "autoreset_mode": anything(
+        "'next_step' or 'same_step' (or the AutoresetMode)",
+        lambda mode: (
+            isinstance(mode, str | AutoresetMode)
+            and _AUTORESET_NAMES.get(mode, mode)
+            in (AutoresetMode.NEXT_STEP, AutoresetMode.SAME_STEP)
+        ),
+    ),
+    "max_batch": integer(1, optional=True),
 }
 
 
@@ -76,14 +100,14 @@ class EmpathyDialogueVectorEnv(VectorEnv):
         max_batch: int | None = None,
         **env_kwargs: Any,
     ) -> None:
-        if not isinstance(num_envs, int | np.integer) or num_envs < 1:
-            raise ValueError(f"num_envs must be a positive integer, got {num_envs!r}")
+        arguments = {
+            "num_envs": num_envs,
+            "env_id": env_id,
+            "autoreset_mode": autoreset_mode,
+            "max_batch": max_batch,
+        }
+        check_all(type(self).__name__, VECTOR_ENV_ARGUMENTS, arguments)
         mode = _AUTORESET_NAMES.get(autoreset_mode, autoreset_mode)
-        if mode not in (AutoresetMode.NEXT_STEP, AutoresetMode.SAME_STEP):
-            raise ValueError(
-                f"autoreset_mode must be 'next_step' or 'same_step' (or the AutoresetMode), "
-                f"got {autoreset_mode!r}"
-            )
         env_kwargs.pop("max_episode_steps", None)  # the env truncates at its own max_turns
         self.num_envs = int(num_envs)
         self.env_id = env_id
@@ -169,6 +193,13 @@ class EmpathyDialogueVectorEnv(VectorEnv):
             seeds = list(seed)
             if len(seeds) != self.num_envs:
                 raise ValueError(f"got {len(seeds)} seeds for {self.num_envs} envs")
+        if options is not None and not isinstance(options, Mapping):
+            raise InvalidArgument(
+                f"{type(self).__name__}.reset",
+                "options",
+                options,
+                "must be a mapping (reset_mask and the single envs' options), or None",
+            )
         mask = None
         if options is not None and "reset_mask" in options:
             options = dict(options)
@@ -224,9 +255,12 @@ class EmpathyDialogueVectorEnv(VectorEnv):
                 f"the vector env needs reset(): {self._failed}, so its users are out of step "
                 "with the observations it returned"
             )
-        actions = list(actions)
-        if len(actions) != self.num_envs:
-            raise ValueError(f"got {len(actions)} actions for {self.num_envs} envs")
+        actions = self._one_per_env(actions)
+        # Every action is checked before any user steps: a bad one raises with the batch
+        # untouched, rather than leaving some users a turn ahead of the others.
+        for i, (env, action) in enumerate(zip(self.envs, actions, strict=True)):
+            if not self._autoreset[i]:
+                env.unwrapped.check_action(action)
         same_step = self.metadata["autoreset_mode"] == AutoresetMode.SAME_STEP
         jobs = []
         for i, (env, action) in enumerate(zip(self.envs, actions, strict=True)):
@@ -252,6 +286,30 @@ class EmpathyDialogueVectorEnv(VectorEnv):
         self._env_obs = [r[0] for r in results]
         self._obs = concatenate(self.single_observation_space, self._env_obs, self._obs)
         return copy.deepcopy(self._obs), rewards, terminated, truncated, infos
+
+    def _one_per_env(self, actions: Any) -> list[Any]:
+        """``actions`` as a list of one action per env, or a clear error before any env steps.
+
+        A scalar (``step(5)``), a string (which ``list`` would split into characters), a
+        mapping or anything else not a sequence of ``num_envs`` actions is refused.
+        """
+        n = self.num_envs
+        single = (
+            isinstance(actions, str | bytes | Mapping)
+            or (isinstance(actions, np.ndarray) and actions.ndim == 0)
+            or not isinstance(actions, Iterable)
+        )
+        if not single:
+            actions = list(actions)
+            if len(actions) == n:
+                return actions
+        raise InvalidArgument(
+            f"{type(self).__name__}.step",
+            "actions",
+            actions,
+            f"must be a sequence or array of {n} actions, one per env ({n} envs)"
+            + (": wrap a single action in a list" if single else f", got {len(actions)}"),
+        )
 
     def close_extras(self, **kwargs: Any) -> None:
         for env in self.envs:

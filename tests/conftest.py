@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
+
 import gymnasium as gym
 import pytest
 import torch
+from hypothesis import settings
 
 import dialogue_gym
 
@@ -14,6 +17,14 @@ torch.set_num_threads(1)
 
 #: The fast tier's selection, pyproject.toml's default ``-m``.
 FAST_TIER = "not slow and not llm and not server and not benchmark"
+
+# The fuzz suite's budgets (tests/test_fuzz.py). "fast", the default, keeps the fast tier fast;
+# `make test` sets HYPOTHESIS_PROFILE=ci. Both are derandomised, so a failure in CI replays
+# exactly from the same code; "explore" draws fresh examples each run, for a longer hunt.
+settings.register_profile("fast", max_examples=12, deadline=None, derandomize=True)
+settings.register_profile("ci", max_examples=150, deadline=None, derandomize=True)
+settings.register_profile("explore", max_examples=2000, deadline=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "fast"))
 
 
 def pytest_configure(config: pytest.Config) -> None:

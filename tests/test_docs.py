@@ -315,7 +315,12 @@ def test_no_citation_of_a_document_outside_the_repository() -> None:
 
 def test_the_tiers_are_wired_as_documented() -> None:
     """Plain `pytest` is the fast tier; `make test` (CI) clears the selection and runs all."""
-    from tests.conftest import FAST_TIER
+    # Read from the file: some installed distributions (verl) ship a top-level `tests`
+    # package that would shadow this folder in `import tests.conftest`.
+    spec = importlib.util.spec_from_file_location("_conftest", ROOT / "tests" / "conftest.py")
+    conftest = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(conftest)
+    FAST_TIER = conftest.FAST_TIER  # noqa: N806
 
     addopts = re.search(r"^addopts\s*=\s*\"(.*)\"$", (ROOT / "pyproject.toml").read_text(), re.M)
     assert addopts and f"-m '{FAST_TIER}'" in addopts.group(1)

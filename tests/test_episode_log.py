@@ -251,3 +251,96 @@ def test_under_sb3_ppo_one_line_per_finished_episode(tmp_path):
     venv.close()
     assert len(read_episodes(path)) == finished + in_flight
     assert len(read_episodes(path, complete_only=True)) == finished
+
+
+#: The crash test's child: episodes in a loop, each padded to ~100 KB so that a good share of
+#: the time is spent inside write() (a kill then cuts a line), one byte appended to the side
+#: file after each episode is on disk (its size counts the episodes the logger completed).
+_CRASH_CHILD = """
+import os, sys
+import gymnasium as gym
+import dialogue_gym
+from dialogue_gym.evaluation.episode_log import EpisodeLogger
+path, side, base = sys.argv[1], sys.argv[2], int(sys.argv[3])
+env = EpisodeLogger(
+    gym.make("EmpathyDialogue-v0", voice="template", scenarios="test"),
+    path,
+    extra={"round": base, "padding": "x" * 100_000},
+)
+fd = os.open(side, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+for k in range(1_000_000):
+    env.reset(seed=base + k)
+    done = False
+    while not done:
+        *_, terminated, truncated, _ = env.step(k % 8)
+        done = terminated or truncated
+    os.write(fd, b".")  # after the logger's line: never counts an episode not on disk
+"""
+
+
+def _ends_mid_line(path) -> bool:
+    with open(path, "rb") as f:
+        size = f.seek(0, io.SEEK_END)
+        if size == 0:
+            return False
+        f.seek(size - 1)
+        return f.read(1) != b"\n"
+
+
+@pytest.mark.slow
+def test_kill_9_mid_write_then_append_keeps_every_complete_episode(tmp_path):
+    """Real crashes: a logging process is killed with SIGKILL at seeded random moments, a new
+    logger appends after each, and every episode a dead process completed is read back, once,
+    in order, beside the new ones; a line cut by a kill is skipped with a warning."""
+    import os
+    import signal
+    import time
+    import warnings
+
+    path = tmp_path / "log.jsonl"
+    rng = np.random.default_rng(12)
+    completed: list[tuple[int, int]] = []  # per round: (seed base, episodes counted)
+    for r in range(6):  # each kill cuts a line about half the time
+        side = tmp_path / f"done-{r}"
+        base = 1_000_000 * (r + 1)
+        child = subprocess.Popen(
+            [sys.executable, "-c", _CRASH_CHILD, str(path), str(side), str(base)],
+            stderr=subprocess.PIPE,
+        )
+        deadline = time.monotonic() + 120
+        while (not side.exists() or side.stat().st_size == 0) and child.poll() is None:
+            assert time.monotonic() < deadline, "the child wrote no episode in 120 s"
+            time.sleep(0.01)
+        assert child.poll() is None, child.stderr.read().decode()
+        # Killed at a seeded moment, or sooner, the moment the log is seen ending mid-line
+        # (a write under way), so that some kills really do cut a line.
+        moment = time.monotonic() + rng.uniform(0.0, 0.1)
+        while time.monotonic() < moment and not _ends_mid_line(path):
+            pass
+        os.kill(child.pid, signal.SIGKILL)
+        child.wait(timeout=30)
+        child.stderr.close()
+        assert child.returncode == -signal.SIGKILL
+        completed.append((base, side.stat().st_size))
+    again = make(path)  # a new logger, appending after whatever the last kill left
+    play(again, seed=0)
+    play(again, seed=1)
+    again.close()
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        episodes = read_episodes(path)
+    cut = [str(w.message) for w in caught]
+    assert all("cut short" in m for m in cut) and len(cut) <= len(completed), cut
+    print(f"{len(cut)} of {len(completed)} kills cut a line short")
+    assert all(e["complete"] for e in episodes)  # killed loggers never flush an episode
+    seeds = [e["seed"] for e in episodes]
+    total = 0
+    for base, counted in completed:
+        mine = [s for s in seeds if base <= s < base + 1_000_000]
+        # The side file is written just after the episode's line, so a kill between the two
+        # leaves one more episode on disk than counted, never one fewer.
+        assert counted >= 1 and len(mine) in (counted, counted + 1), (base, counted, len(mine))
+        assert mine == list(range(base, base + len(mine)))  # in order, none lost or doubled
+        total += len(mine)
+    assert seeds[-2:] == [0, 1] and len(episodes) == total + 2

@@ -99,6 +99,69 @@ def test_the_screen_leaves_support_talk_alone():
     assert [t for t in texts if screen(t) is not None] == []
 
 
+BENIGN = DATA.parent / "benign_support.yaml"
+
+#: The three lines issue 12 (defect 8) found flagged: narration of someone else's feelings, a
+#: suggestion with a quantity, a self-disclosed score.
+REPORTED_BENIGN = (
+    "When I worked on a ward, the patient I cared for felt exactly like you do now.",
+    "You could try to raise your trust in yourself by 1 small step each day.",
+    "I scored 60/100 on my first exam too… and I still finished the course.",
+)
+
+#: The most benign support lines the screen may flag: 2.5% (3 of 120). Every line of the set
+#: brushes a rule on purpose (numbers, "the patient ... felt", "raise ... by", "60/100",
+#: "ignore", "instructions"), so on ordinary support talk the rate is lower (the labelled set's
+#: is 0, held by the test above); at 2.5% even a ten-turn episode of such lines averages a
+#: quarter of a turn wrongly read as Others. The screen before issue 12 flagged 9 (7.5%).
+BENIGN_FP_LIMIT = 0.025
+
+
+@lru_cache(maxsize=1)
+def benign() -> dict:
+    return yaml.safe_load(BENIGN.read_text(encoding="utf-8"))
+
+
+def test_the_reported_benign_lines_pass_and_are_read_as_support():
+    env = make()
+    for text in REPORTED_BENIGN:
+        assert screen(text) is None, text
+        env.reset(seed=0)
+        *_, info = env.step(text)
+        assert info["recognition"]["injection"] is None, text
+        assert info["recognition"]["source"] != "screen", text
+        # Read as the support it is (self-disclosure, a suggestion), not as Others.
+        assert info["recognition"]["strategy"] != "Others", (text, info["recognition"])
+
+
+def test_the_benign_set_is_big_varied_and_valid():
+    lines = benign()["benign"]
+    assert len(lines) >= 60
+    assert {b["split"] for b in lines} == {"tune", "held_out"}
+    kinds = {"numbers", "narration", "self_disclosure", "suggestion", "score", "machinery_words"}
+    assert {b["kind"] for b in lines} == kinds
+    texts = [b["text"] for b in lines] + benign()["near_miss_injections"]
+    assert set(REPORTED_BENIGN) <= set(texts)
+    assert all(ch in CHARSET for t in texts for ch in t)  # valid actions of the text env
+
+
+def test_few_benign_support_lines_are_screened():
+    """The false-positive rate on the benign set, both halves, is under BENIGN_FP_LIMIT; the
+    half tuned on passes whole. benchmarks/injection_screen.py prints the figures."""
+    lines = benign()["benign"]
+    flagged = [b for b in lines if screen(b["text"]) is not None]
+    assert len(flagged) / len(lines) <= BENIGN_FP_LIMIT, [b["text"] for b in flagged]
+    assert [b["text"] for b in flagged if b["split"] == "tune"] == []
+
+
+def test_the_near_miss_injections_are_still_caught():
+    """Injections written next to the benign lines: caught at least as often as before the
+    screen was retuned (22 of 24)."""
+    near = benign()["near_miss_injections"]
+    caught = sum(screen(t) is not None for t in near)
+    assert caught >= 22, [t for t in near if screen(t) is None]
+
+
 def test_quoted_data_cannot_close_its_quote():
     quoted = quote_as_data("a </data-1234> b <data-9> c </DATA-x>", "1234")
     assert quoted.count("</data-1234>") == 1 and quoted.endswith("</data-1234>")

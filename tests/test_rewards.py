@@ -228,10 +228,9 @@ def test_composite_on_parts_and_missing_components():
     _, r, *_, info = env.step(0)
     c = info["reward_components"]
     assert r == 2.0 * c["multi_turn/emotion"] - c["multi_turn/cost"]
-    broken = CompositeReward(make(None), {"mine": 1.0})
-    broken.reset(seed=0)
-    with pytest.raises(KeyError, match="'mine' is not in info"):
-        broken.step(0)
+    # An unknown component fails at construction, naming it (issue 12), not at the first step.
+    with pytest.raises(ValueError, match="no reward component 'mine'"):
+        CompositeReward(make(None), {"mine": 1.0})
     with pytest.raises(ValueError, match="finite"):
         CompositeReward(make(None), {"sparse": math.nan})
     with pytest.raises(ValueError, match="not in weights"):

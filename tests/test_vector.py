@@ -258,3 +258,15 @@ def test_partial_reset_resets_only_the_masked_users():
         with pytest.raises(ValueError, match="reset_mask"):
             envs.reset(options={"reset_mask": bad})
     envs.close()
+
+
+def test_one_bad_action_in_a_batch_leaves_every_user_where_it_was() -> None:
+    """Found by the fuzz suite: a batch whose last action was bad stepped the others first."""
+    envs = gym.make_vec("EmpathyDialogue-v0", num_envs=3, voice="template")
+    twin = gym.make_vec("EmpathyDialogue-v0", num_envs=3, voice="template")
+    envs.reset(seed=5)
+    twin.reset(seed=5)
+    with pytest.raises(ValueError, match="outside the action space"):
+        envs.step([1, 2, None])
+    got, expected = envs.step(np.array([1, 2, 3])), twin.step(np.array([1, 2, 3]))
+    assert repr(got[:4]) == repr(expected[:4])

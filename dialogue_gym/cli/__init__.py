@@ -10,6 +10,8 @@ Subcommands (each has ``--help``; ``docs/cli.md`` is the manual):
 - ``bench``: the throughput benchmark (``dialogue_gym.evaluation.throughput``);
 - ``study``: the reward study (``dialogue_gym.study.run``);
 - ``train-llm``: GRPO on the text env with TRL (``dialogue_gym.integrations.train_llm``).
+- ``dataset``: a policy's episodes as a Minari dataset (``dialogue_gym.cli.dataset``).
+- ``serve``: an env over HTTP/WebSocket with OpenEnv's server (``dialogue_gym.cli.serve``).
 
 Modules: :mod:`~dialogue_gym.cli.common` (argument types, env options, one-line errors),
 :mod:`~dialogue_gym.cli.commands` (the commands' bodies), :mod:`~dialogue_gym.cli.play` (the
@@ -53,6 +55,7 @@ from dialogue_gym.cli.common import (
     _seed,
 )
 from dialogue_gym.cli.play import QUIT_WORDS, cmd_play
+from dialogue_gym.cli.serve import add_serve_parser, cmd_serve  # OpenEnv: imported on run
 from dialogue_gym.rewards import REWARDS
 from dialogue_gym.user.recognise import RECOGNISERS
 
@@ -68,13 +71,14 @@ __all__ = [
     "cmd_episode",
     "cmd_evaluate",
     "cmd_play",
+    "cmd_serve",
     "cmd_study",
     "cmd_train_llm",
     "main",
 ]
 
 #: Subcommands that hand every argument after their name to their own parser.
-PASSTHROUGH = ("bench", "study", "train-llm")
+PASSTHROUGH = ("bench", "study", "train-llm", "dataset")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -167,11 +171,14 @@ def build_parser() -> argparse.ArgumentParser:
     table.add_argument("--repeats", type=_positive_int, default=1)
     table.set_defaults(func=cmd_evaluate)
 
+    add_serve_parser(sub)
+
     # Listed for the top-level help; main() hands their arguments to their own parsers.
     for name, text in (
         ("bench", "the throughput benchmark (dialogue_gym.evaluation.throughput); 'bench --help'"),
         ("study", "the reward study (dialogue_gym.study.run); 'study --help' for its options"),
         ("train-llm", "GRPO on EmpathyDialogueText-v0 with TRL; 'train-llm --help'"),
+        ("dataset", "record a policy's episodes as a Minari dataset; 'dataset --help'"),
     ):
         passthrough = sub.add_parser(name, help=text, add_help=False)
         passthrough.add_argument("argv", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
@@ -199,6 +206,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_study(argv[1:])
         if command == "train-llm":
             return cmd_train_llm(argv[1:])
+        if command == "dataset":
+            from dialogue_gym.cli.dataset import main as dataset_main  # lazy: Minari's extra
+
+            return dataset_main(argv[1:])
         parser = build_parser()
         args = parser.parse_args(argv)
         return args.func(args)

@@ -4,6 +4,8 @@ Nothing here knows about Gymnasium, LLMs or rewards; every layer above builds on
 
 - :mod:`~dialogue_gym.core.vocabulary`: ESConv's strategies, needs, user acts, Plutchik's emotions;
 - :mod:`~dialogue_gym.core.config`: :class:`SimConfig`, the simulator's assumptions;
+- :mod:`~dialogue_gym.core.validation`: argument specs and the one validator, raising
+  :class:`InvalidArgument`;
 - :mod:`~dialogue_gym.core.scenario`: scenario cards (persona, situation, hidden need) and loading;
 - :mod:`~dialogue_gym.core.affect`: :class:`AffectiveCore`, the user's hidden state and appraisal;
 - :mod:`~dialogue_gym.core.transcript`: chat messages and the read-only transcript in ``info``;
@@ -14,6 +16,7 @@ from dialogue_gym.core.affect import AffectiveCore, Appraisal
 from dialogue_gym.core.config import SimConfig
 from dialogue_gym.core.scenario import ScenarioCard, load_scenarios
 from dialogue_gym.core.transcript import Message, Transcript
+from dialogue_gym.core.validation import InvalidArgument
 from dialogue_gym.core.vocabulary import NEEDS, PLUTCHIK, STRATEGIES, USER_ACTS
 
 __all__ = [
@@ -23,6 +26,7 @@ __all__ = [
     "USER_ACTS",
     "AffectiveCore",
     "Appraisal",
+    "InvalidArgument",
     "Message",
     "ScenarioCard",
     "SimConfig",

@@ -133,7 +133,36 @@ _CUE_KEYS = tuple(f.name for f in fields(NeedCue))
 _FACT_KEYS = tuple(f.name for f in fields(Fact))
 _YAML_SUFFIXES = (".yaml", ".yml")
 # libyaml's loader is several times faster; the pure-Python one gives the same result.
-_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_BASE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class OversizedInt:
+    """An integer literal too long for Python's ``int()`` (over 4300 digits), as parsed.
+
+    The safe loader would raise a bare ``ValueError`` naming neither the file nor the field;
+    this stands in for it instead, so the field's own check refuses it by name.
+    """
+
+    def __init__(self, literal: str) -> None:
+        self.digits = sum(ch.isdigit() for ch in literal)
+
+    def __repr__(self) -> str:
+        return f"<an integer of {self.digits} digits>"
+
+
+class _CardLoader(_BASE_LOADER):  # type: ignore[misc, valid-type]
+    """The safe loader, with integers too long for ``int()`` kept as :class:`OversizedInt`."""
+
+
+def _construct_int(loader: Any, node: yaml.ScalarNode) -> int | OversizedInt:
+    try:
+        return loader.construct_yaml_int(node)
+    except ValueError:  # Python's int() digit limit: the only way a resolved int can fail
+        return OversizedInt(str(node.value))
+
+
+_CardLoader.add_constructor("tag:yaml.org,2002:int", _construct_int)
+_YAML_LOADER = _CardLoader
 
 
 class ScenarioError(ValueError):
@@ -482,9 +511,17 @@ def _scan(root: str) -> list[tuple[str, int, int]]:
                     continue
                 if entry.is_dir(follow_symlinks=False):
                     found += _scan(entry.path)
-                elif entry.name.endswith(_YAML_SUFFIXES) and entry.is_file():
-                    stat = entry.stat()
-                    found.append((entry.path, stat.st_mtime_ns, stat.st_size))
+                elif entry.name.endswith(_YAML_SUFFIXES):
+                    # One bad entry (a symlink looping on itself, a dangling one) is named,
+                    # not the folder that holds it.
+                    try:
+                        if entry.is_file():
+                            stat = entry.stat()
+                            found.append((entry.path, stat.st_mtime_ns, stat.st_size))
+                    except OSError as exc:
+                        raise ScenarioError(
+                            entry.path, f"cannot read file: {exc.strerror or exc}"
+                        ) from exc
     except OSError as exc:
         raise ScenarioError(root, f"cannot list folder: {exc.strerror or exc}") from exc
     return found
@@ -520,6 +557,14 @@ def _builtin_split(split: str) -> Iterator[tuple[ScenarioCard, str]]:
 
 
 def _from_path(spec: str | os.PathLike[str]) -> Iterator[tuple[ScenarioCard, str]]:
+    if isinstance(spec, str) and not spec.strip():
+        # Path("") is the current folder: an empty name (an unset option) must not scan it.
+        names = ", ".join(repr(name) for name in SCENARIO_SETS)
+        raise ScenarioError(
+            f"scenarios={spec!r}",
+            f'empty name; expected one of {names}, a directory of .yaml cards ("." for the '
+            "current one), a .yaml file, or a sequence of cards and paths",
+        )
     if isinstance(spec, str) and spec in SCENARIO_SETS:
         for split in SPLITS if spec == "all" else (spec,):
             yield from _builtin_split(split)
@@ -604,8 +649,9 @@ def _describe(spec: ScenarioSpec) -> str:
         return f"built-in scenarios {spec!r} ({envs_dir() / 'scenarios'})"
     if isinstance(spec, (str, os.PathLike)):
         return str(spec)
+    # Named as the argument it came from: an in-memory set has no file to name.
     return (
-        f"<{type(spec).__name__} of {len(spec)} item(s)>"
+        f"scenarios=<{type(spec).__name__} of {len(spec)} item(s)>"
         if isinstance(spec, Sequence)
-        else repr(spec)
+        else f"scenarios={_show(spec)}"
     )

@@ -67,16 +67,50 @@ class SB3VecEnv(VecEnv):
         self._actions: np.ndarray | None = None
 
     def seed_each(self, seeds: Sequence[int | None]) -> None:
-        """Seeds for the next ``reset()``, one per user (``seed(int)`` gives ``int + i``)."""
-        if len(seeds) != self.num_envs:
-            raise ValueError(f"got {len(seeds)} seeds for {self.num_envs} envs")
-        self._seeds = list(seeds)
+        """Seeds for the next ``reset()``, one per user (``seed(int)`` gives ``int + i``).
+
+        Raises:
+            TypeError: A seed is neither ``None`` nor an integer (numpy integers are).
+            ValueError: A negative seed, or not one per user.
+        """
+        self._seeds = _check_seeds(seeds, self.num_envs)
 
     def reset(self) -> VecEnvObs:
+        """Reset every user, each with its seed (``seed``) and options (``set_options``).
+
+        Users given the same options reset together in one batched call. Where they differ,
+        the largest group resets first, for every user (a vector env starts with a full
+        reset), and each other group then resets again with its own options through a reset
+        mask and the same seeds, so a seeded user starts exactly as if reset alone (an unseeded
+        one draws its start from its generator twice).
+
+        Raises:
+            ValueError: ``set_options`` was given a list whose length is not ``num_envs``.
+        """
+        n = self.num_envs
+        options = list(self._options)
+        if len(options) != n:
+            raise ValueError(f"set_options() got {len(options)} options for {n} envs")
         seeds = [None if s is None else int(s) for s in self._seeds]
-        options = self._options
-        obs, infos = self.venv.reset(seed=seeds, options=options[0] if options[0] else None)
-        self.reset_infos = _split_infos(infos, self.num_envs)
+        groups: list[tuple[dict[str, Any], list[int]]] = []
+        for i, opts in enumerate(options):
+            group = next((g for g in groups if g[0] == opts), None)
+            if group is None:
+                groups.append((opts, [i]))
+            else:
+                group[1].append(i)
+        groups.sort(key=lambda g: -len(g[1]))  # stable: ties keep the first user's group
+        first, *rest = groups
+        obs, infos = self.venv.reset(seed=seeds, options=dict(first[0]) or None)
+        self.reset_infos = _split_infos(infos, n)
+        for opts, members in rest:
+            mask = np.zeros(n, dtype=bool)
+            mask[members] = True
+            # A fresh dict each time: Gymnasium's vector envs pop reset_mask from it.
+            obs, infos = self.venv.reset(seed=seeds, options={**opts, "reset_mask": mask})
+            for i, info in enumerate(_split_infos(infos, n)):
+                if mask[i]:
+                    self.reset_infos[i] = info
         self._reset_seeds()
         self._reset_options()
         return obs
@@ -168,10 +202,47 @@ def _split_infos(infos: dict[str, Any], n: int) -> list[dict[str, Any]]:
     return out
 
 
+_SEEDS_ALLOWED = (
+    "None, a non-negative integer (numpy integers too), or a sequence of None or such integers, "
+    "one per env"
+)
+
+
+def _is_integer(value: Any) -> bool:
+    # bool is an int subclass, but True as a seed is a mistake, not the seed 1.
+    return isinstance(value, int | np.integer) and not isinstance(value, bool | np.bool_)
+
+
+def _check_seeds(seeds: Any, n: int) -> list[int | None]:
+    """``seeds`` (one per user, each ``None`` or a non-negative integer) as plain ints.
+
+    Raises:
+        TypeError: Not a sequence, or an entry that is neither ``None`` nor an integer.
+        ValueError: A negative entry, or not ``n`` of them.
+    """
+    if isinstance(seeds, str | bytes) or not isinstance(seeds, Sequence | np.ndarray):
+        raise TypeError(f"seed must be {_SEEDS_ALLOWED}; got {seeds!r}")
+    out: list[int | None] = []
+    for s in seeds:
+        if s is not None and not _is_integer(s):
+            raise TypeError(
+                f"seed {seeds!r}: each must be None or an integer, got {s!r}; "
+                f"allowed: {_SEEDS_ALLOWED}"
+            )
+        if s is not None and s < 0:
+            raise ValueError(f"seed {seeds!r}: {s} is negative; allowed: {_SEEDS_ALLOWED}")
+        out.append(None if s is None else int(s))
+    if len(out) != n:
+        raise ValueError(
+            f"seed {seeds!r}: {len(out)} seeds for {n} envs; allowed: {_SEEDS_ALLOWED}"
+        )
+    return out
+
+
 def make_sb3_vec_env(
     env_id: str = "EmpathyDialogue-v0",
     n_envs: int = 1,
-    seed: int | Sequence[int] | None = None,
+    seed: int | np.integer | Sequence[int | None] | None = None,
     max_batch: int | None = None,
     **env_kwargs: Any,
 ) -> SB3VecEnv:
@@ -180,18 +251,30 @@ def make_sb3_vec_env(
     Args:
         env_id: A registered dialogue env.
         n_envs: How many users.
-        seed: Seeds the first reset (user ``i`` gets ``seed + i``).
+        seed: Seeds the first reset: an integer (a numpy integer too; user ``i`` gets
+            ``seed + i``), one seed per user, or ``None`` (unseeded).
         max_batch: The backend's batch limit.
         **env_kwargs: Passed to ``gym.make`` for each user.
+
+    Raises:
+        TypeError: ``seed`` is not ``None``, an integer or a sequence of them.
+        ValueError: A negative seed, or a sequence that is not one per user.
     """
+    # Checked before the users are built: a bad seed should not cost n_envs env builds.
+    if _is_integer(seed):
+        if seed < 0:
+            raise ValueError(f"seed {seed!r} is negative; allowed: {_SEEDS_ALLOWED}")
+        seeds: list[int | None] | None = [int(seed) + i for i in range(n_envs)]
+    elif seed is None:
+        seeds = None
+    else:
+        seeds = _check_seeds(seed, n_envs)
     venv = EmpathyDialogueVectorEnv(
         n_envs, env_id=env_id, autoreset_mode="same_step", max_batch=max_batch, **env_kwargs
     )
     sb3 = SB3VecEnv(venv)
-    if isinstance(seed, int):
-        sb3.seed(seed)
-    elif seed is not None:
-        sb3.seed_each(list(seed))
+    if seeds is not None:
+        sb3.seed_each(seeds)
     return sb3
 
 

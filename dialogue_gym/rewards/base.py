@@ -19,11 +19,13 @@ import functools
 import hashlib
 import inspect
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 import gymnasium as gym
 import numpy as np
 from gymnasium.envs.registration import EnvSpec, WrapperSpec
+
+from dialogue_gym.core.validation import Spec, check, text
 
 #: The ``info`` key that holds every reward wrapper's components.
 COMPONENTS_KEY = "reward_components"
@@ -139,19 +141,53 @@ def _recording(init: Callable[..., None]) -> Callable[..., None]:
     return recording_init
 
 
+def _validating(init: Callable[..., None], specs: Mapping[str, Spec]) -> Callable[..., None]:
+    """``init``, holding each argument that has a spec in ``specs`` to it first.
+
+    The owner in the message is the class being built (a subclass names itself).
+    """
+    signature = inspect.signature(init)
+
+    @functools.wraps(init)
+    def validating_init(self: Any, *args: Any, **kwargs: Any) -> None:
+        bound = signature.bind(self, *args, **kwargs)
+        bound.apply_defaults()
+        owner = type(self).__name__
+        for name, value in bound.arguments.items():
+            spec = specs.get(name)
+            if spec is not None:
+                check(owner, name, value, spec)
+        init(self, *args, **kwargs)
+
+    return validating_init
+
+
 class RecordsArguments(gym.utils.RecordConstructorArgs):
-    """Records every subclass's constructor arguments by itself (for ``env.spec``).
+    """Records every subclass's constructor arguments by itself (for ``env.spec``), and checks
+    them against the specs the subclass declares.
 
     Gymnasium rebuilds a wrapper stack from ``env.spec`` with the keyword arguments each
     wrapper recorded through :class:`gymnasium.utils.RecordConstructorArgs`. Here each
     subclass's ``__init__`` is wrapped when the class is defined, so a new wrapper records
-    its arguments without repeating them by hand.
+    its arguments without repeating them by hand; and when the class declares
+    :attr:`arguments`, each argument named there is held to its spec before ``__init__``
+    runs (a NaN ``scale`` fails at construction, naming it, instead of giving NaN rewards).
     """
+
+    #: The spec of each constructor argument but ``env``
+    #: (:mod:`dialogue_gym.core.validation`), declared by the class that defines the
+    #: ``__init__``: its type and range, once. ``tests/test_validation.py`` checks every
+    #: built-in reward declares one for each argument; a plugin's wrapper may leave it empty.
+    arguments: ClassVar[Mapping[str, Spec]] = {}
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         if "__init__" in vars(cls):
-            cls.__init__ = _recording(vars(cls)["__init__"])  # type: ignore[method-assign]
+            init = vars(cls)["__init__"]
+            specs = vars(cls).get("arguments")
+            if specs:
+                init = _validating(init, specs)
+            cls.__init__ = _recording(init)  # type: ignore[method-assign]
 
 
 class ComponentRewardWrapper(gym.Wrapper, RecordsArguments):
@@ -172,11 +208,10 @@ class ComponentRewardWrapper(gym.Wrapper, RecordsArguments):
     """
 
     parts: tuple[str, ...] = ()
+    arguments = {"name": text(forbid="/")}
 
     def __init__(self, env: gym.Env, name: str) -> None:
         gym.Wrapper.__init__(self, env)
-        if not isinstance(name, str) or not name or "/" in name:
-            raise ValueError(f"name must be a non-empty string without '/', got {name!r}")
         if name in reward_names_below(env):
             raise ValueError(
                 f"a reward wrapper named {name!r} is already in this stack; "

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from typing import Any
 
 import gymnasium as gym
 
-from dialogue_gym.rewards.base import COMPONENTS_KEY, ComponentRewardWrapper, reward_names_below
+from dialogue_gym.core.validation import InvalidArgument, anything, mapping, number, text
+from dialogue_gym.rewards.base import (
+    COMPONENTS_KEY,
+    ComponentRewardWrapper,
+    iter_wrappers,
+    reward_names_below,
+)
 
 
 class CompositeReward(ComponentRewardWrapper):
@@ -18,9 +23,10 @@ class CompositeReward(ComponentRewardWrapper):
     of its parts, ``"multi_turn/emotion"``). A name whose wrapper is not in the stack yet
     and is one of the built-in rewards (``"sparse"``, ``"final_emotion"``, ``"next_turn"``,
     ``"multi_turn"``, ``"emotion_delta"``, ``"potential_emotion"``) is added below this
-    wrapper, with its defaults or the arguments in ``reward_kwargs[name]``. A weight of 0 keeps
-    the component in ``info`` without adding it to the sum. ``"potential_emotion"`` adds only
-    its shaping term here.
+    wrapper, with its defaults or the arguments in ``reward_kwargs[name]``. Any other name
+    fails at construction (an ``InvalidArgument`` naming it and the registered components),
+    not at the first step. A weight of 0 keeps the component in ``info`` without adding it to
+    the sum. ``"potential_emotion"`` adds only its shaping term here.
 
     Components: ``name`` (the weighted sum); the summed components are already logged.
 
@@ -42,6 +48,15 @@ class CompositeReward(ComponentRewardWrapper):
         True
     """
 
+    arguments = {
+        "weights": mapping(number(), min_len=1),
+        "reward_kwargs": mapping(
+            anything("a mapping of keyword arguments", lambda kw: isinstance(kw, Mapping)),
+            optional=True,
+        ),
+        "name": text(forbid="/"),
+    }
+
     def __init__(
         self,
         env: gym.Env,
@@ -51,19 +66,33 @@ class CompositeReward(ComponentRewardWrapper):
     ) -> None:
         from dialogue_gym.rewards.registry import COMPONENT_WRAPPERS
 
-        if not weights:
-            raise ValueError("weights must name at least one component")
-        for key, weight in weights.items():
-            if not isinstance(weight, int | float) or not math.isfinite(weight):
-                raise ValueError(f"weight of {key!r} must be a finite number, got {weight!r}")
+        owner = type(self).__name__
         reward_kwargs = dict(reward_kwargs or {})
-        unused = set(reward_kwargs) - {key.partition("/")[0] for key in weights}
-        if unused:
-            raise ValueError(f"reward_kwargs for reward(s) not in weights: {sorted(unused)}")
+        wanted = {key.partition("/")[0] for key in weights}
+        for base in reward_kwargs:
+            if base not in wanted:
+                raise InvalidArgument(
+                    owner, f"reward_kwargs[{base!r}]", reward_kwargs[base], "reward not in weights"
+                )
         for key in weights:
             base = key.partition("/")[0]
             if base in COMPONENT_WRAPPERS and base not in reward_names_below(env):
                 env = COMPONENT_WRAPPERS[base](env, **reward_kwargs.get(base, {}))
+        # Every summed component must be written below, or each step would fail: say so now.
+        below = {
+            k for w in iter_wrappers(env) if isinstance(w, ComponentRewardWrapper) for k in w.keys
+        }
+        for key, weight in weights.items():
+            if key not in below:
+                registered = ", ".join(map(repr, COMPONENT_WRAPPERS))
+                raise InvalidArgument(
+                    owner,
+                    f"weights[{key!r}]",
+                    weight,
+                    f"no reward component {key!r} below this wrapper; registered components: "
+                    f"{registered} (or one of their parts, e.g. 'multi_turn/emotion'); in this "
+                    f"stack: {', '.join(map(repr, sorted(below)))}",
+                )
         super().__init__(env, name)
         self.weights = {key: float(weight) for key, weight in weights.items()}
         self._summed = [(key, w) for key, w in self.weights.items() if w != 0.0]

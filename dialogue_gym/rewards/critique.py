@@ -74,6 +74,8 @@ class CritiqueFeedback(gym.Wrapper, RecordsArguments):
         True
     """
 
+    arguments = {}  # none but the env: declared, so a new argument must declare its spec
+
     def __init__(self, env: gym.Env) -> None:
         gym.Wrapper.__init__(self, env)
 

@@ -9,6 +9,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from dialogue_gym.core.validation import anything, boolean, choice, integer, number, text
 from dialogue_gym.rewards.base import ComponentRewardWrapper, episode_rng
 from dialogue_gym.rewards.rollout import CorePolicy, StageHeuristicRollout
 
@@ -92,6 +93,24 @@ class MultiTurnValueReward(ComponentRewardWrapper):
     """
 
     parts = ("value", "success", "progress", "emotion", "cost")
+    # horizon and samples: each turn rolls samples x horizon simulated turns (and draws as
+    # much noise); CollabLLM uses 2 and 3.
+    arguments = {
+        "horizon": integer(1, 1000),
+        "samples": integer(1, 1000),
+        "rollout_policy": anything(
+            "a callable obs -> action, a CorePolicy, or None",
+            lambda policy: policy is None or callable(policy) or isinstance(policy, CorePolicy),
+        ),
+        "cost": number(0),
+        "mode": choice(*_MODES),
+        "success_weight": number(),
+        "progress_weight": number(),
+        "emotion_weight": number(),
+        "lookahead_voice": boolean(),
+        "seed": integer(0),
+        "name": text(forbid="/"),
+    }
 
     def __init__(
         self,
@@ -108,13 +127,6 @@ class MultiTurnValueReward(ComponentRewardWrapper):
         seed: int = 0,
         name: str = "multi_turn",
     ) -> None:
-        for arg, value in (("horizon", horizon), ("samples", samples)):
-            if not isinstance(value, int | np.integer) or value < 1:
-                raise ValueError(f"{arg} must be a positive integer, got {value!r}")
-        if mode not in _MODES:
-            raise ValueError(f"mode must be one of {list(_MODES)}, got {mode!r}")
-        if cost < 0:
-            raise ValueError(f"cost must be >= 0, got {cost!r}")
         needed = ("observe", "fork", "fork_user", "episode_key")  # of the simulator view
         if not all(hasattr(env.unwrapped, name) for name in needed):
             raise TypeError(

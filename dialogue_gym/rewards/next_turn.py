@@ -9,6 +9,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from dialogue_gym.core.validation import integer, mapping, number, text
 from dialogue_gym.rewards.base import ComponentRewardWrapper, episode_rng
 
 #: The verdicts, in order, and PPDPP's mapping of each to a reward (DPDP pays 0.1 for better).
@@ -64,6 +65,16 @@ class NextTurnReward(ComponentRewardWrapper):
     """
 
     parts = VERDICTS
+    # samples: each turn draws that many critic verdicts (PPDPP samples 10).
+    arguments = {
+        "samples": integer(1, 1000),
+        "noise": number(0),
+        "same_band": number(0),
+        "solved_emotion": number(),
+        "values": mapping(number(), keys=VERDICTS, exact=False, optional=True),
+        "seed": integer(0),
+        "name": text(forbid="/"),
+    }
 
     def __init__(
         self,
@@ -76,13 +87,6 @@ class NextTurnReward(ComponentRewardWrapper):
         seed: int = 0,
         name: str = "next_turn",
     ) -> None:
-        if not isinstance(samples, int | np.integer) or samples < 1:
-            raise ValueError(f"samples must be a positive integer, got {samples!r}")
-        if noise < 0 or same_band < 0:
-            raise ValueError(f"noise and same_band must be >= 0, got {noise!r}, {same_band!r}")
-        unknown = set(values or {}) - set(VERDICTS)
-        if unknown:
-            raise ValueError(f"unknown verdict(s) {sorted(unknown)}; valid: {list(VERDICTS)}")
         super().__init__(env, name)
         self.samples = int(samples)
         self.noise = float(noise)

@@ -10,6 +10,7 @@ from typing import Any
 
 import gymnasium as gym
 
+from dialogue_gym.core.validation import number, text
 from dialogue_gym.rewards.base import ComponentRewardWrapper
 
 
@@ -46,6 +47,7 @@ class PotentialShapedEmotion(ComponentRewardWrapper):
     """
 
     parts = ("phi", "phi_before")
+    arguments = {"gamma": number(0, 1), "scale": number(), "name": text(forbid="/")}
 
     def __init__(
         self,
@@ -54,8 +56,6 @@ class PotentialShapedEmotion(ComponentRewardWrapper):
         scale: float = 1 / 100,
         name: str = "potential_emotion",
     ) -> None:
-        if not 0.0 <= gamma <= 1.0:
-            raise ValueError(f"gamma must be in [0, 1], got {gamma!r}")
         super().__init__(env, name)
         self.gamma = float(gamma)
         self.scale = float(scale)

@@ -6,6 +6,7 @@ from typing import Any
 
 import gymnasium as gym
 
+from dialogue_gym.core.validation import choice, number, text
 from dialogue_gym.rewards.base import COMPONENTS_KEY, ComponentRewardWrapper, add_components
 
 _KINDS = ("success", "final_emotion")
@@ -48,6 +49,13 @@ class SparseBonus(ComponentRewardWrapper):
         (0.0, 0.0)
     """
 
+    arguments = {
+        "bonus": number(),
+        "leave_penalty": number(),
+        "kind": choice(*_KINDS),
+        "name": text(forbid="/", optional=True),
+    }
+
     def __init__(
         self,
         env: gym.Env,
@@ -56,8 +64,6 @@ class SparseBonus(ComponentRewardWrapper):
         kind: str = "success",
         name: str | None = None,
     ) -> None:
-        if kind not in _KINDS:
-            raise ValueError(f"kind must be one of {list(_KINDS)}, got {kind!r}")
         self.parts = ("success" if kind == "success" else "emotion", "left")
         super().__init__(env, name or ("sparse" if kind == "success" else "final_emotion"))
         self.bonus = float(bonus)

@@ -413,7 +413,7 @@ def write(
             {
                 k: v
                 for k, v in r.items()
-                if k not in ("curve", "metrics", "sim") and not k.startswith("card_")
+                if k not in ("curve", "metrics", "sim", "fingerprint") and not k.startswith("card_")
             }
             | r["metrics"]
             | {"sim": r["sim"]}

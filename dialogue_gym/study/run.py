@@ -6,7 +6,8 @@ reward x learner x seed it trains an SB3 agent on the ``train`` cards, evaluates
 (learning curves) and at the end (every metric of :mod:`dialogue_gym.evaluation.metrics`, the return
 under every reward), and writes everything under ``<out>/<name>/``:
 
-- ``runs.jsonl``: one line per finished run (flushed, so an interrupted study keeps them),
+- ``runs.jsonl``: one line per finished run, written whole and synced (an interrupted study
+  keeps them), with the fingerprint of its settings (``--resume`` reuses only its own runs),
 - ``runs.csv`` / ``curves.csv`` / ``baselines.csv``: the same, flat,
 - ``episodes/<run>.jsonl``: the final evaluation's transcripts,
 - ``summary.json``, ``report.md`` and the plots (``report.py`` makes them).
@@ -24,15 +25,19 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import dataclasses
+import hashlib
 import importlib.util
 import json
 import multiprocessing
+import os
+import signal
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, BinaryIO
 
 import gymnasium as gym
 import numpy as np
@@ -123,7 +128,7 @@ class Args:
     plugins: tuple[str, ...] = ()
     """modules to import first (in every worker): they may register_reward / register_learner"""
     resume: bool = False
-    """keep the finished runs in <out>/<name>/runs.jsonl and train only the missing ones"""
+    """train only the runs missing from <out>/<name>/runs.jsonl (same settings as its args.json)"""
     report_only: bool = False
     """train nothing: rebuild the report from <out>/<name>/runs.jsonl (e.g. after a crash)"""
 
@@ -153,6 +158,153 @@ class RunSpec:
     @property
     def run_id(self) -> str:
         return f"{self.setting}__{self.reward}__{self.learner}__s{self.seed}"
+
+
+# --- a run's identity ---------------------------------------------------------------------
+
+#: The ``Args`` fields that change a run's numbers, besides its ``RunSpec``: with the spec, what
+#: :func:`run_fingerprint` hashes. (``plugins`` because a plugin may define what a name means.)
+RUN_FIELDS = ("steps", "eval_points", "max_turns", "plugins")
+#: The ``Args`` fields that change no result (where and how the study runs, what it shows):
+#: ``--resume`` lets them differ from the folder's ``args.json``. Every other field, one added
+#: later included, must match: new fields are compared unless listed here.
+NEUTRAL_FIELDS = ("workers", "progress", "resume", "report_only", "out", "name", "plots", "quick")
+
+
+def _canonical_sim(sim: dict[str, Any]) -> dict[str, Any]:
+    """Overrides in one spelling: sorted, numbers as floats (``40`` and ``40.0`` are one run)."""
+    return {
+        key: float(value)
+        if isinstance(value, (int, float)) and not isinstance(value, bool)
+        else value
+        for key, value in sorted(sim.items())
+    }
+
+
+def run_fingerprint(spec: RunSpec, args: Args) -> str:
+    """A hash of everything that changes a run's result: its spec and the ``RUN_FIELDS``.
+
+    Each record carries it, and a resumed study reuses a record only when the fingerprint is
+    the one it would write itself, so a run trained under other settings is never taken for
+    one of this study, whatever ``args.json`` says. (The run id stays readable and stable;
+    the fingerprint is the identity.) The code's version is not in it.
+
+    Example:
+        >>> args = Args(rewards=("sparse",), learners=("ppo",), sweep=False)
+        >>> spec = plan(args)[0]
+        >>> run_fingerprint(spec, args) == run_fingerprint(spec, dataclasses.replace(args, workers=8))
+        True
+        >>> run_fingerprint(spec, args) == run_fingerprint(spec, dataclasses.replace(args, steps=99))
+        False
+    """
+    identity: dict[str, Any] = {
+        "setting": spec.setting,
+        "sim": _canonical_sim(spec.sim),
+        "reward": spec.reward,
+        "learner": spec.learner,
+        "seed": spec.seed,
+    }
+    for name in RUN_FIELDS:
+        value = getattr(args, name)
+        identity[name] = list(value) if isinstance(value, tuple) else value
+    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _field_default(f: dataclasses.Field) -> Any:
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    return f.default_factory()  # type: ignore[misc]
+
+
+def _comparable(name: str, value: Any) -> Any:
+    """A setting as compared: tuples for lists (JSON's), the overrides parsed and sorted."""
+    if isinstance(value, list):
+        value = tuple(value)
+    if name == "sim":
+        try:
+            return _canonical_sim(parse_overrides(tuple(value)))
+        except (TypeError, ValueError):
+            return tuple(map(str, value))  # not valid overrides (now): compared as written
+    return value
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, dict):
+        value = tuple(
+            f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in value.items()
+        )
+    if isinstance(value, tuple):
+        return " ".join(map(str, value)) or "(none)"
+    return str(value)
+
+
+def settings_differences(saved: dict[str, Any], args: Args) -> list[str]:
+    """Each result-changing field where ``args`` differs from a folder's ``args.json``.
+
+    Every field but the ``NEUTRAL_FIELDS`` is compared; the sweep's learner and seeds only
+    when either study sweeps. A field the saved file lacks (an older version's) counts as
+    its default.
+
+    Args:
+        saved: The folder's ``args.json``, as read.
+        args: The new arguments (after ``quick_args``, as ``args.json`` is written).
+
+    Returns:
+        ``"steps: 256 in the folder, 4096 now"`` and the like, in field order.
+
+    Example:
+        >>> saved = dataclasses.asdict(Args(steps=256, workers=1))
+        >>> settings_differences(saved, Args(steps=4096, workers=4))
+        ['steps: 256 in the folder, 4096 now']
+    """
+    sweeping = bool(saved.get("sweep", Args.sweep)) or args.sweep
+    differences = []
+    for f in dataclasses.fields(Args):
+        if f.name in NEUTRAL_FIELDS:
+            continue
+        if f.name in ("sweep_learner", "sweep_seeds") and not sweeping:
+            continue
+        then = _comparable(f.name, saved.get(f.name, _field_default(f)))
+        now = _comparable(f.name, getattr(args, f.name))
+        if then != now:
+            flag = f.name.replace("_", "-")
+            differences.append(f"{flag}: {_shown(then)} in the folder, {_shown(now)} now")
+    return differences
+
+
+def _saved_args(out: Path) -> dict[str, Any] | None:
+    """The folder's ``args.json``, or None when it is missing or unreadable."""
+    try:
+        saved = json.loads((out / "args.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return saved if isinstance(saved, dict) else None
+
+
+def check_resumable(out: Path, args: Args) -> None:
+    """Refuse to resume a study folder whose settings differ in anything that changes a result.
+
+    Without ``args.json`` (lost, or unreadable) nothing is refused: the records' fingerprints
+    still keep every run of other settings out.
+
+    Raises:
+        ValueError: One line naming each difference.
+    """
+    saved = _saved_args(out)
+    if saved is None:
+        if (out / "runs.jsonl").is_file():
+            print(
+                f"note: no readable args.json in {out}: reusing only the runs whose "
+                "fingerprint matches these settings",
+                file=sys.stderr,
+            )
+        return
+    differences = settings_differences(saved, args)
+    if differences:
+        raise ValueError(
+            f"--resume: {out} was run with other settings ({'; '.join(differences)}): "
+            "resume with the folder's settings, or give another --name"
+        )
 
 
 # --- learners -----------------------------------------------------------------------------
@@ -354,6 +506,7 @@ def run_one(spec: RunSpec, args: Args, episodes_dir: str) -> dict[str, Any]:
         "curve": curve,
         "metrics": metrics,
         **episode_arrays(results, args.max_turns),
+        "fingerprint": run_fingerprint(spec, args),
     }
 
 
@@ -385,9 +538,18 @@ def run_baselines(settings: dict[str, dict[str, float]], args: Args) -> list[dic
 def parse_overrides(pairs: tuple[str, ...]) -> dict[str, float]:
     """``("soothing_ceiling=70",)`` -> ``{"soothing_ceiling": 70.0}``, checked by SimConfig.
 
+    The values go through the one validator, ``SimConfig``'s (as ``gym.make(..., sim=...)``'s
+    do), so an unknown name, a value that is no number, NaN or one out of range raises
+    :class:`~dialogue_gym.core.validation.InvalidArgument` naming the parameter and its range:
+    the CLI prints it on one line and exits with status 2.
+
     Example:
         >>> parse_overrides(("drift=0.2",))
         {'drift': 0.2}
+        >>> parse_overrides(("others_effect=nan",))
+        Traceback (most recent call last):
+        ...
+        dialogue_gym.core.validation.InvalidArgument: SimConfig.others_effect = nan: must be a finite number in [-100, 100]
     """
     from dialogue_gym.core.config import SimConfig
 
@@ -399,8 +561,9 @@ def parse_overrides(pairs: tuple[str, ...]) -> dict[str, float]:
         try:
             sim[key.strip()] = float(value)
         except ValueError:
-            raise ValueError(f"simulator override {pair!r}: {value!r} is not a number") from None
-    SimConfig.coerce(sim)  # raises, naming the parameter, for unknown or out-of-range ones
+            # Kept as text: the validator below refuses it, naming the parameter and its range.
+            sim[key.strip()] = value.strip()  # type: ignore[assignment]
+    SimConfig.coerce(sim)
     return sim
 
 
@@ -487,13 +650,93 @@ def execute(
     else:
         # spawn, not fork: forking a process that has started torch's threads can deadlock.
         context = multiprocessing.get_context("spawn")
-        with cf.ProcessPoolExecutor(args.workers, mp_context=context) as pool:
+        pool = cf.ProcessPoolExecutor(
+            args.workers,
+            mp_context=context,
+            initializer=_exit_with_parent,
+            initargs=(os.getpid(),),
+        )
+        with pool:
             futures = [pool.submit(run_one, spec, args, str(episodes)) for spec in specs]
-            for future in cf.as_completed(futures):
-                record = future.result()
-                records[record["run"]] = record
-                on_done(record)
+            try:
+                for future in cf.as_completed(futures):
+                    record = future.result()
+                    records[record["run"]] = record
+                    on_done(record)
+            except BaseException:
+                # Leaving the block waits for the pool: without this it would first train
+                # every run still queued, not just those in flight.
+                pool.shutdown(wait=False, cancel_futures=True)
+                raise
     return [records[spec.run_id] for spec in specs]  # plan order, whatever finished first
+
+
+def _exit_with_parent(parent: int, every: float = 0.5) -> None:
+    """A worker's initializer: end the worker soon after the study process is gone.
+
+    A worker waits for its next run on the pool's pipe, whose writing end it holds itself, so
+    it never reads the end of it: after ``kill -9`` of the study its workers would live on, and
+    multiprocessing's resource tracker, which waits for them, too. An orphan is adopted by
+    another process (init, or a subreaper), so its parent's pid changes (POSIX): a daemon
+    thread looks every ``every`` seconds.
+
+    Args:
+        parent: The pid of the study process, which spawned the worker.
+        every: Seconds between looks.
+    """
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(every)
+        # At once, without clean-up: the run in flight is lost with the parent anyway.
+        os.kill(os.getpid(), getattr(signal, "SIGKILL", signal.SIGTERM))
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
+
+
+def append_record(file: BinaryIO, record: dict[str, Any]) -> None:
+    """Append one finished run to ``runs.jsonl``: one line, written whole, synced to disk.
+
+    One write of the whole line (unbuffered file) leaves a crash at most this line cut off,
+    which :func:`repair_runs_file` drops; the sync keeps it through a power cut as well.
+    """
+    view = memoryview((json.dumps(record) + "\n").encode("utf-8"))
+    while view:
+        view = view[file.write(view) :]
+    os.fsync(file.fileno())
+
+
+def repair_runs_file(path: Path) -> None:
+    """Drop a record cut off mid-line at the end of ``runs.jsonl`` (the study was killed).
+
+    A last line that is a whole record and lacks only its newline is kept and ended. So an
+    append after a crash starts on a line of its own, and the cut-off run is trained again.
+    """
+    if not path.is_file():
+        return
+    data = path.read_bytes()
+    if not data or data.endswith(b"\n"):
+        return
+    start = data.rfind(b"\n") + 1
+    try:
+        whole = isinstance(json.loads(data[start:]), dict)
+    except ValueError:
+        whole = False
+    with path.open("r+b") as f:
+        if whole:
+            f.seek(0, os.SEEK_END)
+            f.write(b"\n")
+        else:
+            f.truncate(start)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    """Write a file whole or not at all: a study killed mid-write leaves the old one."""
+    part = path.with_name(path.name + ".part")
+    part.write_text(text, encoding="utf-8")
+    os.replace(part, path)
 
 
 def main(args: Args) -> dict[str, Any]:
@@ -509,28 +752,28 @@ def main(args: Args) -> dict[str, Any]:
     check(args)
     check_dependencies(args)
     out = Path(args.out) / name
+    if args.resume:
+        check_resumable(out, args)  # before anything in the folder changes
     if args.report_only:
         return rebuild_report(out, args, command)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "args.json").write_text(json.dumps(dataclasses.asdict(args), indent=2))
+    _write_atomic(out / "args.json", json.dumps(dataclasses.asdict(args), indent=2))
     specs = plan(args)
     started = time.perf_counter()
     baselines = run_baselines(settings_of(args), args)
-    (out / "baselines.json").write_text(json.dumps(baselines))
-    finished = _finished_runs(out / "runs.jsonl") if args.resume else {}
+    _write_atomic(out / "baselines.json", json.dumps(baselines))
+    runs_path = out / "runs.jsonl"
+    finished: dict[str, dict[str, Any]] = {}
+    if args.resume:
+        repair_runs_file(runs_path)
+        finished = _finished_runs(runs_path, {s.run_id: run_fingerprint(s, args) for s in specs})
     todo = [spec for spec in specs if spec.run_id not in finished]
-    runs_file = (out / "runs.jsonl").open("a" if args.resume else "w", encoding="utf-8")
-    if (
-        args.resume
-        and runs_file.tell() > 0
-        and not (out / "runs.jsonl").read_bytes().endswith(b"\n")
-    ):
-        runs_file.write("\n")  # end the line cut off when the study was stopped
+    # Unbuffered: append_record writes each record in one piece.
+    runs_file = runs_path.open("ab" if args.resume else "wb", buffering=0)
     bar = tqdm(total=len(todo), desc="study", unit="run", disable=not args.progress)
 
     def on_done(record: dict[str, Any]) -> None:
-        runs_file.write(json.dumps(record) + "\n")
-        runs_file.flush()  # an interrupted study keeps every finished run
+        append_record(runs_file, record)  # an interrupted study keeps every finished run
         bar.set_postfix_str(record["run"], refresh=False)
         bar.update()
 
@@ -547,8 +790,18 @@ def main(args: Args) -> dict[str, Any]:
     return summary
 
 
-def _finished_runs(path: Path) -> dict[str, dict[str, Any]]:
-    """Run id -> record of every complete line of a ``runs.jsonl`` (a cut-off last line is not)."""
+def _finished_runs(path: Path, fingerprints: dict[str, str]) -> dict[str, dict[str, Any]]:
+    """Run id -> record, for the records of ``runs.jsonl`` that this study would write itself.
+
+    Args:
+        path: The ``runs.jsonl``.
+        fingerprints: Run id -> :func:`run_fingerprint`, of the planned runs.
+
+    Returns:
+        The complete records whose fingerprint is the planned run's: a cut-off line, a run
+        of other settings and a record of a version without fingerprints are left out (and
+        trained again).
+    """
     found: dict[str, dict[str, Any]] = {}
     if path.is_file():
         for line in path.read_text(encoding="utf-8").splitlines():
@@ -556,7 +809,9 @@ def _finished_runs(path: Path) -> dict[str, dict[str, Any]]:
                 record = json.loads(line)
             except json.JSONDecodeError:
                 continue  # the line being written when the study was stopped
-            found[record["run"]] = record
+            run = record.get("run") if isinstance(record, dict) else None
+            if run in fingerprints and record.get("fingerprint") == fingerprints[run]:
+                found[run] = record
     return found
 
 
@@ -567,16 +822,19 @@ def rebuild_report(out: Path, args: Args, command: str) -> dict[str, Any]:
     runs = out / "runs.jsonl"
     if not runs.is_file() or not (out / "baselines.json").is_file():
         raise FileNotFoundError(f"no finished study in {out} (runs.jsonl and baselines.json)")
-    found = _finished_runs(runs)
-    records = [found[s.run_id] for s in plan(args) if s.run_id in found]
+    specs = plan(args)
+    found = _finished_runs(runs, {s.run_id: run_fingerprint(s, args) for s in specs})
+    records = [found[s.run_id] for s in specs if s.run_id in found]
     if not records:
-        raise ValueError(f"none of the planned runs is in {runs}")
+        saved = _saved_args(out)
+        differences = settings_differences(saved, args) if saved is not None else []
+        why = f" (the folder was run with other settings: {'; '.join(differences)})"
+        raise ValueError(f"none of the planned runs is in {runs}" + (why if differences else ""))
     baselines = json.loads((out / "baselines.json").read_text(encoding="utf-8"))
-    elapsed = (
-        float(json.loads((out / "summary.json").read_text()).get("elapsed_s", 0.0))
-        if (out / "summary.json").is_file()
-        else 0.0
-    )
+    try:
+        elapsed = float(json.loads((out / "summary.json").read_text()).get("elapsed_s", 0.0))
+    except (OSError, ValueError, AttributeError):
+        elapsed = 0.0  # no summary yet, or one cut off when the study was killed
     summary = report.write(out, records, baselines, args, elapsed, command)
     print(summary["table"])
     print(f"\nrebuilt {out}/report.md from {len(records)} of {len(plan(args))} planned runs")

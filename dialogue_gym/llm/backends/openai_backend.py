@@ -7,21 +7,35 @@ balancer in front of a fleet) and the users' turns become concurrent HTTP reques
   URL, up to and including ``/v1``), or a mapping with the constructor's arguments:
   ``{"name": "openai", "base_url": ..., "model": ..., "timeout": 30, "concurrency": 16}``.
 - **Batching**: a batch of chats becomes one request each, at most ``concurrency`` in
-  flight at once (a thread pool); the server batches them (vLLM and SGLang batch
+  flight at once (tasks on the backend's event loop); the server batches them (vLLM and SGLang batch
   continuously). Replies come back in the order of the chats.
-- **Failures**: every request has a timeout of ``timeout`` seconds. A connection error,
-  timeout, 5xx or 429 status, or a malformed response (not JSON, no ``choices``, content
-  that is not text) is retried up to ``max_retries`` times, waiting ``backoff`` seconds,
-  then twice that, and so on (at most ``max_backoff``). When a chat's last attempt fails,
-  the whole call raises :class:`~dialogue_gym.llm.backends.BackendError` naming the URL, the
-  model and the last error; requests not yet sent are cancelled. Other 4xx statuses (a bad
-  request, a wrong model name or key) are not retried. A call therefore lasts at most
-  about ``(max_retries + 1) * timeout`` plus the backoff per wave of ``concurrency`` chats.
+- **Failures**: every request attempt has a *deadline* of ``timeout`` seconds of wall-clock
+  time, covering everything from connecting to the last byte of the body, however slowly
+  the server trickles its bytes. A connection error, a missed deadline, a 5xx or 429
+  status, or a malformed response (not JSON, or not the shape of a chat completion: see
+  below) is retried up to ``max_retries`` times, waiting ``backoff`` seconds, then twice
+  that, and so on (at most ``max_backoff``). When a chat's last attempt fails, the whole
+  call raises :class:`~dialogue_gym.llm.backends.BackendError` naming the URL, the model
+  and the last error (and the earlier attempts' errors where they differ: a server that
+  died mid-answer refuses the retry); the other requests of the call are cancelled. Other 4xx statuses (a
+  bad request, a wrong model name or key) are not retried. One chat therefore fails within
+  ``(max_retries + 1) * timeout + sum(min(backoff * 2**k, max_backoff) for k < max_retries)``
+  seconds, and a call of ``n`` chats within ``ceil(n / concurrency)`` times that (plus that
+  once more when ``model=None`` makes the first call ask ``GET /models``):
+  :meth:`OpenAIBackend.worst_case_seconds` computes it. Not in the bound: the client's
+  own one-off start on a backend's first call (importing ``openai``, under a second).
+- **Malformed answers**: a reply must be a JSON object whose ``choices`` is a non-empty list
+  whose first item has a ``message`` object with a ``content`` (a string, or ``null``) or,
+  the text-completions shape, a string ``text``. Anything else is an error that says what
+  was wrong and quotes the start of the body, never an empty reply.
 - **Recovery**: after a failure the HTTP client is rebuilt on the next call, so once the
   server is back, ``env.reset()`` and stepping work again.
 - **Empty replies**: an empty or ``null`` content is a valid answer (the model stopped at
   once); it comes back as ``""`` (the LLM voices then fall back to their template line and
-  count it in ``fallbacks``).
+  count it in ``fallbacks``). A malformed answer is not an empty reply: it raises.
+- **Threads**: the requests run on an event loop in one daemon thread per backend (started
+  on first use, again after :meth:`OpenAIBackend.close` or in a forked child), which is what
+  lets a deadline cancel a request mid-read; ``generate`` may be called from any thread.
 - **Seeds**: each chat's seed goes in the request's ``seed`` field (``send_seed=False`` for
   servers that reject it). llama.cpp's server and vLLM honour it per request, so a seeded
   chat gives the same text each time on the same server, model and settings (vLLM: also
@@ -43,12 +57,17 @@ Example:
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
+import contextlib
+import json
+import math
 import os
 import threading
 import time
-from collections.abc import Mapping, Sequence
-from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
-from typing import Any
+import weakref
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
+from typing import Any, TypeVar
 
 from dialogue_gym.llm.backends.base import BackendError, GenerationParams
 
@@ -57,17 +76,22 @@ __all__ = ["DEFAULT_API_KEY", "OpenAIBackend"]
 #: The key sent when none is configured (local servers ignore it; vLLM's docs use it).
 DEFAULT_API_KEY = "EMPTY"
 
+#: How much of a malformed body an error message quotes.
+EXCERPT_CHARS = 200
+
+#: Seconds ``generate`` waits past :meth:`OpenAIBackend.worst_case_seconds` before it gives
+#: up on the event loop itself (a safety net: the deadlines end every request well before).
+_LOOP_GRACE_S = 30.0
+
+_T = TypeVar("_T")
+
 
 class _Retryable(Exception):
-    """A failure worth another attempt (connection, timeout, 5xx, 429, garbage)."""
+    """A failure worth another attempt (connection, deadline, 5xx, 429, garbage)."""
 
 
 class _Fatal(Exception):
     """A failure another attempt will not fix (4xx other than 408/409/429)."""
-
-
-class _Aborted(Exception):
-    """Another chat of the batch failed for good: stop retrying this one."""
 
 
 class OpenAIBackend:
@@ -75,17 +99,18 @@ class OpenAIBackend:
 
     Build it through :func:`dialogue_gym.llm.backends.get_backend` (spec
     ``"openai:<base_url>"`` or a mapping with these arguments) so that every env of a
-    process shares one connection pool. The HTTP client is created on first use and
-    dropped when the backend is pickled.
+    process shares one connection pool. The HTTP client and the event loop its requests run
+    on are created on first use and dropped when the backend is pickled.
 
     Args:
         base_url: The server's API root, e.g. ``"http://127.0.0.1:8000/v1"``.
         model: The model name to request; ``None`` asks the server (first of ``/models``).
         api_key: The bearer key; ``None`` reads ``api_key_env`` or sends ``"EMPTY"``.
         api_key_env: Name of an environment variable holding the key (read on first use).
-        timeout: Seconds one request may take (connecting, waiting and reading).
+        timeout: The deadline of one request attempt in seconds of wall-clock time:
+            connecting, sending, waiting for the headers and reading the whole body.
         max_retries: Further attempts after a retryable failure (0 = try once).
-        concurrency: Most requests in flight at once (threads).
+        concurrency: Most requests in flight at once (across all calls of this backend).
         backoff: Seconds before the first retry; doubles on each later one.
         max_backoff: Cap on one wait between attempts.
         send_seed: Put each chat's seed in the request (``seed`` field).
@@ -120,11 +145,12 @@ class OpenAIBackend:
                 f"base_url must start with http:// or https://, got {base_url!r} "
                 "(spec form: 'openai:http://host:port/v1')"
             )
-        if not float(timeout) > 0:
-            raise ValueError(f"timeout must be > 0, got {timeout!r}")
-        if not (float(backoff) >= 0 and float(max_backoff) >= 0):
+        # `not x < inf` also refuses NaN: a deadline that never comes is no deadline.
+        if not 0 < float(timeout) < math.inf:
+            raise ValueError(f"timeout must be a finite number > 0, got {timeout!r}")
+        if not (0 <= float(backoff) < math.inf and 0 <= float(max_backoff) < math.inf):
             raise ValueError(
-                f"backoff and max_backoff must be >= 0, got {backoff!r}, {max_backoff!r}"
+                f"backoff and max_backoff must be finite and >= 0, got {backoff!r}, {max_backoff!r}"
             )
         if int(max_retries) < 0:
             raise ValueError(f"max_retries must be >= 0, got {max_retries!r}")
@@ -153,25 +179,65 @@ class OpenAIBackend:
             ),
             0,
         )
-        self._client: Any = None
-        self._pool: ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
         self._stats_lock = threading.Lock()
+        self._reset_runtime()
+
+    def _reset_runtime(self) -> None:
+        """Forget the client, the loop and its thread (they are rebuilt on the next call)."""
+        self._client: Any = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._slots: asyncio.Semaphore | None = None
+        self._pid: int | None = None
+        # Clients dropped after a failure -> when the requests still on them are surely over
+        # (time.monotonic()); closed by the first call after that, or by close().
+        self._retired: dict[Any, float] = {}
 
     def __repr__(self) -> str:
         return f"OpenAIBackend(base_url={self.base_url!r}, model={self.model!r})"
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
-        state["_client"] = state["_pool"] = None
-        state.pop("_lock")
-        state.pop("_stats_lock")
+        runtime = ("_client", "_loop", "_thread", "_slots", "_pid", "_retired")
+        for key in (*runtime, "_lock", "_stats_lock"):
+            state.pop(key, None)
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
+        state.pop("_pool", None)  # pickled by an older version (a thread pool then)
         self.__dict__.update(state)
         self._lock = threading.Lock()
         self._stats_lock = threading.Lock()
+        self._reset_runtime()
+
+    def worst_case_seconds(self, chats: int = 1) -> float:
+        """The longest a failing ``generate`` of ``chats`` chats can last, in seconds.
+
+        One chat gets ``max_retries + 1`` attempts of at most ``timeout`` seconds each,
+        with the backoff waits between them; chats beyond ``concurrency`` wait for a slot,
+        so ``n`` chats take at most ``ceil(n / concurrency)`` times one chat's bound. While
+        ``model`` is ``None`` the call first lists the models, with one chat's bound again.
+        On top come the event loop's latency and a fresh HTTP client built after each
+        failure: tens of milliseconds (and, on a backend's first call, importing ``openai``).
+
+        Args:
+            chats: The number of chats in the call.
+
+        Example:
+            >>> backend = OpenAIBackend(timeout=2, max_retries=1, backoff=0.5, model="m")
+            >>> backend.worst_case_seconds(), backend.worst_case_seconds(9)
+            (4.5, 9.0)
+        """
+        one = (self.max_retries + 1) * self.timeout + sum(
+            self._backoff(attempt) for attempt in range(1, self.max_retries + 1)
+        )
+        waves = max(1, math.ceil(int(chats) / self.concurrency))
+        return waves * one + (one if self.model is None else 0.0)
+
+    def _backoff(self, attempt: int) -> float:
+        """The wait before attempt number ``attempt`` (1 = the first retry)."""
+        return min(self.backoff * 2 ** (attempt - 1), self.max_backoff)
 
     # -- plumbing -----------------------------------------------------------------------
 
@@ -188,8 +254,29 @@ class OpenAIBackend:
             return key
         return DEFAULT_API_KEY
 
+    def _ensure_loop(self) -> asyncio.AbstractEventLoop:
+        """The running event loop of this backend (started here if needed); hold ``_lock``."""
+        if self._pid != os.getpid():
+            # A forked child inherits the attributes but not the parent's loop thread, and
+            # the parent's connections are not its own: start afresh.
+            self._reset_runtime()
+        if self._loop is None or self._thread is None or not self._thread.is_alive():
+            loop = asyncio.new_event_loop()
+            thread = threading.Thread(
+                target=loop.run_forever, name="dialogue_gym-openai", daemon=True
+            )
+            thread.start()
+            # A backend dropped without close() must not leave its loop's thread behind.
+            weakref.finalize(self, _stop_loop, loop)
+            # What belonged to the old loop (a thread that died, a parent's) goes with it.
+            self._client, self._slots, self._retired = None, None, {}
+            self._loop, self._thread, self._pid = loop, thread, os.getpid()
+        return self._loop
+
     def _get_client(self) -> Any:
+        """The async OpenAI client (created, with the event loop, on first use)."""
         with self._lock:
+            self._ensure_loop()
             if self._client is None:
                 try:
                     import openai
@@ -197,37 +284,103 @@ class OpenAIBackend:
                     raise BackendError(
                         "the openai backend needs the openai package: pip install openai"
                     ) from exc
-                # The client's own retries are off: ours are bounded and reported.
-                self._client = openai.OpenAI(
+                # The client's own retries are off: ours are bounded and reported. Its own
+                # timeout bounds each read only (a trickle resets it); the deadline each
+                # attempt runs under is the binding one, so the client's sits just behind it.
+                client = openai.AsyncOpenAI(
                     base_url=self.base_url,
                     api_key=self._key(),
-                    timeout=self.timeout,
+                    timeout=self.timeout + 1.0,
                     max_retries=0,
                 )
-            if self._pool is None:
-                self._pool = ThreadPoolExecutor(
-                    max_workers=self.concurrency, thread_name_prefix="dialogue_gym-openai"
-                )
+                # The client imports its resources on first access: do it now, outside any
+                # deadline, so that a first attempt does not spend its time importing.
+                _ = client.chat.completions.with_raw_response, client.models.with_raw_response
+                self._client = client
             return self._client
 
     def _drop_client(self, client: Any) -> None:
         """Forget ``client`` after a failure, so later attempts open fresh connections.
 
-        Not closed here: other threads may still be using it; it closes when collected.
+        Not closed at once: other requests of the batch may still be using it. It is closed
+        by the first call after their deadline has passed (:meth:`_close_retired`), or by
+        :meth:`close`; left to the garbage collector, it would schedule its own closing on
+        whatever event loop runs then.
         """
         with self._lock:
-            if self._client is client:
-                self._client = None
+            if self._client is not client:
+                return  # another request of the batch dropped it already
+            self._client = None
+            self._retired[client] = time.monotonic() + self.timeout + 1.0
+
+    async def _close_retired(self) -> None:
+        """Close the dropped clients that no request can be using any more (on the loop)."""
+        now = time.monotonic()
+        with self._lock:
+            due = [client for client, after in self._retired.items() if after <= now]
+            for client in due:
+                del self._retired[client]
+        for client in due:
+            with contextlib.suppress(Exception):  # a client that cannot close is still gone
+                await client.close()
+
+    def _run(self, coro: Coroutine[Any, Any, _T], bound: float) -> _T:
+        """Run ``coro`` on the backend's event loop and wait for its result.
+
+        Args:
+            coro: The work (it bounds itself with the request deadlines).
+            bound: Its worst case in seconds; past that plus a grace period the wait ends
+                with :class:`BackendError` whatever the loop is doing (a safety net).
+        """
+        with self._lock:
+            loop = self._ensure_loop()
+        future = asyncio.run_coroutine_threadsafe(coro, loop)
+        try:
+            return future.result(timeout=bound + _LOOP_GRACE_S)
+        except concurrent.futures.CancelledError as exc:
+            raise BackendError(
+                f"openai backend at {self.base_url}: the backend was closed during the call"
+            ) from exc
+        except concurrent.futures.TimeoutError as exc:
+            future.cancel()
+            raise BackendError(
+                f"openai backend at {self.base_url}: the call did not end within "
+                f"{bound + _LOOP_GRACE_S:g}s although its requests have deadlines (a stuck "
+                "event loop?)"
+            ) from exc
+        except BaseException:
+            future.cancel()  # an interrupt (Ctrl-C) in the caller stops the requests too
+            raise
 
     def close(self) -> None:
-        """Close the HTTP client and the thread pool (both come back on the next call)."""
+        """Cancel what is in flight, close the HTTP client and stop the event loop.
+
+        All come back on the next call.
+        """
         with self._lock:
-            client, self._client = self._client, None
-            pool, self._pool = self._pool, None
-        if client is not None:
-            client.close()
-        if pool is not None:
-            pool.shutdown(wait=False, cancel_futures=True)
+            client, loop, thread = self._client, self._loop, self._thread
+            clients = [c for c in (client, *self._retired) if c is not None]
+            same_process = self._pid == os.getpid()
+            self._reset_runtime()
+        if loop is None or thread is None or not same_process or not thread.is_alive():
+            return
+
+        async def shutdown() -> None:
+            me = asyncio.current_task()
+            tasks = [task for task in asyncio.all_tasks() if task is not me]
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            for each in clients:
+                with contextlib.suppress(Exception):
+                    await each.close()
+
+        with contextlib.suppress(Exception):  # best effort: the loop stops regardless
+            asyncio.run_coroutine_threadsafe(shutdown(), loop).result(timeout=5)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout=5)
+        if not thread.is_alive():
+            loop.close()
 
     def _classify(self, exc: BaseException) -> Exception:
         """Map a client exception to :class:`_Retryable` or :class:`_Fatal`."""
@@ -236,51 +389,90 @@ class OpenAIBackend:
         text = f"{type(exc).__name__}: {exc}"
         if isinstance(exc, openai.APIStatusError):
             status = exc.status_code
-            text = f"HTTP {status}: {_short(str(exc))}"
+            # The raw body, not the client's summary: for a page that is not JSON (a proxy's
+            # HTML error page) the summary is only "Error code: 500".
+            body = _body_of(exc)
+            text = f"HTTP {status}: " + (
+                f"body ({len(body)} bytes): {_short(body.decode('utf-8', 'replace'), EXCERPT_CHARS)}"
+                if body.strip()
+                else _short(str(exc))
+            )
             if status in (408, 409, 429) or status >= 500:
                 return _Retryable(text)
             return _Fatal(text)
         if isinstance(exc, openai.APIConnectionError):  # includes APITimeoutError
+            # The client says only "Connection error."; the causes under it say what
+            # happened (refused, reset, a body cut short), the deepest one most exactly.
+            chain = []
             cause = exc.__cause__ or exc.__context__
-            detail = f" ({type(cause).__name__}: {_short(str(cause))})" if cause else ""
+            while cause is not None and len(chain) < 8:
+                chain.append(cause)
+                cause = cause.__cause__ or cause.__context__
+            # The first and the deepest, each said once (the layers repeat one another).
+            causes = [f"{type(c).__name__}: {_short(str(c), 160)}" for c in chain[:1] + chain[-1:]]
+            causes = list(dict.fromkeys(causes))
+            detail = f" ({' <- '.join(causes)})" if causes else ""
             return _Retryable(f"{type(exc).__name__}: {exc}{detail}")
-        # Anything else out of the client (a body that is not JSON, a validation error)
-        # means the server answered something that is not an OpenAI response.
+        # Anything else out of the client means the server answered something that is not
+        # an OpenAI response.
         return _Retryable(f"malformed response: {_short(text)}")
 
-    def _with_retries(self, what: str, call: Any, abort: threading.Event | None = None) -> Any:
-        """Run ``call(client)`` with bounded retries; raise :class:`BackendError` at the end."""
+    def _slot(self) -> asyncio.Semaphore:
+        """The semaphore that bounds requests in flight (made on the loop, on first use)."""
+        if self._slots is None:
+            self._slots = asyncio.Semaphore(self.concurrency)
+        return self._slots
+
+    async def _with_retries(self, what: str, call: Callable[[Any], Awaitable[_T]]) -> _T:
+        """Run ``call(client)`` with bounded retries, each attempt under the deadline.
+
+        Raises:
+            BackendError: The last attempt failed, or one failed with a status that is not
+                retried.
+        """
         last: Exception | None = None
+        errors: list[str] = []  # each attempt's error, for the message
         attempts = self.max_retries + 1
         for attempt in range(attempts):
-            if abort is not None and abort.is_set():
-                raise _Aborted
             if attempt:
-                delay = min(self.backoff * 2 ** (attempt - 1), self.max_backoff)
-                if abort is None:
-                    time.sleep(delay)
-                elif abort.wait(delay):
-                    raise _Aborted
+                await asyncio.sleep(self._backoff(attempt))  # a cancel ends the wait at once
                 with self._stats_lock:
                     self.stats["retries"] += 1
-            client = self._get_client()
-            with self._stats_lock:
-                self.stats["attempts"] += 1
-            try:
-                return call(client)
-            except (_Retryable, _Fatal) as exc:
-                last = exc
-            except Exception as exc:  # classified below
-                last = self._classify(exc)
+            async with self._slot():  # waiting for a slot is not part of the deadline
+                client = self._get_client()
+                with self._stats_lock:
+                    self.stats["attempts"] += 1
+                deadline = asyncio.timeout(self.timeout)
+                try:
+                    async with deadline:
+                        return await call(client)
+                except TimeoutError as exc:
+                    last = (
+                        _Retryable(
+                            f"timed out: no complete answer within the {self.timeout:g}s "
+                            "deadline (connecting, sending, waiting for the headers and "
+                            "reading the body)"
+                        )
+                        if deadline.expired()
+                        else _Retryable(f"TimeoutError: {exc}")  # not ours: a socket's own
+                    )
+                except (_Retryable, _Fatal) as exc:
+                    last = exc
+                except Exception as exc:  # classified here
+                    last = self._classify(exc)
+            errors.append(str(last))
             if isinstance(last, _Fatal):
                 break
             self._drop_client(client)  # stale connections to a dead server: start afresh
         with self._stats_lock:
             self.stats["failures"] += 1
         tries = "no retry (not retryable)" if isinstance(last, _Fatal) else f"{attempts} attempts"
+        # A server that died mid-answer refuses the retry: the first error is the telling one.
+        earlier = [e for e in dict.fromkeys(errors[:-1]) if e != str(last)]
+        also = f" (earlier: {'; '.join(earlier)})" if earlier else ""
         raise BackendError(
             f"openai backend: {what} at {self.base_url} (model {self.model!r}) failed after "
-            f"{tries}, timeout {self.timeout:g}s each: {last}"
+            f"{tries}, timeout {self.timeout:g}s each: {last}{also}"
         )
 
     def resolved_model(self) -> str:
@@ -289,24 +481,21 @@ class OpenAIBackend:
         Raises:
             BackendError: The server could not be reached or serves no model.
         """
-        if self.model is not None:
-            return self.model
+        if self.model is None:
+            self.model = self._run(self._list_models(), self.worst_case_seconds())
+        return self.model
 
-        def ask(client: Any) -> str:
+    async def _list_models(self) -> str:
+        async def ask(client: Any) -> str:
             try:
-                page = client.models.list()
-                models = list(getattr(page, "data", None) or [])
+                raw = await client.models.with_raw_response.list()
+                body = raw.http_response.content
             except Exception as exc:
                 raise self._classify(exc) from exc
-            names = [getattr(m, "id", None) for m in models]
-            names = [n for n in names if isinstance(n, str) and n]
-            if not names:
-                raise _Retryable(f"malformed response: GET /models lists no model ({page!r:.200})")
-            return names[0]
+            return _first_model(body)
 
-        name = self._with_retries("listing models (GET /models)", ask)
-        self.model = name
-        return name
+        await self._close_retired()
+        return await self._with_retries("listing models (GET /models)", ask)
 
     # -- the protocol -------------------------------------------------------------------
 
@@ -326,7 +515,8 @@ class OpenAIBackend:
 
         Raises:
             BackendError: A chat still failed after its retries, or failed with a status
-                that is not retried; the message names the URL and the last error.
+                that is not retried, within :meth:`worst_case_seconds`; the message names
+                the URL and the last error.
             ValueError: The number of seeds does not match the number of chats.
         """
         seeds = params.seeds_for(len(chats))
@@ -338,10 +528,9 @@ class OpenAIBackend:
             self._request(model, chat, seed, params)
             for chat, seed in zip(chats, seeds, strict=True)
         ]
-        if len(requests) == 1:
-            replies = [self._complete(requests[0], params.stop, None)]
-        else:
-            replies = self._complete_all(requests, params.stop)
+        replies = self._run(
+            self._complete_all(requests, params.stop), self.worst_case_seconds(len(requests))
+        )
         with self._stats_lock:
             self.stats["chats"] += len(chats)
             self.stats["seconds"] += time.perf_counter() - start
@@ -369,60 +558,157 @@ class OpenAIBackend:
             request["extra_body"] = self.extra_body
         return request
 
-    def _complete_all(self, requests: list[dict[str, Any]], stop: Sequence[str]) -> list[str]:
-        self._get_client()
-        pool = self._pool
-        assert pool is not None
-        abort = threading.Event()
-        futures: list[Future[str]] = [
-            pool.submit(self._complete, request, stop, abort) for request in requests
-        ]
-        done, _ = wait(futures, return_when=FIRST_EXCEPTION)
-        failed = [f for f in futures if f.done() and not f.cancelled() and f.exception()]
-        if failed:
-            abort.set()
-            for f in futures:
-                f.cancel()
-            wait(futures)  # the ones in flight end within one timeout (or at once if aborted)
-            errors = [f.exception() for f in failed]
-            first = next((e for e in errors if isinstance(e, BackendError)), errors[0])
-            raise first  # type: ignore[misc]
-        return [f.result() for f in futures]
+    async def _complete_all(self, requests: list[dict[str, Any]], stop: Sequence[str]) -> list[str]:
+        """Every request concurrently; the first chat to fail for good cancels the others."""
+        await self._close_retired()
+        tasks = [asyncio.ensure_future(self._complete(request, stop)) for request in requests]
+        try:
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+            errors = [task.exception() for task in tasks if task.done() and not task.cancelled()]
+            errors = [e for e in errors if e is not None]
+            if errors:
+                raise next((e for e in errors if isinstance(e, BackendError)), errors[0])
+            return [task.result() for task in tasks]
+        finally:
+            for task in tasks:
+                task.cancel()  # no-op for the finished ones
+            await asyncio.gather(*tasks, return_exceptions=True)
 
-    def _complete(
-        self, request: dict[str, Any], stop: Sequence[str], abort: threading.Event | None
-    ) -> str:
-        def call(client: Any) -> str:
+    async def _complete(self, request: dict[str, Any], stop: Sequence[str]) -> str:
+        async def call(client: Any) -> str:
             try:
-                response = client.chat.completions.create(**request)
+                raw = await client.chat.completions.with_raw_response.create(**request)
+                body = raw.http_response.content
             except Exception as exc:
                 raise self._classify(exc) from exc
-            text = _content(response)
-            usage = getattr(response, "usage", None)
+            # Read the body ourselves, strictly: the client builds its objects without
+            # validating them, so {"choices": [{"message": "hi"}]} came out as "".
+            text, usage = _chat_reply(body)
             with self._stats_lock:
-                self.stats["prompt_tokens"] += _int(getattr(usage, "prompt_tokens", 0))
-                self.stats["completion_tokens"] += _int(getattr(usage, "completion_tokens", 0))
+                self.stats["prompt_tokens"] += _int(usage.get("prompt_tokens"))
+                self.stats["completion_tokens"] += _int(usage.get("completion_tokens"))
             return text
 
-        text = self._with_retries("POST /chat/completions", call, abort)
+        text = await self._with_retries("POST /chat/completions", call)
         return _cut(text, stop).strip()
 
 
-def _content(response: Any) -> str:
-    """The first choice's text, or :class:`_Retryable` when the response is not a chat
-    completion."""
-    choices = getattr(response, "choices", None)
-    if not isinstance(choices, list) or not choices:
-        raise _Retryable(f"malformed response: no choices in {_short(repr(response))}")
-    message = getattr(choices[0], "message", None)
-    if message is None:
-        raise _Retryable(f"malformed response: no message in {_short(repr(choices[0]))}")
-    content = getattr(message, "content", None)
-    if content is None:
-        return ""
-    if not isinstance(content, str):
-        raise _Retryable(f"malformed response: content is {type(content).__name__}, not text")
-    return content
+def _stop_loop(loop: asyncio.AbstractEventLoop) -> None:
+    """Stop ``loop`` from another thread (its thread then ends); nothing if it is closed."""
+    with contextlib.suppress(RuntimeError):
+        loop.call_soon_threadsafe(loop.stop)
+
+
+# -- reading answers ----------------------------------------------------------------------
+
+
+def _chat_reply(body: bytes) -> tuple[str, dict[str, Any]]:
+    """The first choice's text and the usage of a chat (or text) completion body.
+
+    Raises:
+        _Retryable: The body is not JSON or not the shape of a completion; the message says
+            what is wrong and quotes the start of the body.
+
+    Example:
+        >>> _chat_reply(b'{"choices": [{"message": {"content": "hi"}}]}')
+        ('hi', {})
+        >>> _chat_reply(b'{"choices": [{"message": "hi"}]}')
+        Traceback (most recent call last):
+        ...
+        dialogue_gym.llm.backends.openai_backend._Retryable: malformed response: choices[0].message is a string, not an object; body (32 bytes): {"choices": [{"message": "hi"}]}
+    """
+    data = _json_object(body)
+    if "choices" not in data:
+        raise _malformed("no 'choices'", body)
+    choices = data["choices"]
+    if not isinstance(choices, list):
+        raise _malformed(f"'choices' is {_kind(choices)}, not an array", body)
+    if not choices:
+        raise _malformed("'choices' is empty", body)
+    first = choices[0]
+    if not isinstance(first, dict):
+        raise _malformed(f"choices[0] is {_kind(first)}, not an object", body)
+    if "message" in first:
+        message = first["message"]
+        if not isinstance(message, dict):
+            raise _malformed(f"choices[0].message is {_kind(message)}, not an object", body)
+        if "content" not in message:
+            raise _malformed("choices[0].message has no 'content'", body)
+        text = message["content"]
+        if text is None:  # a valid answer: the model stopped at once
+            text = ""
+        if not isinstance(text, str):
+            raise _malformed(f"choices[0].message.content is {_kind(text)}, not a string", body)
+    elif "text" in first:  # the text-completions shape, which some servers send
+        text = first["text"]
+        if not isinstance(text, str):
+            raise _malformed(f"choices[0].text is {_kind(text)}, not a string", body)
+    else:
+        raise _malformed("choices[0] has neither 'message' nor 'text'", body)
+    usage = data.get("usage")
+    return text, usage if isinstance(usage, dict) else {}
+
+
+def _first_model(body: bytes) -> str:
+    """The first model id of a ``GET /models`` body.
+
+    Raises:
+        _Retryable: The body is not JSON or lists no model.
+    """
+    data = _json_object(body)
+    models = data.get("data")
+    if not isinstance(models, list):
+        raise _malformed(f"GET /models: 'data' is {_kind(models)}, not an array", body)
+    for model in models:
+        name = model.get("id") if isinstance(model, dict) else None
+        if isinstance(name, str) and name:
+            return name
+    raise _malformed("GET /models lists no model", body)
+
+
+def _json_object(body: bytes) -> dict[str, Any]:
+    try:
+        data = json.loads(body)
+    except ValueError as exc:  # JSONDecodeError and undecodable bytes alike
+        raise _malformed(f"not JSON ({exc})", body) from exc
+    if not isinstance(data, dict):
+        raise _malformed(f"the body is {_kind(data)}, not an object", body)
+    return data
+
+
+def _malformed(what: str, body: bytes) -> _Retryable:
+    """The error for a body of the wrong shape: what is wrong and the body's start."""
+    text = body.decode("utf-8", errors="replace")
+    if not text.strip():
+        return _Retryable(f"malformed response: {what}; the body is empty")
+    return _Retryable(
+        f"malformed response: {what}; body ({len(body)} bytes): {_short(text, EXCERPT_CHARS)}"
+    )
+
+
+def _kind(value: Any) -> str:
+    """The JSON name of a value's type, with its article."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, dict):
+        return "an object"
+    return type(value).__name__  # pragma: no cover - json.loads makes no other type
+
+
+def _body_of(exc: BaseException) -> bytes:
+    """The body of the HTTP response an error carries (``b""`` when it cannot be read)."""
+    try:
+        return bytes(exc.response.content)  # type: ignore[attr-defined]
+    except Exception:  # no response, or its body was never read
+        return b""
 
 
 def _cut(text: str, stop: Sequence[str]) -> str:
@@ -436,7 +722,7 @@ def _cut(text: str, stop: Sequence[str]) -> str:
 
 
 def _int(value: Any) -> int:
-    return value if isinstance(value, int) else 0
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
 
 
 def _short(text: str, limit: int = 300) -> str:

@@ -111,7 +111,7 @@ _CUES: tuple[tuple[int, float, str], ...] = (
         SELF_DISCLOSURE,
         3.0,
         r"\bi (?:went|was|used to|remember|struggled|failed|got|lost|once|had|also|cried|"
-        r"spent|felt|found it)\b|\bi(?:'ve| have) (?:been (?:there|through)|had|felt|gone "
+        r"spent|felt|found it|worked|scored|cared for|nursed)\b|\bi(?:'ve| have) (?:been (?:there|through)|had|felt|gone "
         r"through|struggled|experienced)\b|\bhappened to me\b|\bme too\b|\bsame here\b|\bi can "
         r"relate\b|\bin my (?:case|experience)\b|\bfrom my own\b|\bwhen i was\b|\byears ago,? i\b",
     ),

@@ -1,0 +1,177 @@
+"""``dialogue-gym serve``: serve an env id with OpenEnv's server, one simulated user per session.
+
+The parser is built with the others (choices from the registries), but OpenEnv is imported only
+when the command runs: ``dialogue-gym --help`` works without the ``serve`` extra, and
+``dialogue-gym serve`` without it says in one line what to install.
+
+Example:
+    >>> import argparse
+    >>> parser = argparse.ArgumentParser(prog="dialogue-gym")
+    >>> add_serve_parser(parser.add_subparsers(dest="command"))
+    >>> args = parser.parse_args(["serve", "--voice", "template", "--port", "8001"])
+    >>> args.env, args.host, args.port, args.max_sessions, args.idle_timeout
+    ('EmpathyDialogue-v0', '127.0.0.1', 8001, 64, 300.0)
+    >>> serve_env_kwargs(args)["voice"], "recogniser" in serve_env_kwargs(args)
+    ('template', False)
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import socket
+import sys
+from typing import Any
+
+import dialogue_gym
+from dialogue_gym.cli.common import UsageError, _add_env_args, _positive_int
+from dialogue_gym.rewards import REWARDS
+from dialogue_gym.user.recognise import RECOGNISERS
+
+__all__ = ["EXTRA", "add_serve_parser", "cmd_serve", "serve_env_kwargs"]
+
+#: The extra that installs what ``serve`` needs.
+EXTRA = "serve"
+#: The env id that takes free text (the others take a strategy index).
+TEXT_ENV = "EmpathyDialogueText-v0"
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a port number, got {text!r}") from None
+    if not 0 <= value < 65536:
+        raise argparse.ArgumentTypeError(f"must be in [0, 65535], got {value}")
+    return value
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
+    if not value >= 0:  # also refuses nan
+        raise argparse.ArgumentTypeError(f"must be >= 0 (0: never), got {text}")
+    return value
+
+
+def add_serve_parser(sub: Any) -> None:
+    """Add the ``serve`` subcommand to ``sub`` (``ArgumentParser.add_subparsers()``'s)."""
+    serve = sub.add_parser(
+        "serve",
+        help="serve an env over HTTP/WebSocket with OpenEnv (one simulated user per session)",
+        description="Serve an env id with OpenEnv's server: each WebSocket session (OpenEnv's "
+        "EnvClient, dialogue_gym.integrations.openenv.DialogueEnvClient) talks to its own "
+        f"simulated user. Needs the '{EXTRA}' extra: pip install 'dialogue_gym[{EXTRA}]'. "
+        "docs/serving.md is the manual.",
+    )
+    serve.add_argument(
+        "--env",
+        choices=list(dialogue_gym.ENV_IDS),
+        default="EmpathyDialogue-v0",
+        help="the env id every session plays (default: EmpathyDialogue-v0)",
+    )
+    serve.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)"
+    )
+    serve.add_argument("--port", type=_port, default=8000, help="port (default: 8000)")
+    serve.add_argument(
+        "--max-sessions",
+        type=_positive_int,
+        default=64,
+        help="the most sessions at once; one more is refused with CAPACITY_REACHED (default: "
+        "64; TRL needs at least its generation batch size)",
+    )
+    serve.add_argument(
+        "--idle-timeout",
+        type=_seconds,
+        default=300.0,
+        help="close a session after this many seconds without reset/step (0: never; default: 300)",
+    )
+    _add_env_args(serve, voice="llm", scenarios="train")
+    serve.add_argument(
+        "--reward",
+        choices=sorted(REWARDS),
+        default="sparse",
+        help="the reward wrapper every session's env is made with (default: sparse)",
+    )
+    serve.add_argument(
+        "--recogniser",
+        choices=RECOGNISERS.names(),
+        default=None,
+        help=f"{TEXT_ENV} only: what reads the agent's words as strategies (default: lexical)",
+    )
+    serve.add_argument(
+        "--backend",
+        default=None,
+        help="backend spec for the LLM voices, e.g. 'openai:http://127.0.0.1:8080/v1' "
+        "(default: the env's, the embedded model through llama-cpp)",
+    )
+    serve.add_argument(
+        "--log-level",
+        choices=["critical", "error", "warning", "info", "debug"],
+        default="info",
+        help="uvicorn's log level (default: info)",
+    )
+    serve.set_defaults(func=cmd_serve)
+
+
+def serve_env_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    """``gym.make``'s arguments for every session, from the parsed options.
+
+    Raises:
+        UsageError: ``--recogniser`` with an env that takes strategies.
+    """
+    kwargs: dict[str, Any] = {
+        "voice": args.voice,
+        "scenarios": args.scenarios,
+        "max_turns": args.max_turns,
+        "reward": args.reward,
+    }
+    if args.env == TEXT_ENV:
+        # The text env says the agent's own words: no realiser, a recogniser instead.
+        kwargs["recogniser"] = args.recogniser or "lexical"
+    else:
+        if args.recogniser is not None:
+            raise UsageError(f"--recogniser applies to {TEXT_ENV} only, not {args.env}")
+        kwargs["agent_voice"] = args.agent_voice
+    if args.backend is not None:
+        kwargs["backend"] = args.backend
+    return kwargs
+
+
+def _check_port(host: str, port: int) -> None:
+    """Fail now, in one line, when the port is taken (uvicorn would log and exit 1)."""
+    if port == 0:
+        return
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn's own socket
+        try:
+            sock.bind((host, port))
+        except OSError as err:
+            raise UsageError(f"cannot listen on {host}:{port}: {err.strerror or err}") from None
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Serve ``args.env`` until interrupted (Ctrl-C stops it cleanly, status 0)."""
+    kwargs = serve_env_kwargs(args)
+    if importlib.util.find_spec("openenv") is None:
+        raise UsageError(f"serve needs OpenEnv (openenv-core): pip install 'dialogue_gym[{EXTRA}]'")
+    import uvicorn
+
+    from dialogue_gym.integrations.openenv import make_app
+
+    _check_port(args.host, args.port)
+    timeout = args.idle_timeout or None
+    # Built before announcing: a bad env option fails here, in one line.
+    app = make_app(args.env, kwargs, max_sessions=args.max_sessions, idle_timeout=timeout)
+    print(
+        f"dialogue-gym serve: {args.env} on http://{args.host}:{args.port} (sessions: WebSocket "
+        f"/ws, at most {args.max_sessions}; idle timeout: "
+        f"{f'{timeout:g} s' if timeout else 'none'}; voice: {args.voice})",
+        file=sys.stderr,
+        flush=True,
+    )
+    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
+    return 0

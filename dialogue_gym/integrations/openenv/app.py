@@ -1,0 +1,235 @@
+"""The server: OpenEnv's HTTP + WebSocket server over :class:`DialogueEnvironment` sessions.
+
+:func:`make_app` builds the FastAPI app exactly as OpenEnv's ``create_app`` does without its
+optional Gradio page (``create_fastapi_app``: a FastAPI app on which OpenEnv's
+``HTTPEnvServer`` registers its routes), and keeps the ``HTTPEnvServer`` to publish its session
+count at ``GET /sessions``. OpenEnv's routes:
+
+- ``WS /ws``: a session (what :class:`~dialogue_gym.integrations.openenv.client.DialogueEnvClient`
+  uses): messages ``reset``, ``step``, ``state``, ``close``; each connection gets its own
+  :class:`DialogueEnvironment`, so its own simulated user;
+- ``GET /health``, ``GET /schema`` (the action, observation and state JSON schemas),
+  ``GET /metadata``;
+- ``POST /reset``, ``POST /step``, ``GET /state``: OpenEnv's stateless HTTP forms, a fresh
+  environment per request (a conversation needs the WebSocket session). An env error there
+  is answered ``400`` (bad argument) or ``409`` (no episode), with the env's message.
+
+Sessions are bounded by ``max_sessions`` (OpenEnv's ``max_concurrent_envs``: one more
+connection gets a ``CAPACITY_REACHED`` error and is closed) and ``idle_timeout`` (OpenEnv's
+``session_timeout``: its reaper closes a session with no ``reset``/``step`` for that long,
+checking every ``max(idle_timeout / 4, 5)`` seconds). A client that disconnects, cleanly or
+not (the OS closes a killed process's socket), frees its session at once.
+
+Example:
+    >>> from dialogue_gym.integrations.openenv.client import server_sessions
+    >>> app = make_app("EmpathyDialogue-v0", {"voice": "template"}, max_sessions=8)
+    >>> with running_server(app) as url:
+    ...     server_sessions(url)["max_sessions"]
+    8
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager, suppress
+from typing import Any
+
+import gymnasium as gym
+import uvicorn
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from openenv.core.env_server.http_server import HTTPEnvServer
+from openenv.core.env_server.types import ConcurrencyConfig
+from pydantic import BaseModel, Field
+from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.websockets import WebSocketDisconnect
+
+import dialogue_gym
+from dialogue_gym.integrations.openenv.environment import DialogueEnvironment
+from dialogue_gym.integrations.openenv.models import DialogueObservation, action_class
+
+__all__ = [
+    "DEFAULT_IDLE_TIMEOUT",
+    "DEFAULT_MAX_SESSIONS",
+    "SessionsStatus",
+    "make_app",
+    "running_server",
+    "serve",
+]
+
+#: Sessions at once unless told otherwise (TRL needs at least its generation batch size).
+DEFAULT_MAX_SESSIONS = 64
+#: Seconds without a ``reset`` or ``step`` after which a session is closed.
+DEFAULT_IDLE_TIMEOUT = 300.0
+
+
+class SessionsStatus(BaseModel):
+    """``GET /sessions``: how many sessions the server holds, and its limits."""
+
+    active_sessions: int = Field(description="Open sessions (WebSocket connections) now.")
+    max_sessions: int = Field(description="The most sessions at once; more are refused.")
+    available_slots: int = Field(description="max_sessions - active_sessions.")
+    idle_timeout_s: float | None = Field(
+        description="Seconds without reset/step before a session is closed (None: never)."
+    )
+    env_id: str = Field(description="The env id every session plays.")
+
+
+def make_app(
+    env_id: str = "EmpathyDialogue-v0",
+    env_kwargs: Mapping[str, Any] | None = None,
+    max_sessions: int = DEFAULT_MAX_SESSIONS,
+    idle_timeout: float | None = DEFAULT_IDLE_TIMEOUT,
+) -> FastAPI:
+    """The OpenEnv app serving ``env_id``: one simulated user per WebSocket session.
+
+    Args:
+        env_id: ``"EmpathyDialogue-v0"`` or ``"EmpathyDialogueText-v0"``.
+        env_kwargs: ``gym.make``'s arguments for every session's env (``voice``,
+            ``scenarios``, ``reward``, ``max_turns``, ``backend``...).
+        max_sessions: The most sessions at once (OpenEnv's ``max_concurrent_envs``).
+        idle_timeout: Close a session idle this many seconds (``None`` or ``0``: never).
+
+    Returns:
+        The FastAPI app; ``app.state.openenv_server`` is OpenEnv's ``HTTPEnvServer``.
+
+    Raises:
+        ValueError: An env id without an action type here, ``max_sessions < 1``, or env
+            arguments the env refuses (checked now by building one env, not at the first
+            session).
+    """
+    action_cls = action_class(env_id)
+    if max_sessions < 1:
+        raise ValueError(f"max_sessions must be at least 1, got {max_sessions}")
+    timeout = float(idle_timeout) if idle_timeout else None
+    if timeout is not None and timeout < 0:
+        raise ValueError(f"idle_timeout must be >= 0 seconds, got {idle_timeout}")
+    kwargs = dict(env_kwargs or {})
+    # Build one env now so a bad option fails the start, not every session's first reset
+    # (a voice's model loads lazily: this stays cheap).
+    gym.make(env_id, **kwargs).close()
+
+    server = HTTPEnvServer(
+        functools.partial(DialogueEnvironment, env_id, kwargs),
+        action_cls,
+        DialogueObservation,
+        concurrency_config=ConcurrencyConfig(
+            max_concurrent_envs=max_sessions, session_timeout=timeout
+        ),
+    )
+    app = FastAPI(
+        title=f"dialogue_gym {env_id} (OpenEnv)",
+        version=dialogue_gym.__version__,
+        description=f"{env_id} served with OpenEnv: one simulated user per WebSocket session "
+        f"at /ws; actions {action_cls.__name__}, observations DialogueObservation (GET "
+        "/schema). docs/serving.md describes the protocol.",
+    )
+    server.register_routes(app)
+    app.add_middleware(_QuietDisconnect)
+    app.state.openenv_server = server
+
+    @app.get("/sessions", response_model=SessionsStatus, tags=["Health"])
+    async def sessions() -> SessionsStatus:
+        """The open sessions and the server's limits."""
+        status = server.get_capacity_status()
+        return SessionsStatus(
+            active_sessions=status.active_sessions,
+            max_sessions=status.max_sessions,
+            available_slots=status.available_slots,
+            idle_timeout_s=timeout,
+            env_id=env_id,
+        )
+
+    # OpenEnv's HTTP /reset and /step let an env error through as a bare 500; say what the
+    # env said instead (the WebSocket session already answers with the message).
+    @app.exception_handler(ValueError)
+    async def bad_request(request: Request, exc: ValueError) -> JSONResponse:
+        return JSONResponse(status_code=400, content={"detail": str(exc)})
+
+    @app.exception_handler(RuntimeError)
+    async def conflict(request: Request, exc: RuntimeError) -> JSONResponse:
+        return JSONResponse(status_code=409, content={"detail": str(exc)})
+
+    return app
+
+
+class _QuietDisconnect:
+    """Drop the ``WebSocketDisconnect`` that OpenEnv 0.3's ``/ws`` lets escape after every
+    session that the client closed first (its ``finally`` closes the socket again and guards
+    only ``RuntimeError``: huggingface/OpenEnv#1159). The session is already destroyed by then;
+    without this, uvicorn logs a traceback as an error for each ordinary disconnect."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "websocket":
+            await self.app(scope, receive, send)
+            return
+        with suppress(WebSocketDisconnect):
+            await self.app(scope, receive, send)
+
+
+@contextmanager
+def running_server(
+    app: FastAPI, host: str = "127.0.0.1", port: int = 0, log_level: str = "warning"
+) -> Iterator[str]:
+    """Run ``app`` with uvicorn in a background thread for the ``with`` block.
+
+    For notebooks, tests and benchmarks; ``dialogue-gym serve`` runs uvicorn in the
+    foreground instead.
+
+    Args:
+        app: The app (:func:`make_app`'s).
+        host: The address to listen on (loopback by default).
+        port: The port; ``0`` lets the OS pick a free one.
+        log_level: uvicorn's log level.
+
+    Yields:
+        The server's base URL, ``http://host:port``.
+
+    Raises:
+        RuntimeError: The server did not start within 30 s.
+    """
+    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level=log_level))
+    thread = threading.Thread(target=server.run, name="dialogue-gym-openenv", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30.0
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            server.should_exit = True
+            raise RuntimeError(f"the OpenEnv server did not start on {host}:{port}")
+        time.sleep(0.02)
+    bound = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield f"http://{host}:{bound}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30.0)
+
+
+def serve(
+    env_id: str = "EmpathyDialogue-v0",
+    env_kwargs: Mapping[str, Any] | None = None,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    max_sessions: int = DEFAULT_MAX_SESSIONS,
+    idle_timeout: float | None = DEFAULT_IDLE_TIMEOUT,
+    log_level: str = "info",
+) -> None:
+    """Serve ``env_id`` in the foreground until interrupted (``dialogue-gym serve``'s body).
+
+    Args:
+        env_id: As :func:`make_app`.
+        env_kwargs: As :func:`make_app`.
+        host: The address to listen on (``0.0.0.0`` in a container).
+        port: The port.
+        max_sessions: As :func:`make_app`.
+        idle_timeout: As :func:`make_app`.
+        log_level: uvicorn's log level.
+    """
+    app = make_app(env_id, env_kwargs, max_sessions=max_sessions, idle_timeout=idle_timeout)
+    uvicorn.run(app, host=host, port=port, log_level=log_level)
