@@ -14,7 +14,7 @@ PYTEST_WORKERS ?= 2
 export NO_MKDOCS_2_WARNING := 1
 
 .DEFAULT_GOAL := help
-.PHONY: help install run demo test test-fast lint format docs docs-serve bench clean distclean
+.PHONY: help install chromium run demo test test-fast lint format docs docs-serve bench clean distclean
 
 help:
 	@echo "make run     install (if needed) and run the quick reward study (under 15 min)"
@@ -43,6 +43,12 @@ $(STAMP): setup.cfg pyproject.toml $(PKG_INITS) | $(BIN)/python
 
 install: $(STAMP)
 
+# The UI's browser tests (tests/test_ui_browser.py) drive the distribution's Chromium through
+# Playwright; nothing downloads a browser at run time.
+chromium:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
+
 run: $(STAMP)
 	$(BIN)/dialogue-gym study --quick
 
@@ -52,7 +58,7 @@ demo: $(STAMP)
 # pyproject.toml's addopts leave the slow, llm, server and benchmark tiers out of a plain
 # `pytest`; `-m ""` clears that selection, so CI runs every test. HYPOTHESIS_PROFILE=ci gives the
 # fuzz suite (tests/test_fuzz.py) its larger example budget (tests/conftest.py).
-test: $(STAMP)
+test: $(STAMP) chromium
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	HYPOTHESIS_PROFILE=ci $(BIN)/pytest -m "" -n $(PYTEST_WORKERS)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from dialogue_gym import _compat, registration
 from dialogue_gym.core.config import SimConfig
+from dialogue_gym.core.validation import InvalidArgument
 from dialogue_gym.core.vocabulary import NEEDS, PLUTCHIK, STRATEGIES, USER_ACTS
 from dialogue_gym.registration import register_env, register_envs
 
@@ -21,6 +22,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ENV_IDS",  # noqa: F822 (module __getattr__: read on access, so plugins' ids are listed)
+    "InvalidArgument",
     "NEEDS",
     "PLUTCHIK",
     "STRATEGIES",

@@ -48,7 +48,7 @@ from gymnasium import spaces
 
 from dialogue_gym.core.affect import AffectiveCore, Appraisal
 from dialogue_gym.core.config import SimConfig
-from dialogue_gym.core.render import render_transcript
+from dialogue_gym.core.render import episode_outcome, render_frame, render_transcript
 from dialogue_gym.core.scenario import ScenarioCard, load_scenarios
 from dialogue_gym.core.transcript import Message, Transcript
 from dialogue_gym.core.validation import (
@@ -91,7 +91,7 @@ ENV_ARGUMENTS: Mapping[str, Spec] = {
     "scenarios": anything("what load_scenarios takes: 'train', 'test', 'all', a path or cards"),
     "max_turns": integer(1, MAX_TURNS_LIMIT),
     "sim": anything("a SimConfig, a mapping of its parameters or None (SimConfig.coerce)"),
-    "render_mode": choice(None, "ansi", "human"),
+    "render_mode": choice(None, "ansi", "human", "rgb_array"),
     # The whole of the longest conversation (an opening and two messages a turn); more shows
     # nothing more.
     "history_window": integer(0, 2 * MAX_TURNS_LIMIT + 1),
@@ -203,6 +203,18 @@ def _claim(env: EmpathyDialogueEnv) -> bool:
     return True
 
 
+def _add_voice_check(info: dict[str, Any], voice: Any) -> None:
+    """Copy the voice's report on the line it just said to ``info["voice_check"]``
+    (``{"retries": k, "fallback": bool}``: resamples, and whether the template line stood in).
+
+    Only a voice that checks its lines has one (the LLM voice: ``last_reports``), so the
+    template voice's ``info`` is as it always was.
+    """
+    reports = getattr(voice, "last_reports", None)
+    if reports:
+        info["voice_check"] = dict(reports[0])
+
+
 class EmpathyDialogueEnv(gym.Env[dict[str, np.ndarray], int]):
     """## Description
 
@@ -276,7 +288,9 @@ class EmpathyDialogueEnv(gym.Env[dict[str, np.ndarray], int]):
     `user_utterance`, `agent_utterance`, `strategy`, `cue`, `premature`, `resolved`,
     `messages` (the chat with roles; user turns have `trainable: False`), `card_id`,
     `turn`, `voice`, `voice_seed`; at the end also `success`, `user_left`, `need`. `reset`'s
-    `info` adds `voice_config` (model, sampling parameters of both voices).
+    `info` adds `voice_config` (model, sampling parameters of both voices). With a voice that
+    checks its lines (`voice="llm"`) every `info` also has `voice_check`: `{"retries": k,
+    "fallback": bool}` for the user's line (resamples, and whether the template line stood in).
 
     ## Arguments
 
@@ -293,7 +307,7 @@ class EmpathyDialogueEnv(gym.Env[dict[str, np.ndarray], int]):
         max_turns=10,         # truncation (SAGE evaluates 10 turns, RLVER trains with 8);
                               # at most 1000 (MAX_TURNS_LIMIT)
         sim=None,             # SimConfig or a dict of overrides: the simulator's assumptions
-        render_mode=None,     # None, "ansi" or "human"
+        render_mode=None,     # None, "ansi", "human" or "rgb_array" (see Rendering)
         history_window=4,     # messages of context the llm voices see (0 to 2001)
         core="rule",          # "rule" (the affective core) or "llm": SAGE mode, the emotion
                               # change judged by the backend (see dialogue_gym/user/judge.py)
@@ -316,12 +330,22 @@ class EmpathyDialogueEnv(gym.Env[dict[str, np.ndarray], int]):
     further `step` calls raise `RuntimeError` saying to call `reset()`, which works again once
     the backend is back.
 
+    ## Rendering
+
+    - `"ansi"`: `render()` returns the transcript as text, each user line with an emotion bar.
+    - `"human"`: prints it, the new exchange after each step.
+    - `"rgb_array"`: `render()` returns a 480x640x3 `uint8` image: the emotion score turn by
+      turn against the success and leave thresholds, the last turns of the chat, and at the
+      end the outcome and the hidden need. The same episode gives the same pixels, so
+      Gymnasium's `RecordVideo` (needs `moviepy`) and `render_mode="rgb_array_list"` (one frame
+      per reset and step) work as for any env. `metadata["render_fps"]` is 1: a turn a second.
+
     ## Registered Configurations
 
     - `EmpathyDialogue-v0`: the defaults above.
     """
 
-    metadata = {"render_modes": ["ansi", "human"], "render_fps": 1}
+    metadata = {"render_modes": ["ansi", "human", "rgb_array"], "render_fps": 1}
 
     def __init__(
         self,
@@ -508,6 +532,7 @@ class EmpathyDialogueEnv(gym.Env[dict[str, np.ndarray], int]):
                 # voice_seed + 2t + 1 for the agent's words and voice_seed + 2t + 2 for the user's).
                 "voice_config": {"user": self.voice.describe(), "agent": self.realiser.describe()},
             }
+            _add_voice_check(info, self.voice)
             if self.render_mode == "human":
                 self.render()
             return self._observation(core), info
@@ -633,6 +658,7 @@ class EmpathyDialogueEnv(gym.Env[dict[str, np.ndarray], int]):
             "voice": self.voice.kind,
             "voice_seed": voice_seed,
         }
+        _add_voice_check(info, self.voice)
         if self.judge is not None:
             info.update(self._judge_info)
         if done:
@@ -643,15 +669,26 @@ class EmpathyDialogueEnv(gym.Env[dict[str, np.ndarray], int]):
             self.render()
         return self._observation(core), float(success), terminated, truncated, info
 
-    def render(self) -> str | None:
-        """``"ansi"``: the transcript with emotion bars, as a string; ``"human"``: print it."""
+    def render(self) -> str | np.ndarray | None:
+        """``"ansi"``: the transcript with emotion bars, as a string; ``"human"``: print it;
+        ``"rgb_array"``: the emotion chart and the last turns as an image (``core/render.py``)."""
         if self.render_mode is None:
             gym.logger.warn(
                 "render() called without a render_mode; "
-                'make the env with render_mode="ansi" or "human"'
+                'make the env with render_mode="ansi", "human" or "rgb_array"'
             )
             return None
         core = self._require_core()
+        if self.render_mode == "rgb_array":
+            ended = episode_outcome(core.state, self.config) if self._done else None
+            return render_frame(
+                self.messages,
+                core.card,
+                max_turns=self.max_turns,
+                config=self.config,
+                outcome=ended,
+                need=core.need if ended else None,
+            )
         text = render_transcript(self.messages, core.card)
         if self.render_mode == "ansi":
             return text

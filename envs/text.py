@@ -313,7 +313,7 @@ class EmpathyDialogueTextEnv(EmpathyDialogueEnv):
         scenarios="train",     # "train", "test", "all", a folder or a YAML file of cards
         max_turns=10,          # at most 1000
         sim=None,              # SimConfig or a dict of overrides
-        render_mode=None,      # None, "ansi" or "human"
+        render_mode=None,      # None, "ansi", "human" or "rgb_array" (as EmpathyDialogue-v0)
         history_window=4,
         core="rule",           # "rule" or "llm" (SAGE mode: the emotion change judged by the backend)
     )

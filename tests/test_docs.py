@@ -329,3 +329,18 @@ def test_the_tiers_are_wired_as_documented() -> None:
     recipe = re.search(r"^test: .*?\n((?:\t.*\n)+)", make, re.M)
     assert recipe and '/pytest -m ""' in recipe.group(1), "make test must run every tier"
     assert "make test" in (ROOT / ".ci" / "run").read_text(encoding="utf-8")
+
+
+def test_every_test_a_page_names_exists() -> None:
+    """docs/reliability.md (and any page) names tests as `tests/test_x.py::test_name`: each
+    must be a test function of that file, so a promise never points at a deleted test."""
+    named = set()
+    for page in DOCS.rglob("*.md"):
+        named |= set(re.findall(r"(tests/test_\w+\.py)::(test_\w+)", page.read_text("utf-8")))
+    assert len(named) > 30  # the reliability page alone names more
+    missing = []
+    for file, name in sorted(named):
+        source = (ROOT / file).read_text(encoding="utf-8") if (ROOT / file).exists() else ""
+        if not re.search(rf"^(?:async )?def {name}\(", source, re.M):
+            missing.append(f"{file}::{name}")
+    assert not missing, f"pages name tests that do not exist: {missing}"

@@ -174,7 +174,7 @@ def test_bad_arguments(env_id):
     with pytest.raises(ValueError, match="max_turns"):
         gym.make(env_id, voice="template", max_turns=0)
     with pytest.raises(ValueError, match="render_mode"):
-        gym.make(env_id, voice="template", render_mode="rgb_array")
+        gym.make(env_id, voice="template", render_mode="depth_array")
     with pytest.raises(ValueError, match="soothing_celing"):
         gym.make(env_id, voice="template", sim={"soothing_celing": 80})
     with pytest.raises(ValueError, match="voice"):

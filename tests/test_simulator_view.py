@@ -33,7 +33,7 @@ from dialogue_gym.envs.text import TEXT_SIMULATOR_VIEW
 ROOT = Path(__file__).resolve().parents[1]
 
 #: The layers above the env, as packages (run-time check) and as source files (static check).
-ABOVE_THE_ENV = ("rewards", "agents", "evaluation", "study", "integrations", "cli")
+ABOVE_THE_ENV = ("rewards", "agents", "evaluation", "study", "integrations", "cli", "ui")
 CALLERS = tuple(f"dialogue_gym.{name}" for name in ABOVE_THE_ENV)
 
 #: Private names of another object that the static check lets through, each with its reason.

@@ -212,7 +212,7 @@ def test_vector_step_wants_one_action_per_env(actions):
         ({"history_window": 1.5}, "history_window = 1.5: must be an integer in [0, 2001]"),
         ({"history_window": True}, "history_window = True: must be an integer"),
         ({"history_window": 10**9}, "history_window = 1000000000: must be an integer"),
-        ({"render_mode": "rgb_array"}, "render_mode = 'rgb_array': must be one of"),
+        ({"render_mode": "depth_array"}, "render_mode = 'depth_array': must be one of"),
         ({"core": "vibes"}, "core = 'vibes': unknown core; valid: 'rule', 'llm'"),
         ({"voice": None}, "voice = None: unknown user voice; valid: 'llm', 'template'"),
         ({"voice": {"nom": "llm"}}, "voice = {'nom': 'llm'}: unknown user voice; valid: "),
@@ -516,3 +516,13 @@ def test_a_refused_reset_leaves_the_env_as_it_was():
         sim.card.id,
     ) == before
     env.step(1)  # the episode goes on
+
+
+def test_a_folder_far_above_the_cards_fails_fast_naming_it(tmp_path):
+    """Found by the fuzz suite's long run: scenarios="/" walked the whole filesystem."""
+    from dialogue_gym.core.scenario import MAX_SCAN_DEPTH
+
+    deep = tmp_path.joinpath(*[f"d{i}" for i in range(MAX_SCAN_DEPTH + 2)])
+    deep.mkdir(parents=True)
+    with pytest.raises(ScenarioError, match="nest deeper than"):
+        gym.make("EmpathyDialogue-v0", voice="template", scenarios=str(tmp_path))

@@ -12,6 +12,7 @@ Subcommands (each has ``--help``; ``docs/cli.md`` is the manual):
 - ``train-llm``: GRPO on the text env with TRL (``dialogue_gym.integrations.train_llm``).
 - ``dataset``: a policy's episodes as a Minari dataset (``dialogue_gym.cli.dataset``).
 - ``serve``: an env over HTTP/WebSocket with OpenEnv's server (``dialogue_gym.cli.serve``).
+- ``ui``: a local web page to play, browse and compare episodes (``dialogue_gym.cli.ui``).
 
 Modules: :mod:`~dialogue_gym.cli.common` (argument types, env options, one-line errors),
 :mod:`~dialogue_gym.cli.commands` (the commands' bodies), :mod:`~dialogue_gym.cli.play` (the
@@ -56,6 +57,7 @@ from dialogue_gym.cli.common import (
 )
 from dialogue_gym.cli.play import QUIT_WORDS, cmd_play
 from dialogue_gym.cli.serve import add_serve_parser, cmd_serve  # OpenEnv: imported on run
+from dialogue_gym.cli.ui import add_ui_parser  # Gradio: imported on run
 from dialogue_gym.rewards import REWARDS
 from dialogue_gym.user.recognise import RECOGNISERS
 
@@ -172,6 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
     table.set_defaults(func=cmd_evaluate)
 
     add_serve_parser(sub)
+    add_ui_parser(sub)
 
     # Listed for the top-level help; main() hands their arguments to their own parsers.
     for name, text in (

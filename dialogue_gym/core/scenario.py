@@ -496,21 +496,42 @@ def _cached_card(path: Path) -> ScenarioCard:
     return _load_card_cached(str(path), stat.st_mtime_ns, stat.st_size)
 
 
-def _scan(root: str) -> list[tuple[str, int, int]]:
+#: How deep below the folder given as ``scenarios`` cards are looked for, and how many entries
+#: one scan may visit: ``scenarios="/"`` (a slip, or a fuzzer) fails fast, naming the folder,
+#: instead of walking the whole filesystem.
+MAX_SCAN_DEPTH = 8
+MAX_SCAN_ENTRIES = 100_000
+
+
+def _scan(root: str, depth: int = 0, budget: list[int] | None = None) -> list[tuple[str, int, int]]:
     """``(path, mtime_ns, size)`` of every card file under ``root``, recursively.
 
     Hidden entries (editor backups, ``.ipynb_checkpoints``) are skipped and symlinked folders
     are not followed (no loops). ``os.scandir`` is several times faster than ``Path.rglob``
     here, which matters because every ``gym.make`` lists its cards.
     """
+    budget = [MAX_SCAN_ENTRIES] if budget is None else budget
+    if depth > MAX_SCAN_DEPTH:
+        raise ScenarioError(
+            root,
+            f"cards nest deeper than {MAX_SCAN_DEPTH} folders below the scenarios folder: "
+            "point scenarios= at the folder that holds the cards",
+        )
     found = []
     try:
         with os.scandir(root) as entries:
             for entry in entries:
+                budget[0] -= 1
+                if budget[0] < 0:
+                    raise ScenarioError(
+                        root,
+                        f"more than {MAX_SCAN_ENTRIES} entries under the scenarios folder: "
+                        "point scenarios= at the folder that holds the cards",
+                    )
                 if entry.name.startswith("."):
                     continue
                 if entry.is_dir(follow_symlinks=False):
-                    found += _scan(entry.path)
+                    found += _scan(entry.path, depth + 1, budget)
                 elif entry.name.endswith(_YAML_SUFFIXES):
                     # One bad entry (a symlink looping on itself, a dangling one) is named,
                     # not the folder that holds it.

@@ -15,6 +15,7 @@ under every reward), and writes everything under ``<out>/<name>/``:
     dialogue-gym study --quick            # all rewards, PPO and hierarchical PPO, 3 seeds
     dialogue-gym study                    # >= 5 seeds, all learners, the simulator sweep
     dialogue-gym study --rewards sparse emotion_delta --learners ppo --seeds 2 --steps 5000
+    dialogue-gym study --quick --executor ray    # the runs as Ray tasks (--ray-address: a cluster)
 
 The agents see the strategy action space of ``EmpathyDialogue-v0``; the hierarchical
 learner is PPO over :class:`~dialogue_gym.agents.options.Options` (the five built-in options),
@@ -23,21 +24,17 @@ given the same number of decisions as the flat learners (so it sees more turns).
 
 from __future__ import annotations
 
-import concurrent.futures as cf
 import dataclasses
 import hashlib
 import importlib.util
 import json
-import multiprocessing
 import os
-import signal
 import sys
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, BinaryIO
+from typing import Annotated, Any, BinaryIO, Literal
 
 import gymnasium as gym
 import numpy as np
@@ -47,6 +44,7 @@ from dialogue_gym.agents.reference import baselines, make_policy
 from dialogue_gym.evaluation.episodes import ModelPolicy
 from dialogue_gym.registry import Registry
 from dialogue_gym.rewards.registry import REWARDS, reward_probes
+from dialogue_gym.study import executors
 
 # The study's lists are read from the registries when used, so a plugin that registers a
 # reward, a learner or a reference policy is in them: ``STUDY_REWARDS`` (every reward whose
@@ -112,7 +110,11 @@ class Args:
     max_turns: int = 10
     """turn limit of an episode"""
     workers: int = 2
-    """runs trained in parallel (processes)"""
+    """runs trained in parallel (processes; with --executor ray, the CPUs of its own instance)"""
+    executor: Literal["local", "ray"] = "local"
+    """where the runs execute: worker processes of this machine, or Ray tasks (docs/study.md)"""
+    ray_address: str = ""
+    """the cluster of --executor ray (HOST:PORT of its head, auto, ray://...); empty: a local one"""
     bootstrap_reps: int = 2000
     """stratified-bootstrap resamples for the intervals (rliable)"""
     out: str = "benchmarks/results"
@@ -168,7 +170,18 @@ RUN_FIELDS = ("steps", "eval_points", "max_turns", "plugins")
 #: The ``Args`` fields that change no result (where and how the study runs, what it shows):
 #: ``--resume`` lets them differ from the folder's ``args.json``. Every other field, one added
 #: later included, must match: new fields are compared unless listed here.
-NEUTRAL_FIELDS = ("workers", "progress", "resume", "report_only", "out", "name", "plots", "quick")
+NEUTRAL_FIELDS = (
+    "workers",
+    "executor",
+    "ray_address",
+    "progress",
+    "resume",
+    "report_only",
+    "out",
+    "name",
+    "plots",
+    "quick",
+)
 
 
 def _canonical_sim(sim: dict[str, Any]) -> dict[str, Any]:
@@ -600,6 +613,7 @@ def check_dependencies(args: Args) -> None:
     """Fail at once, naming the extra to install, if a package of the ``study`` extra is missing.
 
     The report needs them only after every run has trained: checking first saves minutes.
+    ``--executor ray`` needs Ray as well.
 
     Raises:
         MissingExtraError: One line naming the missing packages and ``pip install
@@ -612,6 +626,10 @@ def check_dependencies(args: Args) -> None:
         raise MissingExtraError(
             f"the study needs {', '.join(missing)} ({uses}), which are not installed: "
             "pip install 'dialogue_gym[study]'"
+        )
+    if args.executor == "ray" and importlib.util.find_spec("ray") is None:
+        raise MissingExtraError(
+            "--executor ray needs Ray, which is not installed: pip install 'ray>=2.41'"
         )
 
 
@@ -633,65 +651,34 @@ def check(args: Args) -> None:
         raise ValueError("--steps must be at least --eval-points")
     if args.sweep and "sparse" not in args.rewards:
         raise ValueError("the sweep compares with the coarse bonus: include the sparse reward")
+    if args.executor not in executors.EXECUTORS:
+        valid = ", ".join(executors.EXECUTORS)
+        raise ValueError(f"unknown executor {args.executor!r}; valid: {valid}")
+    if args.ray_address and args.executor != "ray":
+        raise ValueError("--ray-address names a Ray cluster: give --executor ray with it")
     parse_overrides(args.sim)
 
 
 def execute(
     specs: list[RunSpec], args: Args, out: Path, on_done: Callable[[dict], None]
 ) -> list[dict[str, Any]]:
-    """Run the specs (in ``args.workers`` processes), calling ``on_done`` as each finishes."""
+    """Run the specs with ``args.executor``, calling ``on_done`` here as each finishes.
+
+    ``local``: in ``args.workers`` processes; ``ray``: as Ray tasks, on a local Ray instance or
+    the cluster at ``args.ray_address`` (:mod:`dialogue_gym.study.executors`). Either way the
+    records come back to this process, which alone writes ``runs.jsonl``.
+
+    Returns:
+        The records, in plan order (whatever finished first).
+    """
     episodes = out / "episodes"
     episodes.mkdir(parents=True, exist_ok=True)
-    records: dict[str, dict[str, Any]] = {}
-    if args.workers == 1:
-        for spec in specs:
-            records[spec.run_id] = record = run_one(spec, args, str(episodes))
-            on_done(record)
+    if args.executor == "ray":
+        done = executors.run_ray(run_one, specs, args, episodes, on_done, args.ray_address)
     else:
-        # spawn, not fork: forking a process that has started torch's threads can deadlock.
-        context = multiprocessing.get_context("spawn")
-        pool = cf.ProcessPoolExecutor(
-            args.workers,
-            mp_context=context,
-            initializer=_exit_with_parent,
-            initargs=(os.getpid(),),
-        )
-        with pool:
-            futures = [pool.submit(run_one, spec, args, str(episodes)) for spec in specs]
-            try:
-                for future in cf.as_completed(futures):
-                    record = future.result()
-                    records[record["run"]] = record
-                    on_done(record)
-            except BaseException:
-                # Leaving the block waits for the pool: without this it would first train
-                # every run still queued, not just those in flight.
-                pool.shutdown(wait=False, cancel_futures=True)
-                raise
-    return [records[spec.run_id] for spec in specs]  # plan order, whatever finished first
-
-
-def _exit_with_parent(parent: int, every: float = 0.5) -> None:
-    """A worker's initializer: end the worker soon after the study process is gone.
-
-    A worker waits for its next run on the pool's pipe, whose writing end it holds itself, so
-    it never reads the end of it: after ``kill -9`` of the study its workers would live on, and
-    multiprocessing's resource tracker, which waits for them, too. An orphan is adopted by
-    another process (init, or a subreaper), so its parent's pid changes (POSIX): a daemon
-    thread looks every ``every`` seconds.
-
-    Args:
-        parent: The pid of the study process, which spawned the worker.
-        every: Seconds between looks.
-    """
-
-    def watch() -> None:
-        while os.getppid() == parent:
-            time.sleep(every)
-        # At once, without clean-up: the run in flight is lost with the parent anyway.
-        os.kill(os.getpid(), getattr(signal, "SIGKILL", signal.SIGTERM))
-
-    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
+        done = executors.run_local(run_one, specs, args, episodes, on_done)
+    records = {record["run"]: record for record in done}
+    return [records[spec.run_id] for spec in specs]
 
 
 def append_record(file: BinaryIO, record: dict[str, Any]) -> None:
