@@ -526,3 +526,14 @@ def test_a_folder_far_above_the_cards_fails_fast_naming_it(tmp_path):
     deep.mkdir(parents=True)
     with pytest.raises(ScenarioError, match="nest deeper than"):
         gym.make("EmpathyDialogue-v0", voice="template", scenarios=str(tmp_path))
+
+
+def test_a_huge_finite_reward_factor_is_refused():
+    """Found by the fuzz suite's long run: scale=1.79e307 times an emotion change was inf."""
+    with pytest.raises(dialogue_gym.InvalidArgument, match=r"scale = 1\.79e\+307"):
+        gym.make(
+            "EmpathyDialogue-v0",
+            voice="template",
+            reward="emotion_delta",
+            reward_kwargs={"scale": 1.79e307},
+        )

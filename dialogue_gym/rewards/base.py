@@ -25,7 +25,23 @@ import gymnasium as gym
 import numpy as np
 from gymnasium.envs.registration import EnvSpec, WrapperSpec
 
-from dialogue_gym.core.validation import Spec, check, text
+from dialogue_gym.core.validation import Spec, check, number, text
+
+#: The largest magnitude of a reward wrapper's scale, bonus, weight or cost. A finite but huge
+#: factor (1e307) times an emotion change overflows to an infinite reward (found by the fuzz
+#: suite), and no sensible reward needs a factor beyond this.
+MAX_FACTOR = 1e6
+
+
+def factor(low: float | None = -MAX_FACTOR) -> Spec:
+    """The spec of a reward's multiplier: a finite number in ``[low, MAX_FACTOR]``.
+
+    Example:
+        >>> factor(0).describe()
+        'a finite number in [0, 1e+06]'
+    """
+    return number(low, MAX_FACTOR)
+
 
 #: The ``info`` key that holds every reward wrapper's components.
 COMPONENTS_KEY = "reward_components"

@@ -7,10 +7,11 @@ from typing import Any
 
 import gymnasium as gym
 
-from dialogue_gym.core.validation import InvalidArgument, anything, mapping, number, text
+from dialogue_gym.core.validation import InvalidArgument, anything, mapping, text
 from dialogue_gym.rewards.base import (
     COMPONENTS_KEY,
     ComponentRewardWrapper,
+    factor,
     iter_wrappers,
     reward_names_below,
 )
@@ -49,7 +50,7 @@ class CompositeReward(ComponentRewardWrapper):
     """
 
     arguments = {
-        "weights": mapping(number(), min_len=1),
+        "weights": mapping(factor(), min_len=1),
         "reward_kwargs": mapping(
             anything("a mapping of keyword arguments", lambda kw: isinstance(kw, Mapping)),
             optional=True,

@@ -6,8 +6,8 @@ from typing import Any
 
 import gymnasium as gym
 
-from dialogue_gym.core.validation import number, text
-from dialogue_gym.rewards.base import ComponentRewardWrapper
+from dialogue_gym.core.validation import text
+from dialogue_gym.rewards.base import ComponentRewardWrapper, factor
 
 
 class EmotionDeltaReward(ComponentRewardWrapper):
@@ -35,7 +35,7 @@ class EmotionDeltaReward(ComponentRewardWrapper):
     """
 
     parts = ("change",)
-    arguments = {"scale": number(), "name": text(forbid="/")}
+    arguments = {"scale": factor(), "name": text(forbid="/")}
 
     def __init__(self, env: gym.Env, scale: float = 1 / 100, name: str = "emotion_delta") -> None:
         super().__init__(env, name)

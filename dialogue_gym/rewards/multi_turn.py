@@ -9,8 +9,8 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from dialogue_gym.core.validation import anything, boolean, choice, integer, number, text
-from dialogue_gym.rewards.base import ComponentRewardWrapper, episode_rng
+from dialogue_gym.core.validation import anything, boolean, choice, integer, text
+from dialogue_gym.rewards.base import ComponentRewardWrapper, episode_rng, factor
 from dialogue_gym.rewards.rollout import CorePolicy, StageHeuristicRollout
 
 _MODES = ("value", "advantage")
@@ -102,11 +102,11 @@ class MultiTurnValueReward(ComponentRewardWrapper):
             "a callable obs -> action, a CorePolicy, or None",
             lambda policy: policy is None or callable(policy) or isinstance(policy, CorePolicy),
         ),
-        "cost": number(0),
+        "cost": factor(0),
         "mode": choice(*_MODES),
-        "success_weight": number(),
-        "progress_weight": number(),
-        "emotion_weight": number(),
+        "success_weight": factor(),
+        "progress_weight": factor(),
+        "emotion_weight": factor(),
         "lookahead_voice": boolean(),
         "seed": integer(0),
         "name": text(forbid="/"),

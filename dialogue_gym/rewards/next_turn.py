@@ -10,7 +10,7 @@ import gymnasium as gym
 import numpy as np
 
 from dialogue_gym.core.validation import integer, mapping, number, text
-from dialogue_gym.rewards.base import ComponentRewardWrapper, episode_rng
+from dialogue_gym.rewards.base import ComponentRewardWrapper, episode_rng, factor
 
 #: The verdicts, in order, and PPDPP's mapping of each to a reward (DPDP pays 0.1 for better).
 VERDICTS: tuple[str, ...] = ("worse", "same", "better", "solved")
@@ -71,7 +71,7 @@ class NextTurnReward(ComponentRewardWrapper):
         "noise": number(0),
         "same_band": number(0),
         "solved_emotion": number(),
-        "values": mapping(number(), keys=VERDICTS, exact=False, optional=True),
+        "values": mapping(factor(), keys=VERDICTS, exact=False, optional=True),
         "seed": integer(0),
         "name": text(forbid="/"),
     }

@@ -11,7 +11,7 @@ from typing import Any
 import gymnasium as gym
 
 from dialogue_gym.core.validation import number, text
-from dialogue_gym.rewards.base import ComponentRewardWrapper
+from dialogue_gym.rewards.base import ComponentRewardWrapper, factor
 
 
 class PotentialShapedEmotion(ComponentRewardWrapper):
@@ -47,7 +47,7 @@ class PotentialShapedEmotion(ComponentRewardWrapper):
     """
 
     parts = ("phi", "phi_before")
-    arguments = {"gamma": number(0, 1), "scale": number(), "name": text(forbid="/")}
+    arguments = {"gamma": number(0, 1), "scale": factor(), "name": text(forbid="/")}
 
     def __init__(
         self,

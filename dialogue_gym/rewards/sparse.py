@@ -6,8 +6,8 @@ from typing import Any
 
 import gymnasium as gym
 
-from dialogue_gym.core.validation import choice, number, text
-from dialogue_gym.rewards.base import COMPONENTS_KEY, ComponentRewardWrapper, add_components
+from dialogue_gym.core.validation import choice, text
+from dialogue_gym.rewards.base import COMPONENTS_KEY, ComponentRewardWrapper, add_components, factor
 
 _KINDS = ("success", "final_emotion")
 
@@ -50,8 +50,8 @@ class SparseBonus(ComponentRewardWrapper):
     """
 
     arguments = {
-        "bonus": number(),
-        "leave_penalty": number(),
+        "bonus": factor(),
+        "leave_penalty": factor(),
         "kind": choice(*_KINDS),
         "name": text(forbid="/", optional=True),
     }
