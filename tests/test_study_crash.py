@@ -22,10 +22,10 @@ import signal
 import subprocess
 import sys
 import time
-from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
 
+import procs
 import pytest
 
 from dialogue_gym.study import run as study
@@ -104,60 +104,21 @@ def _finish(proc: subprocess.Popen, limit: float = 240.0) -> int:
 # --- processes, read from /proc ------------------------------------------------------------
 
 
-def _stat(pid: int) -> tuple[str, int, str] | None:
-    """``(state, parent pid, start time)`` of a process, or None when there is none."""
-    try:
-        text = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = text.rpartition(")")[2].split()  # after the command name, which may hold spaces
-    return fields[0], int(fields[1]), fields[19]
-
-
-def _descendants(root: int) -> dict[int, str]:
-    """Every live descendant of ``root``: pid -> start time (which tells a reused pid apart)."""
-    children: dict[int, list[int]] = defaultdict(list)
-    starts: dict[int, str] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit() and (stat := _stat(int(entry.name))) is not None:
-            children[stat[1]].append(int(entry.name))
-            starts[int(entry.name)] = stat[2]
-    found: dict[int, str] = {}
-    todo = list(children[root])
-    while todo:
-        pid = todo.pop()
-        if pid in starts and pid not in found:
-            found[pid] = starts[pid]
-            todo.extend(children[pid])
-    return found
-
-
-def _alive(pid: int, start: str) -> bool:
-    stat = _stat(pid)
-    # A zombie has freed its memory and waits only to be reaped by whoever adopted it.
-    return stat is not None and stat[2] == start and stat[0] not in "ZX"
-
-
-def _command(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()[:120]
-    except OSError:
-        return "?"
-
-
 def _kill_and_expect_no_orphans(
     proc: subprocess.Popen, seen: dict[int, str], within: float = 15.0
 ) -> None:
     """``kill -9`` the study, then check that each process it started is gone in ``within`` s."""
-    seen.update(_descendants(proc.pid))
+    seen.update(procs.descendants(proc.pid))
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     deadline = time.monotonic() + within
-    while (left := [p for p, s in seen.items() if _alive(p, s)]) and time.monotonic() < deadline:
+    while (
+        left := [p for p, s in seen.items() if procs.alive(p, s)]
+    ) and time.monotonic() < deadline:
         time.sleep(0.2)
-    described = [f"{p}: {_command(p)}" for p in left]
+    described = [f"{p}: {procs.command_line(p)[:120]}" for p in left]
     for pid in left:  # leave no process of this test behind, whatever the verdict
-        if _alive(pid, seen[pid]):
+        if procs.alive(pid, seen[pid]):
             os.kill(pid, signal.SIGKILL)
     assert not left, f"still alive {within:.0f} s after kill -9 of the study: {described}"
 
@@ -168,7 +129,7 @@ def _watch(
     """Poll until ``until()`` holds, recording the study's descendants as they come and go."""
     deadline = time.monotonic() + limit
     while not until():
-        seen.update(_descendants(proc.pid))
+        seen.update(procs.descendants(proc.pid))
         assert proc.poll() is None, f"the study ended (exit {proc.returncode}) too early"
         assert time.monotonic() < deadline, "the study never got there"
         time.sleep(0.1)
@@ -282,7 +243,9 @@ def test_workers_exit_when_the_study_is_killed(tmp_path):
     try:
 
         def two_workers() -> bool:
-            workers = [p for p in _descendants(proc.pid) if "spawn_main" in _command(p)]
+            workers = [
+                p for p in procs.descendants(proc.pid) if "spawn_main" in procs.command_line(p)
+            ]
             return len(workers) >= 2
 
         _watch(proc, two_workers, seen)

@@ -37,11 +37,11 @@ import sys
 import tempfile
 import threading
 import time
-from collections import defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import procs
 import pytest
 
 pytest.importorskip("ray")
@@ -91,50 +91,6 @@ def _environment(**extra: str) -> dict[str, str]:
     return {**env, **extra}
 
 
-# --- processes, read from /proc ---------------------------------------------------------------
-
-
-def _stat(pid: int) -> tuple[str, int, str] | None:
-    """``(state, parent pid, start time)`` of a process, or None when there is none."""
-    try:
-        text = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = text.rpartition(")")[2].split()  # after the command name, which may hold spaces
-    return fields[0], int(fields[1]), fields[19]
-
-
-def _descendants(root: int) -> dict[int, str]:
-    """Every live descendant of ``root``: pid -> start time (which tells a reused pid apart)."""
-    children: dict[int, list[int]] = defaultdict(list)
-    starts: dict[int, str] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit() and (stat := _stat(int(entry.name))) is not None:
-            children[stat[1]].append(int(entry.name))
-            starts[int(entry.name)] = stat[2]
-    found: dict[int, str] = {}
-    todo = list(children[root])
-    while todo:
-        pid = todo.pop()
-        if pid in starts and pid not in found:
-            found[pid] = starts[pid]
-            todo.extend(children[pid])
-    return found
-
-
-def _alive(pid: int, start: str) -> bool:
-    stat = _stat(pid)
-    return stat is not None and stat[2] == start and stat[0] not in "ZX"
-
-
-def _title(pid: int) -> str:
-    """A process's command line; a Ray worker's is ``ray::<task name>`` while it runs one."""
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
-    except OSError:
-        return ""
-
-
 # --- the cluster ------------------------------------------------------------------------------
 
 
@@ -151,7 +107,7 @@ class Cluster:
         return {
             pid: (node, start)
             for node, proc in self.nodes.items()
-            for pid, start in _descendants(proc.pid).items()
+            for pid, start in procs.descendants(proc.pid).items()
         }
 
 
@@ -196,10 +152,10 @@ def _stop(cluster: Cluster) -> None:
             os.killpg(proc.pid, signal.SIGKILL)  # the group this fixture created
             proc.wait()
     deadline = time.monotonic() + 10
-    while any(_alive(p, s) for p, s in seen.items()) and time.monotonic() < deadline:
+    while any(procs.alive(p, s) for p, s in seen.items()) and time.monotonic() < deadline:
         time.sleep(0.2)
     for pid, start in seen.items():
-        if _alive(pid, start):
+        if procs.alive(pid, start):
             os.kill(pid, signal.SIGKILL)
 
 
@@ -285,7 +241,7 @@ class TaskWatcher:
     def _watch(self) -> None:
         while not self._stop.is_set():
             for pid, (node, start) in self.cluster.processes().items():
-                title = _title(pid)
+                title = procs.command_line(pid)
                 if title.startswith("ray::" + RAY_TASK_PREFIX):
                     self.seen[(pid, start)] = (node, title.removeprefix("ray::" + RAY_TASK_PREFIX))
             time.sleep(0.05)
@@ -366,13 +322,15 @@ def test_a_run_whose_worker_is_killed_is_retried_and_nothing_is_lost(
                 return [
                     (pid, start, run)
                     for (pid, start), (node, run) in list(watcher.seen.items())
-                    if node == "worker" and _alive(pid, start)
+                    if node == "worker" and procs.alive(pid, start)
                 ]
 
             watcher.wait_for(lambda: bool(on_the_worker_node()), proc, limit=180)
             pid, start, run = on_the_worker_node()[0]
             time.sleep(1.0)  # into the run: past the imports, training
-            assert _title(pid) == f"ray::{RAY_TASK_PREFIX}{run}", "the run ended before the kill"
+            assert procs.command_line(pid) == f"ray::{RAY_TASK_PREFIX}{run}", (
+                "the run ended before the kill"
+            )
             os.kill(pid, signal.SIGKILL)
             _finish(proc, tmp_path / "killed.log")
         finally:

@@ -24,7 +24,7 @@ import sys
 from typing import Any
 
 import dialogue_gym
-from dialogue_gym.cli.common import UsageError, _add_env_args, _positive_int
+from dialogue_gym.cli.common import UsageError, _add_env_args, _port, _positive_int
 from dialogue_gym.rewards import REWARDS
 from dialogue_gym.user.recognise import RECOGNISERS
 
@@ -34,16 +34,6 @@ __all__ = ["EXTRA", "add_serve_parser", "cmd_serve", "serve_env_kwargs"]
 EXTRA = "serve"
 #: The env id that takes free text (the others take a strategy index).
 TEXT_ENV = "EmpathyDialogueText-v0"
-
-
-def _port(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a port number, got {text!r}") from None
-    if not 0 <= value < 65536:
-        raise argparse.ArgumentTypeError(f"must be in [0, 65535], got {value}")
-    return value
 
 
 def _seconds(text: str) -> float:

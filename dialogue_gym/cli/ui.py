@@ -28,23 +28,13 @@ import time
 from typing import Any
 
 import dialogue_gym
-from dialogue_gym.cli.common import UsageError
+from dialogue_gym.cli.common import UsageError, _port
 from dialogue_gym.rewards import REWARDS
 
 __all__ = ["EXTRA", "add_ui_parser", "cmd_ui"]
 
 #: The extra that installs what ``ui`` needs.
 EXTRA = "ui"
-
-
-def _port(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a port number, got {text!r}") from None
-    if not 0 <= value < 65536:
-        raise argparse.ArgumentTypeError(f"must be in [0, 65535], got {value}")
-    return value
 
 
 def _turns(text: str) -> int:
