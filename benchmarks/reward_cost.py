@@ -16,7 +16,6 @@ CleanRL style: one readable script, a dataclass of arguments. Target (issue 4):
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import platform
@@ -27,6 +26,7 @@ from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
+import tyro
 
 import dialogue_gym  # noqa: F401  (registers the envs)
 
@@ -157,15 +157,8 @@ def report(r: dict) -> str:
 
 
 def parse_args(argv: list[str] | None = None) -> Args:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    for f in dataclasses.fields(Args):
-        if f.type in ("bool", bool):
-            parser.add_argument(f"--{f.name.replace('_', '-')}", action="store_true")
-        else:
-            parser.add_argument(
-                f"--{f.name.replace('_', '-')}", type=type(f.default), default=f.default
-            )
-    return Args(**vars(parser.parse_args(argv)))
+    """The command line, from ``Args`` (tyro, as the other benchmarks)."""
+    return tyro.cli(Args, args=argv, description=__doc__.splitlines()[0])
 
 
 if __name__ == "__main__":
