@@ -91,7 +91,9 @@ def test_next_step_autoreset_resets_with_zero_reward(env_id):
 def test_llm_voices_make_one_backend_call_per_round():
     backend = CountingBackend()
     n = 4
-    envs = EmpathyDialogueVectorEnv(n, voice="llm", agent_voice="llm", backend=backend)
+    envs = EmpathyDialogueVectorEnv(
+        n, voice={"name": "llm", "check": False}, agent_voice="llm", backend=backend
+    )
     envs.reset(seed=0)
     assert backend.calls == [n]  # the openings, together
     envs.step([0, 1, 2, 3])
@@ -115,7 +117,9 @@ def test_batched_text_equals_unbatched_text():
 
 def test_max_batch_splits_rounds():
     backend = CountingBackend()
-    envs = EmpathyDialogueVectorEnv(5, voice="llm", backend=backend, max_batch=2)
+    envs = EmpathyDialogueVectorEnv(
+        5, voice={"name": "llm", "check": False}, backend=backend, max_batch=2
+    )
     envs.reset(seed=0)
     assert backend.calls == [2, 2, 1]
     envs.close()

@@ -29,6 +29,7 @@ from dialogue_gym.user.voices import (
     BANDS,
     MAX_CHARS,
     MAX_QUOTED_CHARS,
+    MAX_RETRIES,
     AgentTurn,
     LLMAgentRealiser,
     LLMUserVoice,
@@ -39,6 +40,7 @@ from dialogue_gym.user.voices import (
     load_fragments,
     make_agent_realiser,
     make_user_voice,
+    retry_seed,
     second_person,
 )
 
@@ -126,7 +128,8 @@ class RecordingBackend:
 
     name = "recording"
 
-    def __init__(self, reply: str = "I feel a bit better, thanks.") -> None:
+    # A line the user voice's check accepts for a venting turn at a low emotion.
+    def __init__(self, reply: str = "I can't sleep, and I keep going over it.") -> None:
         self.reply = reply
         self.calls: list[tuple[list, GenerationParams]] = []
 
@@ -314,7 +317,8 @@ def test_llm_prompt_is_bounded_whatever_the_history() -> None:
 def test_llm_opening_turn_gets_a_greeting() -> None:
     chat = LLMUserVoice(RecordingBackend()).build_chat(user_turn(agent=None))
     assert [m["role"] for m in chat] == ["system", "user"]
-    assert chat[1]["content"] == load_fragments().greeting
+    # The user voice's own greeting (user_voice.yaml): a question asking for the topic.
+    assert chat[1]["content"].endswith("What would you like to talk about today?")
 
 
 def test_llm_user_voice_batches_and_seeds_per_turn() -> None:
@@ -349,6 +353,159 @@ def test_llm_voices_fall_back_when_the_model_parrots_the_other_side() -> None:
     realiser = LLMAgentRealiser(RecordingBackend("I lost my job and I can't stop thinking."))
     aturn = agent_turn(0, seed=2)
     assert realiser.say([aturn]) == TemplateAgentRealiser().say([aturn])
+
+
+SUPPORTER_LINE = "I'm so sorry to hear that. It's okay to feel sad."
+
+
+class ScriptedCalls:
+    """Replies by call: ``replies[k]`` to every chat of the k-th call (the last one after);
+    records each call's chats and seeds."""
+
+    name = "scripted-calls"
+
+    def __init__(self, *replies: str) -> None:
+        self.replies = replies
+        self.calls: list[tuple[list, tuple]] = []
+
+    def generate(self, chats, params):
+        reply = self.replies[min(len(self.calls), len(self.replies) - 1)]
+        self.calls.append(([list(c) for c in chats], params.seeds))
+        return [reply for _ in chats]
+
+
+def test_llm_user_voice_resamples_a_failing_line_with_derived_seeds() -> None:
+    good = "I can't sleep, and I keep going over it."
+    backend = ScriptedCalls(SUPPORTER_LINE, SUPPORTER_LINE, good)
+    voice = LLMUserVoice(backend)
+    turn = user_turn("vent", seed=41)
+    assert voice.speak([turn]) == [good]
+    assert voice.last_reports == [
+        {"retries": 2, "fallback": False, "repaired": False, "failed": ["role"]}
+    ]
+    assert [seeds for _, seeds in backend.calls] == [
+        (41,),
+        (retry_seed(41, 1),),
+        (retry_seed(41, 2),),
+    ]
+    assert backend.calls[0][0] == backend.calls[2][0]  # the same prompt, another seed
+    assert voice.fallbacks == 0 and voice.retries == 2
+    # Seeds derived from the turn's alone: none collides with the env's next turn seeds.
+    assert len({retry_seed(41, k) for k in range(MAX_RETRIES + 1)} | {42, 43}) == MAX_RETRIES + 3
+
+
+def test_llm_user_voice_falls_back_to_the_template_line_for_the_act() -> None:
+    for act, emotion in (("thank", 80.0), ("leave", 2.0), ("resist", 30.0)):
+        backend = ScriptedCalls(SUPPORTER_LINE)
+        voice = LLMUserVoice(backend)
+        turn = user_turn(act, emotion, seed=5)
+        assert voice.speak([turn]) == TemplateUserVoice().speak([turn])
+        assert voice.last_reports[0]["fallback"] and voice.last_reports[0]["retries"] == MAX_RETRIES
+        assert len(backend.calls) == MAX_RETRIES + 1 and voice.fallbacks == 1
+    fast = LLMUserVoice(ScriptedCalls(SUPPORTER_LINE), max_retries=0)
+    assert fast.speak([user_turn(seed=5)]) == TemplateUserVoice().speak([user_turn(seed=5)])
+    assert fast.last_reports == [
+        {"retries": 0, "fallback": True, "repaired": False, "failed": ["role"]}
+    ]
+    unchecked = LLMUserVoice(ScriptedCalls(SUPPORTER_LINE), check=False)
+    assert unchecked.speak([user_turn(seed=5)]) == [SUPPORTER_LINE]  # as before the check
+    assert unchecked.describe()["check"] is False
+    with pytest.raises(ValueError, match="max_retries"):
+        LLMUserVoice(RecordingBackend(), max_retries=-1)
+
+
+def test_llm_user_voice_resamples_only_the_failing_lines_of_a_batch() -> None:
+    class ByAct:
+        name = "by-act"
+
+        def __init__(self) -> None:
+            self.sizes: list[int] = []
+
+        def generate(self, chats, params):
+            self.sizes.append(len(chats))
+            # A thanking line for every chat: right for the thanking turn only.
+            return ["Thank you so much, this really helped."] * len(chats)
+
+    backend = ByAct()
+    voice = LLMUserVoice(backend, max_retries=2)
+    turns = [user_turn("thank", 80.0, seed=1), user_turn("resist", 30.0, seed=2)]
+    out = voice.speak(turns)
+    assert out[0] == "Thank you so much, this really helped."
+    assert out[1] == TemplateUserVoice().speak([turns[1]])[0]
+    assert backend.sizes == [2, 1, 1]
+    assert [r["fallback"] for r in voice.last_reports] == [False, True]
+
+
+def test_llm_user_voice_does_not_say_its_own_last_line_again() -> None:
+    said = "I can't sleep, and I keep going over it."
+    history = [{"role": "user", "content": said}, {"role": "assistant", "content": "I see."}]
+    backend = ScriptedCalls(said, said, "Every night I lie awake replaying that meeting.")
+    voice = LLMUserVoice(backend)
+    out = voice.speak([user_turn("vent", seed=8, history=history, agent="Go on.")])
+    assert out == ["Every night I lie awake replaying that meeting."]
+    assert voice.last_reports[0]["retries"] == 2 and voice.last_reports[0]["failed"] == ["repeat"]
+
+
+def test_llm_user_voice_replays_exactly() -> None:
+    """Same turns and seeds, same lines and reports: the retries' seeds come from the turn."""
+
+    class BySeed:
+        name = "by-seed"
+
+        def generate(self, chats, params):
+            return [
+                "I can't stop thinking about it." if seed % 3 == 0 else SUPPORTER_LINE
+                for seed in params.seeds
+            ]
+
+    turns = [user_turn("vent", seed=s) for s in range(12)]
+    first, again = LLMUserVoice(BySeed()), LLMUserVoice(BySeed())
+    assert first.speak(turns) == again.speak(turns)
+    assert first.last_reports == again.last_reports
+    assert any(r["retries"] for r in first.last_reports)
+
+
+def test_llm_user_prompt_frames_the_model_as_the_user() -> None:
+    voice = LLMUserVoice(RecordingBackend())
+    frags = load_fragments()
+    for act in USER_ACTS:
+        turn = user_turn(act, 55.0, seed=3, agent=INJECTION)
+        chat = voice.build_chat(turn)
+        system = chat[0]["content"]
+        assert "HACKED" not in system and chat[-1] == {"role": "user", "content": INJECTION}
+        assert "never comfort" in system.lower() and "Maya" in system
+        examples = voice.examples(turn)
+        pool = {f.format(name="Maya", topic="losing my job") for f in frags.user[(act, "middle")]}
+        assert examples[0] != examples[1] and set(examples) <= pool
+        assert all(e in system for e in examples)
+    opening = voice.examples(user_turn(agent=None, seed=3))
+    assert set(opening) <= {
+        f.format(name="Maya", topic="losing my job") for f in frags.user[("opening", "low")]
+    }
+
+
+def test_env_reports_the_voice_check_in_info() -> None:
+    import gymnasium as gym
+
+    import dialogue_gym  # noqa: F401  (registers the envs)
+
+    env = gym.make(
+        "EmpathyDialogue-v0", voice="llm", backend=ScriptedCalls(SUPPORTER_LINE),
+        scenarios="test", reward=None,
+    )  # fmt: skip
+    _, info = env.reset(seed=0)
+    assert info["voice_check"] == {
+        "retries": MAX_RETRIES,
+        "fallback": True,
+        "repaired": False,
+        "failed": ["role"],
+    }
+    assert info["voice_config"]["user"]["max_retries"] == MAX_RETRIES
+    *_, info = env.step(0)
+    assert info["voice_check"]["fallback"] is True and "role" in info["voice_check"]["failed"]
+    template = gym.make("EmpathyDialogue-v0", voice="template", scenarios="test", reward=None)
+    _, info = template.reset(seed=0)
+    assert "voice_check" not in info and "voice_check" not in template.step(0)[-1]
 
 
 def test_llm_voices_pickle_without_the_backend() -> None:
@@ -464,6 +621,32 @@ def test_llm_user_voice_generates_reproducibly(llm_voice: LLMUserVoice) -> None:
 
 
 @pytest.mark.llm
+def test_llm_voice_episodes_replay_exactly_with_retries() -> None:
+    """Seeded replay with the checked LLM voice: the same seed gives the same transcript, the
+    same retries and the same fallbacks, in a fresh env as in the same one."""
+    import gymnasium as gym
+
+    import dialogue_gym  # noqa: F401  (registers the envs)
+
+    def play(env: gym.Env) -> tuple[list[str], list[dict]]:
+        _, info = env.reset(seed=11, options={"card": 3})
+        checks = [info["voice_check"]]
+        for action in (5, 5, 0):  # premature advice: resistance, the act SmolLM2 misses most
+            *_, terminated, truncated, info = env.step(action)
+            checks.append(info["voice_check"])
+            if terminated or truncated:
+                break
+        return [m["content"] for m in info["messages"]], checks
+
+    kwargs = {"voice": "llm", "scenarios": "test", "reward": None, "max_turns": 3}
+    env = gym.make("EmpathyDialogue-v0", **kwargs)
+    first = play(env)
+    assert play(env) == first
+    assert play(gym.make("EmpathyDialogue-v0", **kwargs)) == first
+    assert all({"retries", "fallback", "repaired"} <= set(c) for c in first[1])
+
+
+@pytest.mark.llm
 def test_llm_prompt_tokens_do_not_grow_with_history(llm_voice: LLMUserVoice) -> None:
     backend = llm_voice.backend
     # The env cuts the history to its window; a voice used alone bounds it with its own.
@@ -525,8 +708,9 @@ def test_every_llm_caller_honours_the_env_history_window(window: int) -> None:
     )
     env.reset(seed=3, options={"card": 0})
     messages = env.unwrapped.messages
-    assert [caller(c) for c in backend.chats] == ["user"]
-    assert len(backend.chats[0]) == 2  # the opening: system + the supporter's greeting
+    # The opening (resampled when the scripted line fails the voice's check: same prompt).
+    assert {caller(c) for c in backend.chats} == {"user"}
+    assert all(len(c) == 2 for c in backend.chats)  # system + the supporter's greeting
     for action in (0, 1, 2, 3, 4, 5):
         before = len(messages)
         start = len(backend.chats)

@@ -23,19 +23,77 @@ from dialogue_gym.evaluation.episodes import evaluate, format_table, run_episode
 DEMO_POLICIES = ("random", "always-reassure", "always-suggest", "stage-heuristic", "oracle")
 
 
+class _Streaming(gym.Wrapper):
+    """Prints the transcript as it is spoken: the opening when the episode starts, then each
+    exchange when its step returns (the new lines of the ``"ansi"`` render), flushed at once.
+
+    With the LLM voice a turn takes seconds, so a demo that printed each transcript only when
+    its episode had ended sat silent for a minute or more. The lines printed add up to exactly
+    ``print(env.render())`` at the end.
+
+    Example:
+        >>> import contextlib, io
+        >>> env = _Streaming(gym.make("EmpathyDialogue-v0", voice="template", scenarios="test",
+        ...                           render_mode="ansi"))
+        >>> shown = io.StringIO()
+        >>> with contextlib.redirect_stdout(shown):
+        ...     _ = env.reset(seed=0)
+        >>> len(shown.getvalue().splitlines())  # the opening, printed at once
+        2
+        >>> with contextlib.redirect_stdout(shown):
+        ...     _ = env.step(0)
+        >>> len(shown.getvalue().splitlines())  # then each exchange as it is spoken
+        4
+        >>> shown.getvalue().splitlines() == env.render().splitlines()
+        True
+    """
+
+    def __init__(self, env: gym.Env) -> None:
+        super().__init__(env)
+        self.shown = 0
+
+    def _show(self) -> None:
+        lines = (self.env.render() or "").splitlines()
+        if len(lines) > self.shown:
+            print("\n".join(lines[self.shown :]), flush=True)
+        self.shown = len(lines)
+
+    def reset(self, **kwargs):  # noqa: ANN003, ANN201  (gym.Wrapper's signature)
+        out = self.env.reset(**kwargs)
+        self.shown = 0
+        self._show()
+        return out
+
+    def step(self, action):  # noqa: ANN001, ANN201
+        out = self.env.step(action)
+        self._show()
+        return out
+
+
+def _loading_note(args: argparse.Namespace) -> None:
+    if getattr(args, "voice", "template") != "template":
+        print(
+            "Loading the language model (a few seconds; --voice template is instant)...", flush=True
+        )
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
-    """Play a few transcripts, then the reference policies' table on the test cards."""
-    env = gym.make("EmpathyDialogue-v0", render_mode="ansi", **_env_kwargs(args))
+    """Play a few transcripts, then the reference policies' table on the test cards.
+
+    Each transcript is printed as it is spoken (a turn appears when the user has said it),
+    then its outcome.
+    """
+    _loading_note(args)
+    env = _Streaming(gym.make("EmpathyDialogue-v0", render_mode="ansi", **_env_kwargs(args)))
     policy = make_policy(args.policy, env)
     started = time.perf_counter()
     turns = 0
     for k in range(args.episodes):
         result = run_episode(env, policy, seed=args.seed + k)
         turns += result.turns
-        print(env.render())
-        print(f"-> {_outcome(result)} after {result.turns} turns\n")
+        print(f"-> {_outcome(result)} after {result.turns} turns\n", flush=True)
     elapsed = time.perf_counter() - started
-    print(f"{turns} turns with the {args.voice} voice in {elapsed:.1f} s\n")
+    print(f"{turns} turns with the {args.voice} voice in {elapsed:.1f} s\n", flush=True)
     env.close()
     rows = []
     for name in DEMO_POLICIES:
@@ -57,12 +115,14 @@ def cmd_episode(args: argparse.Namespace) -> int:
             target = sys.stdout if str(args.out) == "-" else args.out
             extra = {"policy": args.policy, "reward": args.reward}
             env = _logged(env, target, extra=extra, append=args.append)
+        if args.out is None:
+            _loading_note(args)
+            env = _Streaming(env)  # each transcript as it is spoken
         policy = make_policy(args.policy, env)
         for k in range(args.episodes):
             result = run_episode(env, policy, seed=args.seed + k, card=card)
             if args.out is None:
-                print(env.render())
-                print(f"-> {_outcome(result)} after {result.turns} turns\n")
+                print(f"-> {_outcome(result)} after {result.turns} turns\n", flush=True)
     finally:
         env.close()  # the logger writes an episode cut short (Ctrl-C) as incomplete
     if args.out is not None and str(args.out) != "-":

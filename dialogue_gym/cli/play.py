@@ -150,13 +150,17 @@ def _play(env: gym.Env, args: argparse.Namespace, seed: int, card: str | int | N
     else:
         print(f"Type what you say to {name} (at most {max_length} characters); 'quit' stops.")
     print(f"Help {name} feel better: understand what they need, then meet it.\n")
-    print(f"{emotion_bar(info['emotion'])} {name}: {info['user_utterance']}")
+    print(f"{emotion_bar(info['emotion'])} {name}: {info['user_utterance']}", flush=True)
+    # With the LLM voice a turn takes seconds: say so, so the wait does not look like a hang.
+    slow = args.voice != "template"
     turns = 0
     while True:
         action = _ask_action(args.strategy, max_length)
         if action is None:
             print(f"\nStopped after {turns} turn(s).")
             break
+        if slow:
+            print(f"  ({name} is typing...)", flush=True)
         _, _, terminated, truncated, info = env.step(action)
         turns += 1
         if args.strategy:
@@ -166,7 +170,8 @@ def _play(env: gym.Env, args: argparse.Namespace, seed: int, card: str | int | N
             print(f"  (heard as: {heard})")
         print(
             f"{emotion_bar(info['emotion'])} {name}: {info['user_utterance']} "
-            f"({info['change']:+.0f})"
+            f"({info['change']:+.0f})",
+            flush=True,
         )
         if args.explain:
             print(f"  [{info['user_act']}] {info['reason']}")

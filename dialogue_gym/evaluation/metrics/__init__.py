@@ -15,11 +15,16 @@ one is there.
 - The simulated user's consistency (for the LLM voice): :func:`card_contradictions`
   (prompt-to-line), :func:`history_contradictions` (line-to-line) and
   :func:`qa_consistency` (ask the user the card's fact questions mid-episode).
+- The voice's fidelity to the core, read independently of any voice: :func:`read_role` (the
+  line is the help-seeker's), :func:`emotion_agrees` (its sentiment fits the emotion band and
+  change), :func:`act_agrees` (it performs the core's act); :func:`fidelity_table` over
+  recorded lines, :func:`labelled_accuracy` on the hand-labelled lines.
 
 One module per kind: :mod:`~dialogue_gym.evaluation.metrics.outcome`,
 :mod:`~dialogue_gym.evaluation.metrics.strategy`, :mod:`~dialogue_gym.evaluation.metrics.probes`
 (the reward list is the rewards registry's, so a plugin reward gets its ``return/<name>``),
-:mod:`~dialogue_gym.evaluation.metrics.consistency` and :mod:`~dialogue_gym.evaluation.metrics.qa`;
+:mod:`~dialogue_gym.evaluation.metrics.consistency`, :mod:`~dialogue_gym.evaluation.metrics.qa`
+and :mod:`~dialogue_gym.evaluation.metrics.fidelity`;
 this package holds :func:`compute_metrics` and :data:`METRIC_DOCS`, and re-exports the rest.
 
 Example:
@@ -48,6 +53,15 @@ from dialogue_gym.evaluation.metrics.consistency import (
     line_to_line_consistency,
     prompt_to_line_consistency,
     qa_score,
+)
+from dialogue_gym.evaluation.metrics.fidelity import (
+    act_agrees,
+    emotion_agrees,
+    fidelity_table,
+    labelled_accuracy,
+    read_acts,
+    read_role,
+    read_sentiment,
 )
 from dialogue_gym.evaluation.metrics.outcome import (
     mean_final_emotion,
@@ -83,9 +97,13 @@ __all__ = [
     "REWARD_PROBES",
     "QAAnswer",
     "QAResult",
+    "act_agrees",
     "all_rewards_env",
     "card_contradictions",
     "compute_metrics",
+    "emotion_agrees",
+    "fidelity_table",
+    "labelled_accuracy",
     "metric_docs",
     "grounding_rate",
     "grounding_rate_vs_reference",
@@ -97,6 +115,9 @@ __all__ = [
     "prompt_to_line_consistency",
     "qa_consistency",
     "qa_score",
+    "read_acts",
+    "read_role",
+    "read_sentiment",
     "returns_by_reward",
     "soothing_index",
     "stack_reward_probes",

@@ -13,8 +13,11 @@ Each comes in two kinds:
   the turn's seed; deterministic and a few microseconds a turn, for RL at scale and tests;
 - ``"llm"``: a bounded prompt (persona, situation, emotion band, reason, cue, the recent
   messages, as many as the env's ``history_window``) from ``dialogue_gym/llm/prompts/``,
-  sent to a backend in one batched call; seeded per turn. Agent text is data: it reaches the user model only as the other
-  party's chat messages, never inside the system instructions.
+  sent to a backend in one batched call; seeded per turn. Agent text is data: it reaches the
+  user model only as the other party's chat messages, never inside the system instructions.
+  The user voice checks each line (:mod:`~dialogue_gym.user.voices.checks`: in role, the
+  act performed, the mood not contradicted), resamples a failing one with seeds derived from
+  the turn's, and falls back to the template line after ``max_retries``.
 
 Both kinds take batches (lists of turns) and return one string per turn. More kinds plug in
 by name: ``register_user_voice(name, factory)`` (or ``register_agent_realiser``) and
@@ -23,6 +26,7 @@ by name: ``register_user_voice(name, factory)`` (or ``register_agent_realiser``)
 Modules: :mod:`~dialogue_gym.user.voices.turns` (the turn records and the voice protocols),
 :mod:`~dialogue_gym.user.voices.fragments` (the authored text),
 :mod:`~dialogue_gym.user.voices.cleaning` (second person, cleaning LLM replies),
+:mod:`~dialogue_gym.user.voices.checks` (the LLM user voice's own check of a line),
 :mod:`~dialogue_gym.user.voices.template`, :mod:`~dialogue_gym.user.voices.llm`, and
 :mod:`~dialogue_gym.user.voices.kinds` (the registries and the factories).
 
@@ -49,6 +53,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from dialogue_gym.user.voices.checks import CHECKS, check_line
 from dialogue_gym.user.voices.cleaning import MAX_CHARS, MAX_SENTENCES, clean_reply, second_person
 from dialogue_gym.user.voices.fragments import BANDS, Fragments, load_fragments
 from dialogue_gym.user.voices.kinds import (
@@ -65,9 +70,12 @@ from dialogue_gym.user.voices.kinds import (
 from dialogue_gym.user.voices.llm import (
     DEFAULT_LLM_PARAMS,
     MAX_QUOTED_CHARS,
+    MAX_RETRIES,
+    USER_VOICE_PARAMS,
     LLMAgentRealiser,
     LLMUserVoice,
     LLMVoice,
+    retry_seed,
 )
 from dialogue_gym.user.voices.template import TemplateAgentRealiser, TemplateUserVoice
 from dialogue_gym.user.voices.turns import AgentRealiser, AgentTurn, UserTurn, UserVoice
@@ -76,11 +84,14 @@ __all__ = [
     "AGENT_REALISERS",
     "AGENT_REALISER_KINDS",
     "BANDS",
+    "CHECKS",
     "DEFAULT_LLM_PARAMS",
     "MAX_CHARS",
     "MAX_QUOTED_CHARS",
+    "MAX_RETRIES",
     "MAX_SENTENCES",
     "USER_VOICES",
+    "USER_VOICE_PARAMS",
     "USER_VOICE_KINDS",
     "AgentRealiser",
     "AgentTurn",
@@ -95,12 +106,14 @@ __all__ = [
     "TemplateUserVoice",
     "UserTurn",
     "UserVoice",
+    "check_line",
     "clean_reply",
     "load_fragments",
     "make_agent_realiser",
     "make_user_voice",
     "register_agent_realiser",
     "register_user_voice",
+    "retry_seed",
     "second_person",
 ]
 

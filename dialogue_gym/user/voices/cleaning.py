@@ -112,8 +112,11 @@ _ROLE_WORDS = (
     "ai",
     "me",
 )
-_SPECIAL_TOKEN_RE = re.compile(r"<\|[^|>]*\|>|</?s>")
+# Chat-format tokens a model writes as text: ChatML's "<|im_end|>", and llama.cpp's default
+# format's "<s>", "[INST]" and "<<SYS>>" (a GGUF without a chat template is prompted in it).
+_SPECIAL_TOKEN_RE = re.compile(r"<\|[^|>]*\|>|</?s>|\[/?INST\]|<{1,2}/?SYS>{1,2}")
 # Stage directions the small models like to add: "(pauses)", "*sighs*", "[smiling]".
+_TURN_START_RE = re.compile(r"<s>|\[INST\]|<\|im_start\|>")
 _STAGE_RE = re.compile(r"\([^()\n]{0,60}\)|(?<!\*)\*[^*\n]{1,60}\*(?!\*)|\[[^\[\]\n]{0,60}\]")
 _LETTER_RE = re.compile(r"[^\W\d_]")
 
@@ -148,6 +151,10 @@ def clean_reply(
         True
     """
     leading, later = _role_patterns(tuple(names))
+    # A turn-opening tag after some words starts the next turn: the reply ends there.
+    opened = _TURN_START_RE.search(text)
+    if opened and _LETTER_RE.search(_SPECIAL_TOKEN_RE.sub(" ", text[: opened.start()])):
+        text = text[: opened.start()]
     text = _SPECIAL_TOKEN_RE.sub(" ", text).strip()
     for _ in range(3):  # "Maya: **User:** ..." and the like
         stripped = leading.sub("", text, count=1)
