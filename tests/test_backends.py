@@ -33,6 +33,7 @@ from dialogue_gym.llm.backends import (
     get_backend,
     spec_key,
 )
+from dialogue_gym.llm.backends.llama_cpp import LlamaCppBackend
 from dialogue_gym.llm.backends.llama_server import LlamaServer, free_port
 from dialogue_gym.llm.backends.openai_backend import OpenAIBackend
 from dialogue_gym.llm.backends.transformers_backend import TransformersBackend
@@ -105,6 +106,9 @@ def test_backends_pickle_without_clients():
     assert copy._client is None and copy.base_url == openai_backend.base_url
     tf = pickle.loads(pickle.dumps(TransformersBackend(device="cpu")))
     assert not tf.loaded
+    llama = pickle.loads(pickle.dumps(LlamaCppBackend(kv_block=16)))
+    assert not llama.loaded and llama.kv_cache is not None and len(llama.kv_cache) == 0
+    assert llama.kv_cache.block == 16
 
 
 def test_api_key_from_environment(monkeypatch):
@@ -414,7 +418,9 @@ class FlakyBackend:
 
 def flaky_env(env_id: str, backend: FlakyBackend, **kwargs: Any) -> gym.Env:
     extra = {"recogniser": "llm"} if "Text" in env_id else {}
-    return gym.make(env_id, voice="llm", backend=backend, scenarios="test", **extra, **kwargs)
+    # Unchecked: the fixed line would be resampled and replaced; these tests are about failures.
+    voice = {"name": "llm", "check": False}
+    return gym.make(env_id, voice=voice, backend=backend, scenarios="test", **extra, **kwargs)
 
 
 def action_for(env_id: str) -> Any:
@@ -492,16 +498,29 @@ def test_llama_server_batch_is_seeded(llama_server):
     first = backend.generate(CHATS, params)
     assert len(first) == 3 and all(first)
     assert backend.stats["completion_tokens"] > 0 and backend.stats["failures"] == 0
-    # llama-cpp-python's server reuses the KV cache of the previous request's common prefix
-    # (no switch turns it off), and a prefix read from cache rounds differently: the same
-    # seed gives the same text when the server's history is the same. One request at a time,
-    # after the same opening request:
+    # The server runs with the llama_cpp backend's state cache (prompts read in fixed
+    # blocks, never from KV computed while generating): a seed gives the same text whatever
+    # the server answered before, one request at a time in another order included...
     one_by_one = OpenAIBackend(llama_server.url, concurrency=1, timeout=120)
-    rounds = [
-        one_by_one.generate([CHATS[1], *CHATS], GenerationParams(max_tokens=16, seeds=(9, 1, 2, 3)))
-        for _ in range(2)
-    ]
-    assert rounds[0] == rounds[1]
+    again = one_by_one.generate(CHATS[::-1], GenerationParams(max_tokens=16, seeds=(3, 2, 1)))
+    assert again[::-1] == first
+    # ...and the in-process backend's text, with the same settings.
+    local = get_backend({"name": "llama_cpp", "n_threads": 1})
+    assert local.generate(CHATS, params) == first
+
+
+def test_llama_server_command_sets_threads_logits_and_the_state_cache(tmp_path):
+    model = tmp_path / "m.gguf"
+    cmd = LlamaServer(model, port=8123, n_threads=3).command()
+    flags = dict(zip(cmd[3::2], cmd[4::2], strict=False))
+    assert cmd[1:3] == ["-m", "dialogue_gym.llm.backends.llama_server"]
+    # Prompt threads follow n_threads: the server's default (every core) spin-waits on a
+    # shared machine. Logits of every prompt token are not computed.
+    assert flags["--n_threads"] == flags["--n_threads_batch"] == "3"
+    assert flags["--logits_all"] == "False" and flags["--kv_block"] == "32"
+    plain = LlamaServer(model, kv_cache_bytes=0, extra_args=("--logits_all", "True")).command()
+    assert plain[1:3] == ["-m", "llama_cpp.server"] and "--kv_block" not in plain
+    assert plain[-2:] == ["--logits_all", "True"]  # extra arguments come last and win
 
 
 @pytest.mark.server

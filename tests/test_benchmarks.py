@@ -76,3 +76,21 @@ def test_gpu_throughput_tiny_on_cpu(tmp_path):
     for row in results["rows"]:
         assert row["plain"] > 0 and row["backend"] > 0
         assert row["make_vec"]["turns_per_s"] > 0 and row["make_vec"]["backend_seconds"] > 0
+
+
+@pytest.mark.llm
+def test_voice_speed_quick(tmp_path):
+    bench = load("voice_speed")
+    out = tmp_path / "voice_speed.json"
+    # The in-process rows only: the server's words equal the in-process backend's in
+    # test_backends.py::test_llama_server_batch_is_seeded.
+    bench.main(bench.parse_args(["--quick", "--backends", "llama_cpp", "--out", str(out)]))
+    quiet = json.loads(out.read_text())["phases"]["quiet"]
+    assert set(quiet["best"]) == {"engine", "llama_cpp before", "llama_cpp after"}
+    assert all(row["turns_per_s"] > 0 for row in quiet["best"].values())
+    assert quiet["best"]["engine"]["ratio_to_engine"] == 1.0
+    # The state cache changes the speed, never the words: every row says the same lines.
+    assert all(quiet["same_words_as_llama_cpp_before"].values())
+    # The cache does read fewer prompt tokens than the prompts hold.
+    after = quiet["best"]["llama_cpp after"]
+    assert after["prompt_tokens_read"] < after["prompt_tokens"]

@@ -79,7 +79,10 @@ class KindCountingBackend:
 
 
 N = 4
-TEXT_KWARGS = {"voice": "llm", "recogniser": "llm", "core": "llm", "scenarios": "test"}
+# Unchecked voice: a line failing the check costs extra (resampling) calls, and these tests
+# count calls per kind of LLM work; the resampling rounds have their own tests (test_voice.py).
+VOICE = {"name": "llm", "check": False}
+TEXT_KWARGS = {"voice": VOICE, "recogniser": "llm", "core": "llm", "scenarios": "test"}
 
 
 def text_actions(strategies) -> list[str]:
@@ -105,7 +108,7 @@ def test_realiser_judge_and_voice_are_each_one_call_of_n():
     envs = gym.make_vec(
         "EmpathyDialogue-v0",
         num_envs=N,
-        voice="llm",
+        voice=VOICE,
         agent_voice="llm",
         core="llm",
         backend=backend,
@@ -190,7 +193,7 @@ def test_attached_batcher_never_travels():
 
 def test_a_failed_step_makes_the_vector_env_demand_a_reset():
     backend = KindCountingBackend()
-    envs = gym.make_vec("EmpathyDialogue-v0", num_envs=3, voice="llm", backend=backend)
+    envs = gym.make_vec("EmpathyDialogue-v0", num_envs=3, voice=VOICE, backend=backend)
     envs.reset(seed=0)
     backend.down = True
     with pytest.raises(BackendError, match="went away"):

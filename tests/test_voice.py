@@ -414,6 +414,22 @@ def test_llm_user_voice_falls_back_to_the_template_line_for_the_act() -> None:
         LLMUserVoice(RecordingBackend(), max_retries=-1)
 
 
+def test_a_backend_error_while_resampling_is_raised_never_a_fallback() -> None:
+    class FailsOnResample(ScriptedCalls):
+        def generate(self, chats, params):
+            if self.calls:
+                self.calls.append(([], params.seeds))
+                raise BackendError("server went away")
+            return super().generate(chats, params)
+
+    backend = FailsOnResample(SUPPORTER_LINE)
+    voice = LLMUserVoice(backend)
+    with pytest.raises(BackendError, match="server went away"):
+        voice.speak([user_turn("vent", seed=41)])
+    # The failure is the backend's, not the line's: nothing is counted as the template's.
+    assert len(backend.calls) == 2 and voice.fallbacks == 0
+
+
 def test_llm_user_voice_resamples_only_the_failing_lines_of_a_batch() -> None:
     class ByAct:
         name = "by-act"

@@ -1,9 +1,25 @@
 """llama.cpp's OpenAI-compatible server as a child process, for tests, benchmarks and demos.
 
-:class:`LlamaServer` runs ``python -m llama_cpp.server`` (from ``llama-cpp-python[server]``)
-on loopback with a GGUF model (by default the embedded SmolLM2-135M-Instruct), waits until
-it answers ``GET /v1/models`` and stops it on exit. Point the ``openai`` backend at its
-:attr:`~LlamaServer.url`.
+:class:`LlamaServer` runs llama-cpp-python's server (``llama_cpp.server``, from
+``llama-cpp-python[server]``) on loopback with a GGUF model (by default the embedded
+SmolLM2-135M-Instruct), waits until it answers ``GET /v1/models`` and stops it on exit. Point
+the ``openai`` backend at its :attr:`~LlamaServer.url`.
+
+Settings that the server's own defaults get wrong for this use (``docs/backends.md``):
+
+- **threads**: the server reads prompts with every core (``n_threads_batch``); on a machine
+  shared with other jobs, llama.cpp's OpenMP threads spin at each barrier waiting for a core
+  another process holds, and a turn took 1.5-4x as long (the busier, the worse). Both
+  counts default to
+  ``n_threads`` (half the cores), as in the ``llama_cpp`` backend;
+- **logits_all**: on by default in the server, it computes and copies the 49,152 logits of
+  every prompt token; nothing here asks for prompt logprobs, so it is off;
+- **the KV state cache**: by default the server runs through :func:`serve`, which gives its
+  model the ``llama_cpp`` backend's :class:`~dialogue_gym.llm.backends.llama_cpp.PromptStateCache`:
+  prompts read in fixed blocks, prefix states kept per conversation. Without it the server
+  reuses only the previous request's prefix, KV of generated tokens included, so the same
+  seed gave the same text only after the same previous request; with it, always, and the
+  same text as the in-process backend.
 
 Example:
     >>> server = LlamaServer(port=8123)
@@ -18,6 +34,7 @@ Example:
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import os
 import socket
@@ -30,11 +47,11 @@ import urllib.request
 import weakref
 from pathlib import Path
 from types import TracebackType
-from typing import IO
+from typing import IO, Any
 
 from dialogue_gym.llm.backends.base import BackendError
 
-__all__ = ["LlamaServer", "free_port"]
+__all__ = ["LlamaServer", "free_port", "serve"]
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -69,9 +86,18 @@ class LlamaServer:
         host: The address to listen on (keep it on loopback unless you mean otherwise).
         port: The port; ``None`` picks a free one.
         n_ctx: Context window in tokens.
-        n_threads: CPU threads for the server; ``None`` leaves llama.cpp's default.
-        extra_args: More command-line arguments for ``llama_cpp.server``.
+        n_threads: CPU threads for generating; ``None`` means half the cores (at least 1,
+            at most 16), as the ``llama_cpp`` backend.
+        extra_args: More command-line arguments for ``llama_cpp.server`` (they come last,
+            so they override the settings above, e.g. ``("--logits_all", "True")``).
         startup_timeout: Seconds to wait for the server to answer.
+        n_threads_batch: CPU threads for reading prompts; ``None`` means ``n_threads``
+            (the server's own default, every core, was 1.5-4x slower on a shared machine;
+            on one with cores to spare, pass the core count).
+        logits_all: Compute the logits of every prompt token (only prompt logprobs need it).
+        kv_cache_bytes: Size of the server's KV state cache (see :func:`serve`); 0 runs the
+            plain ``llama_cpp.server``.
+        kv_block: Block of the chunked prompt evaluation, in tokens.
 
     Attributes:
         url: The OpenAI API root, ``http://host:port/v1``.
@@ -87,16 +113,33 @@ class LlamaServer:
         n_threads: int | None = None,
         extra_args: tuple[str, ...] = (),
         startup_timeout: float = 120.0,
+        n_threads_batch: int | None = None,
+        logits_all: bool = False,
+        kv_cache_bytes: int | None = None,
+        kv_block: int | None = None,
     ) -> None:
-        if model_path is None:
-            from dialogue_gym.llm.backends.llama_cpp import default_model_path
+        from dialogue_gym.llm.backends.llama_cpp import (
+            DEFAULT_KV_BLOCK,
+            DEFAULT_KV_CACHE_BYTES,
+            _default_threads,
+            default_model_path,
+        )
 
+        if model_path is None:
             model_path = default_model_path()
         self.model_path = Path(model_path)
         self.host = host
         self.port = int(port) if port is not None else free_port(host)
         self.n_ctx = int(n_ctx)
-        self.n_threads = n_threads
+        self.n_threads = int(n_threads) if n_threads is not None else _default_threads()
+        self.n_threads_batch = (
+            int(n_threads_batch) if n_threads_batch is not None else self.n_threads
+        )
+        self.logits_all = bool(logits_all)
+        self.kv_cache_bytes = int(
+            kv_cache_bytes if kv_cache_bytes is not None else DEFAULT_KV_CACHE_BYTES
+        )
+        self.kv_block = int(kv_block if kv_block is not None else DEFAULT_KV_BLOCK)
         self.extra_args = tuple(extra_args)
         self.startup_timeout = float(startup_timeout)
         self.log_path: Path | None = None
@@ -115,10 +158,20 @@ class LlamaServer:
 
     def command(self) -> list[str]:
         """The command line that starts the server."""
+        if self.kv_cache_bytes > 0:
+            entry = [
+                "-m",
+                "dialogue_gym.llm.backends.llama_server",
+                "--kv_cache_bytes",
+                str(self.kv_cache_bytes),
+                "--kv_block",
+                str(self.kv_block),
+            ]
+        else:
+            entry = ["-m", "llama_cpp.server"]
         cmd = [
             sys.executable,
-            "-m",
-            "llama_cpp.server",
+            *entry,
             "--model",
             str(self.model_path),
             "--host",
@@ -127,9 +180,13 @@ class LlamaServer:
             str(self.port),
             "--n_ctx",
             str(self.n_ctx),
+            "--n_threads",
+            str(self.n_threads),
+            "--n_threads_batch",
+            str(self.n_threads_batch),
+            "--logits_all",
+            str(self.logits_all),
         ]
-        if self.n_threads is not None:
-            cmd += ["--n_threads", str(int(self.n_threads))]
         return cmd + list(self.extra_args)
 
     def start(self) -> LlamaServer:
@@ -216,3 +273,53 @@ class LlamaServer:
         if self.log_path is not None:
             with contextlib.suppress(OSError):
                 self.log_path.unlink()
+
+
+def serve(argv: list[str] | None = None) -> None:
+    """Run ``llama_cpp.server`` with the ``llama_cpp`` backend's KV state cache in its model.
+
+    ``python -m dialogue_gym.llm.backends.llama_server [--kv_cache_bytes N] [--kv_block B]
+    <llama_cpp.server arguments>``: every model the server loads reads its prompts in fixed
+    blocks and keeps prefix states in its own
+    :class:`~dialogue_gym.llm.backends.llama_cpp.PromptStateCache`, exactly as the
+    in-process backend does, so a seeded request gives the same text whatever the server
+    answered before (and the same text as the ``llama_cpp`` backend with the same settings).
+
+    Args:
+        argv: The arguments; ``None`` reads ``sys.argv[1:]``.
+    """
+    from dialogue_gym.llm.backends.llama_cpp import (
+        DEFAULT_KV_BLOCK,
+        DEFAULT_KV_CACHE_BYTES,
+        PromptStateCache,
+        _primed_llama_class,
+    )
+
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument("--kv_cache_bytes", type=int, default=DEFAULT_KV_CACHE_BYTES)
+    parser.add_argument("--kv_block", type=int, default=DEFAULT_KV_BLOCK)
+    ours, rest = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
+
+    import llama_cpp
+    from llama_cpp.server import __main__ as server_main
+
+    primed = _primed_llama_class()
+
+    class ServedLlama(primed):  # type: ignore[misc, valid-type]
+        """The server's model, with a state cache of its own (states are per model)."""
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            recurrent = getattr(self, "_is_recurrent", False) or getattr(self, "_is_hybrid", False)
+            if ours.kv_cache_bytes > 0 and not recurrent:
+                self.primer = PromptStateCache(ours.kv_cache_bytes, ours.kv_block)
+
+    # The server builds its model as `llama_cpp.Llama(...)` when it loads it: this process
+    # is the server's alone, so the name is ours to point at the subclass.
+    llama_cpp.Llama = ServedLlama
+    sys.argv = [sys.argv[0], *rest]
+    server_main.main()
+
+
+if __name__ == "__main__":
+    serve()
