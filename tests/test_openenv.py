@@ -11,7 +11,6 @@ OpenEnv is not installed (the ``serve`` extra).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import signal
@@ -28,6 +27,8 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import pytest
+from openenv_servers import served as _served
+from openenv_servers import server_pool
 
 import dialogue_gym
 from dialogue_gym.cli import main
@@ -38,35 +39,11 @@ TEXT = "EmpathyDialogueText-v0"
 STRATEGY = "EmpathyDialogue-v0"
 
 
-def _served():
-    pytest.importorskip("openenv", reason="OpenEnv: pip install 'dialogue_gym[serve]'")
-    from dialogue_gym.integrations import openenv as served
-
-    return served
-
-
 @pytest.fixture(scope="module")
 def server() -> Iterator[Callable[..., str]]:
     """``server(env_id, max_sessions=40, idle_timeout=None, **env_kwargs)``: the URL of a
     server with that configuration (uvicorn in a thread), started on first use."""
-    served = _served()
-    running: dict[Any, str] = {}
-    with contextlib.ExitStack() as stack:
-
-        def get(
-            env_id: str = STRATEGY,
-            max_sessions: int = 40,
-            idle_timeout: float | None = None,
-            **env_kwargs: Any,
-        ) -> str:
-            key = (env_id, max_sessions, idle_timeout, tuple(sorted(env_kwargs.items())))
-            if key not in running:
-                app = served.make_app(
-                    env_id, {"voice": "template", **env_kwargs}, max_sessions, idle_timeout
-                )
-                running[key] = stack.enter_context(served.running_server(app))
-            return running[key]
-
+    with server_pool(STRATEGY) as get:
         yield get
 
 

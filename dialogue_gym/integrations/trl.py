@@ -15,6 +15,13 @@ Two forms, as TRL offers them (both use only the env's public API: ``gym.make``,
   set :func:`tool_chat_template` (TRL's Qwen3-Instruct-2507 template: ChatML, the same special
   tokens as SmolLM2) on the tokenizer.
 
+Both forms play an in-process env by default, or, given ``base_url=``, the simulated user of a
+``dialogue-gym serve --env EmpathyDialogueText-v0`` server (OpenEnv's server; each conversation
+one WebSocket session through :class:`~dialogue_gym.integrations.openenv.RemoteDialogueEnv`),
+as TRL's own OpenEnv examples point their environments at a server URL. The server's settings
+are checked against the form's when it is built (:func:`~dialogue_gym.integrations.openenv.
+check_server`): the same arguments give the same conversations, in process or over the wire.
+
 Rows of :func:`episode_dataset` are simulated users (a card and a seed). GRPO's
 ``RepeatSampler`` hands each row to the rollout ``num_generations`` times in a row, so the
 completions of a group talk to the same user (same card, same seed: same opening line and the
@@ -33,14 +40,15 @@ embedded SmolLM2-135M-Instruct):
     ...                     num_generations=4, max_steps=100))  # doctest: +SKIP
     >>> trainer.train()  # doctest: +SKIP
 
-``trl`` and ``datasets`` come with ``pip install 'dialogue_gym[llm-train]'``; this module
-imports them only when a function needs them.
+``trl`` and ``datasets`` come with ``pip install 'dialogue_gym[llm-train]'`` (``base_url=``
+also needs ``dialogue_gym[serve]``); this module imports them only when a function needs them.
 """
 
 from __future__ import annotations
 
 import copy
 import functools
+import importlib.util
 import json
 import os
 import time
@@ -53,11 +61,14 @@ import gymnasium as gym
 import numpy as np
 
 import dialogue_gym  # noqa: F401  (registers the envs)
+from dialogue_gym.core.validation import InvalidArgument
 from dialogue_gym.envs.text import to_action
 
 if TYPE_CHECKING:  # pragma: no cover
     import datasets
     import transformers
+
+    from dialogue_gym.integrations.openenv import RemoteDialogueEnv
 
 __all__ = [
     "DEFAULT_ENV_KWARGS",
@@ -67,6 +78,7 @@ __all__ = [
     "DialogueRollout",
     "DialogueToolEnv",
     "Episode",
+    "ToolEnvFactory",
     "episode_dataset",
     "load_policy",
     "make_dialogue_env",
@@ -268,6 +280,51 @@ def make_dialogue_env(
     return gym.make(ENV_ID, reward=reward, reward_kwargs=dict(reward_kwargs or {}), **kwargs)
 
 
+def _remote_settings(
+    owner: str,
+    base_url: Any,
+    reward: str | None,
+    reward_kwargs: Mapping[str, Any] | None,
+    env_kwargs: Mapping[str, Any],
+) -> dict[str, Any]:
+    """Check the server at ``base_url`` plays :data:`ENV_ID` with the settings a form would
+    give ``gym.make`` in process (:data:`DEFAULT_ENV_KWARGS` under ``env_kwargs``, the reward);
+    return its ``GET /sessions`` answer. ``scenarios`` is left to the server: a row's card
+    must be one of the server's (an unknown card is the env's error at ``reset``)."""
+    if importlib.util.find_spec("openenv") is None:
+        raise ModuleNotFoundError(
+            f"{owner}(base_url=...) needs OpenEnv (openenv-core): pip install 'dialogue_gym[serve]'",
+            name="openenv",
+        )
+    from dialogue_gym.integrations.openenv import check_server
+
+    expected = {
+        "reward": reward,
+        "reward_kwargs": dict(reward_kwargs or {}),
+        **{k: v for k, v in {**DEFAULT_ENV_KWARGS, **env_kwargs}.items() if k != "scenarios"},
+    }
+    return check_server(base_url, ENV_ID, expected, owner=owner)
+
+
+def _client_kwargs(owner: str, value: Any) -> dict[str, Any]:
+    """``client_kwargs`` as a dict, or a clear error."""
+    if value is not None and not isinstance(value, Mapping):
+        raise InvalidArgument(
+            owner,
+            "client_kwargs",
+            value,
+            "must be a mapping of DialogueEnvClient options (message_timeout_s, "
+            "connect_timeout_s, max_message_size_mb)",
+        )
+    return dict(value or {})
+
+
+def _remote_env(base_url: str, client_kwargs: Mapping[str, Any] | None) -> RemoteDialogueEnv:
+    from dialogue_gym.integrations.openenv import RemoteDialogueEnv
+
+    return RemoteDialogueEnv(base_url, **dict(client_kwargs or {}))
+
+
 def _prompt_key(prompt: Sequence[Mapping[str, Any]]) -> str:
     """The exact conversation as a hashable key (roles and contents, in order)."""
     return json.dumps([[m["role"], m["content"]] for m in prompt], ensure_ascii=False)
@@ -442,6 +499,16 @@ class DialogueRollout:
     ``vllm_generation`` (TRL syncs the weights before calling the rollout). **Untested here**
     (no GPU, no vLLM on this machine).
 
+    A served user (``base_url=``): each conversation of a call is a session of the
+    ``dialogue-gym serve --env EmpathyDialogueText-v0`` server at ``base_url``, opened on first
+    use and kept for the next calls (one session per conversation of a generation batch, so
+    the server's ``--max-sessions`` must be at least the generation batch size); the rest is
+    the same, token for token. ``reward``, ``reward_kwargs``, ``max_turns`` and ``env_kwargs``
+    still describe the user, and are checked against the server's settings when the rollout
+    is built (an :class:`~dialogue_gym.InvalidArgument` names the first that differs). Call
+    :meth:`close` (or use the rollout as a context manager) to free the sessions; the server
+    also frees them when this process ends or after its idle timeout.
+
     Args:
         dataset: The rows (or a list of ``{"prompt", "card", "seed"}`` mappings, ``split``
             optional) whose prompts this rollout may be handed; several datasets can be added
@@ -454,13 +521,28 @@ class DialogueRollout:
         env_kwargs: Other arguments of ``EmpathyDialogueText-v0`` (over
             :data:`DEFAULT_ENV_KWARGS`); those that change the opening line must be the
             dataset's.
+        base_url: ``None``: play in-process envs. Otherwise the URL of a ``dialogue-gym
+            serve --env EmpathyDialogueText-v0`` server (``http://host:port``) whose users to
+            play; its settings must be this rollout's (``--reward``, ``--max-turns``,
+            ``--voice template`` for the default voice...); its ``--scenarios`` must hold the
+            dataset's cards.
+        client_kwargs: With ``base_url``: options of each session's
+            :class:`~dialogue_gym.integrations.openenv.DialogueEnvClient`
+            (``message_timeout_s``...).
 
     Attributes:
         episodes: The :class:`Episode` records of the last call, in order.
         history: One summary a call: the means of ``env_reward``, ``success``,
             ``final_emotion``, ``turns`` and ``user_left``; ``episodes``; and wall-clock
             seconds: ``rollout_s`` (the whole call), ``generate_s`` (the policy's turns) and
-            ``env_s`` (the simulated user: reset, recogniser, reward wrapper, voice).
+            ``env_s`` (the simulated user: reset, recogniser, reward wrapper, voice; with
+            ``base_url``, the round trips to the server too).
+        server: With ``base_url``: the server's ``GET /sessions`` answer when the rollout was
+            built (its env id and settings); ``None`` in process.
+
+    Raises:
+        InvalidArgument: With ``base_url``: no server answers there, it serves another env id,
+            or one of its settings differs from this rollout's.
     """
 
     def __init__(
@@ -471,6 +553,8 @@ class DialogueRollout:
         max_turns: int = 4,
         turn_tokens: int = 48,
         env_kwargs: Mapping[str, Any] | None = None,
+        base_url: str | None = None,
+        client_kwargs: Mapping[str, Any] | None = None,
     ) -> None:
         if turn_tokens < 1 or max_turns < 1:
             raise ValueError("turn_tokens and max_turns must be positive")
@@ -479,10 +563,17 @@ class DialogueRollout:
         self.max_turns = int(max_turns)
         self.turn_tokens = int(turn_tokens)
         self.env_kwargs = {**dict(env_kwargs or {}), "max_turns": self.max_turns}
+        self.base_url = base_url
+        self.client_kwargs = _client_kwargs("DialogueRollout", client_kwargs)
+        self.server: dict[str, Any] | None = None
+        if base_url is not None:
+            self.server = _remote_settings(
+                "DialogueRollout", base_url, reward, self.reward_kwargs, self.env_kwargs
+            )
         self.index: dict[str, tuple[str, int, str]] = {}
         self.episodes: list[Episode] = []
         self.history: list[dict[str, float]] = []
-        self._envs: dict[str, list[gym.Env]] = {}
+        self._envs: dict[str, list[gym.Env | RemoteDialogueEnv]] = {}
         self._clock: dict[str, float] = {"generate_s": 0.0, "env_s": 0.0}
         self.add(dataset)
 
@@ -550,13 +641,32 @@ class DialogueRollout:
                 f"{_prompt_key(prompt)[:200]}"
             ) from None
 
-    def _env(self, split: str, i: int) -> gym.Env:
+    def _env(self, split: str, i: int) -> gym.Env | RemoteDialogueEnv:
+        if self.base_url is not None:
+            # One pool of sessions whatever the split: the server has one set of cards.
+            pool = self._envs.setdefault("", [])
+            while len(pool) <= i:
+                pool.append(_remote_env(self.base_url, self.client_kwargs))
+            return pool[i]
         pool = self._envs.setdefault(split, [])
         while len(pool) <= i:
             pool.append(
                 make_dialogue_env(split, self.reward, self.reward_kwargs, **self.env_kwargs)
             )
         return pool[i]
+
+    def close(self) -> None:
+        """Close the rollout's envs (with ``base_url``: end its sessions on the server)."""
+        envs, self._envs = self._envs, {}
+        for pool in envs.values():
+            for env in pool:
+                env.close()
+
+    def __enter__(self) -> DialogueRollout:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     # ------------------------------------------------------------------ generation
 
@@ -652,7 +762,7 @@ class DialogueRollout:
         tokenizer = trainer.processing_class
         eos = set(getattr(trainer, "eos_token_ids", None) or [tokenizer.eos_token_id])
         episodes: list[Episode] = []
-        envs: list[gym.Env] = []
+        envs: list[gym.Env | RemoteDialogueEnv] = []
         prompt_ids: list[list[int]] = []
         slots: dict[str, int] = {}
         for prompt in prompts:
@@ -667,6 +777,7 @@ class DialogueRollout:
                     f"card {card!r} with seed {seed} opens with {info['user_utterance']!r}, not "
                     f"with the prompt's {prompt[-1]['content']!r}: the dataset was built with "
                     "other env arguments than this rollout's"
+                    + (f" (the server's at {self.base_url})" if self.base_url else "")
                 )
             envs.append(env)
             messages = [{"role": m["role"], "content": m["content"]} for m in prompt]
@@ -722,7 +833,7 @@ class DialogueRollout:
     def _advance(
         self,
         ep: Episode,
-        env: gym.Env,
+        env: gym.Env | RemoteDialogueEnv,
         ids: list[int],
         logprobs: list[float],
         tokenizer: Any,
@@ -806,12 +917,31 @@ class DialogueToolEnv:
     tools (:func:`tool_chat_template`). A rollout that never calls ``reply`` has said
     nothing, and scores the return of no turns (0.0 for every built-in reward).
 
+    A served user (``base_url=``, as TRL's OpenEnv examples give their environment class a
+    server URL): the conversations are held with the ``dialogue-gym serve --env
+    EmpathyDialogueText-v0`` server at ``base_url``, one WebSocket session per instance (TRL
+    makes one instance per conversation of a generation batch and reuses them, so the server's
+    ``--max-sessions`` must be at least the generation batch size). The session opens at the
+    first :meth:`reset` and is kept for the next ones; the factory's :meth:`ToolEnvFactory.close`
+    ends every instance's session. ``reward``, ``reward_kwargs`` and ``env_kwargs`` still
+    describe the user and are checked against the server's settings when an instance is made.
+    (The class has no public ``close``: TRL would offer any public method to the model as a
+    tool.)
+
     Args:
         reward: A name in ``dialogue_gym.rewards.REWARDS``: :meth:`get_reward` is the episode's
             return under it.
         reward_kwargs: The wrapper's arguments.
+        base_url: ``None``: an in-process env. Otherwise the URL of a ``dialogue-gym serve
+            --env EmpathyDialogueText-v0`` server whose users to talk to.
+        client_kwargs: With ``base_url``: the session's
+            :class:`~dialogue_gym.integrations.openenv.DialogueEnvClient` options.
         **env_kwargs: Arguments of ``EmpathyDialogueText-v0`` (over
             :data:`DEFAULT_ENV_KWARGS`).
+
+    Raises:
+        InvalidArgument: With ``base_url``: no server answers there, it serves another env id,
+            or one of its settings differs from this environment's.
 
     Example:
         >>> env = DialogueToolEnv(reward="emotion_delta", max_turns=2)
@@ -827,13 +957,22 @@ class DialogueToolEnv:
         self,
         reward: str = "sparse",
         reward_kwargs: Mapping[str, Any] | None = None,
+        base_url: str | None = None,
+        client_kwargs: Mapping[str, Any] | None = None,
         **env_kwargs: Any,
     ) -> None:
         self.reward = reward
         self.reward_kwargs = dict(reward_kwargs or {})
         self.env_kwargs = env_kwargs
-        self._envs: dict[str, gym.Env] = {}
-        self._env: gym.Env | None = None
+        self.base_url = base_url
+        self.client_kwargs = _client_kwargs("DialogueToolEnv", client_kwargs)
+        self.server: dict[str, Any] | None = None
+        if base_url is not None:
+            self.server = _remote_settings(
+                "DialogueToolEnv", base_url, reward, self.reward_kwargs, env_kwargs
+            )
+        self._envs: dict[str, gym.Env | RemoteDialogueEnv] = {}
+        self._env: gym.Env | RemoteDialogueEnv | None = None
         self.transcript: list[dict[str, Any]] = []
         self.episode_return = 0.0
         self.done = False
@@ -844,10 +983,41 @@ class DialogueToolEnv:
         cls,
         reward: str = "sparse",
         reward_kwargs: Mapping[str, Any] | None = None,
+        base_url: str | None = None,
+        client_kwargs: Mapping[str, Any] | None = None,
         **env_kwargs: Any,
-    ) -> Callable[[], DialogueToolEnv]:
-        """A no-argument callable for ``GRPOTrainer(environment_factory=...)``."""
-        return functools.partial(cls, reward, reward_kwargs, **env_kwargs)
+    ) -> ToolEnvFactory:
+        """A no-argument callable for ``GRPOTrainer(environment_factory=...)``.
+
+        Its arguments are the class's. With ``base_url``, the server is checked now (a bad
+        URL or a mismatched setting fails here, before the trainer is built), and the
+        factory's ``close()`` ends the sessions of every instance it made.
+        """
+        if base_url is not None:
+            _client_kwargs(cls.__name__, client_kwargs)
+            _remote_settings(cls.__name__, base_url, reward, dict(reward_kwargs or {}), env_kwargs)
+        return ToolEnvFactory(
+            functools.partial(
+                cls,
+                reward,
+                reward_kwargs,
+                base_url=base_url,
+                client_kwargs=client_kwargs,
+                **env_kwargs,
+            )
+        )
+
+    def _close(self) -> None:
+        # Private: TRL offers every public method of the class to the model as a tool.
+        envs, self._envs, self._env = self._envs, {}, None
+        for env in envs.values():
+            env.close()
+
+    def __enter__(self) -> DialogueToolEnv:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._close()
 
     def reset(self, **row: Any) -> str | None:
         """Meet the row's user: ``reset(seed=row["seed"], options={"card": row["card"]})``.
@@ -860,11 +1030,16 @@ class DialogueToolEnv:
             :func:`episode_dataset` builds it); otherwise the opening line, which TRL appends
             to the prompt's last message.
         """
-        split = str(row.get("split", "train"))
+        # In process: an env per split. Served: one session whatever the split (the server has
+        # one set of cards), opened now and kept for the next episodes.
+        split = "" if self.base_url is not None else str(row.get("split", "train"))
         if split not in self._envs:
-            self._envs[split] = make_dialogue_env(
-                split, self.reward, self.reward_kwargs, **self.env_kwargs
-            )
+            if self.base_url is not None:
+                self._envs[split] = _remote_env(self.base_url, self.client_kwargs)
+            else:
+                self._envs[split] = make_dialogue_env(
+                    split, self.reward, self.reward_kwargs, **self.env_kwargs
+                )
         self._env = self._envs[split]
         _, info = self._env.reset(seed=int(row["seed"]), options={"card": str(row["card"])})
         opening = info["user_utterance"]
@@ -903,3 +1078,40 @@ class DialogueToolEnv:
     def get_reward(self) -> float:
         """The episode's return so far under the reward wrapper."""
         return float(self.episode_return)
+
+
+class ToolEnvFactory:
+    """What :meth:`DialogueToolEnv.factory` returns: makes :class:`DialogueToolEnv` instances
+    for ``GRPOTrainer(environment_factory=...)`` and remembers them, so that :meth:`close`
+    ends their sessions (TRL never closes the environments it makes).
+
+    Args:
+        make: A no-argument callable returning a :class:`DialogueToolEnv`.
+
+    Attributes:
+        made: Every instance made so far.
+    """
+
+    def __init__(self, make: Callable[[], DialogueToolEnv]) -> None:
+        self.make = make
+        self.made: list[DialogueToolEnv] = []
+
+    def __call__(self) -> DialogueToolEnv:
+        env = self.make()
+        self.made.append(env)
+        return env
+
+    def close(self) -> None:
+        """Close every instance's env (served: end its session on the server). The instances
+        stay usable, and remembered: TRL keeps them in its pool, and a later ``reset`` opens a
+        new session that a later ``close`` ends in turn."""
+        for env in self.made:
+            # Its context-manager exit: the one way to end its sessions that TRL does not
+            # offer the model as a tool.
+            env.__exit__(None, None, None)
+
+    def __enter__(self) -> ToolEnvFactory:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -13,9 +13,11 @@ Modules:
 - :mod:`~dialogue_gym.integrations.openenv.environment`: :class:`DialogueEnvironment`, the
   OpenEnv ``Environment`` each session runs;
 - :mod:`~dialogue_gym.integrations.openenv.app`: :func:`make_app` (the FastAPI app of
-  OpenEnv's ``HTTPEnvServer``), :func:`running_server` (uvicorn in a thread), :func:`serve`;
+  OpenEnv's ``HTTPEnvServer``), :func:`running_server` (uvicorn in a thread), :func:`serve`,
+  :func:`served_settings` (what ``GET /sessions`` says the envs are made with);
 - :mod:`~dialogue_gym.integrations.openenv.client`: :class:`DialogueEnvClient` (OpenEnv's
-  ``EnvClient``), :class:`DialogueServerError`, :func:`server_sessions`.
+  ``EnvClient``), :class:`DialogueServerError`, :class:`RemoteDialogueEnv` (a session in
+  Gymnasium's blocking form), :func:`server_sessions`, :func:`check_server`.
 
 ``openenv-core`` comes with ``pip install 'dialogue_gym[serve]'``.
 
@@ -46,13 +48,16 @@ from dialogue_gym.integrations.openenv.app import (  # noqa: E402  (after the ch
     make_app,
     running_server,
     serve,
+    served_settings,
 )
 from dialogue_gym.integrations.openenv.client import (
     DialogueEnvClient,
     DialogueServerError,
+    RemoteDialogueEnv,
+    check_server,
     server_sessions,
 )
-from dialogue_gym.integrations.openenv.environment import DialogueEnvironment
+from dialogue_gym.integrations.openenv.environment import SESSION_CLOSED, DialogueEnvironment
 from dialogue_gym.integrations.openenv.models import (
     ACTION_CLASSES,
     DialogueAction,
@@ -68,19 +73,23 @@ __all__ = [
     "ACTION_CLASSES",
     "DEFAULT_IDLE_TIMEOUT",
     "DEFAULT_MAX_SESSIONS",
+    "SESSION_CLOSED",
     "DialogueAction",
     "DialogueEnvClient",
     "DialogueEnvironment",
     "DialogueObservation",
     "DialogueServerError",
     "DialogueState",
+    "RemoteDialogueEnv",
     "SessionsStatus",
     "StrategyAction",
     "UtteranceAction",
     "action_class",
+    "check_server",
     "jsonable",
     "make_app",
     "running_server",
     "serve",
+    "served_settings",
     "server_sessions",
 ]

@@ -31,6 +31,9 @@ Example:
 from __future__ import annotations
 
 import functools
+import importlib
+import inspect
+import os
 import threading
 import time
 from collections.abc import Iterator, Mapping
@@ -58,6 +61,7 @@ __all__ = [
     "make_app",
     "running_server",
     "serve",
+    "served_settings",
 ]
 
 #: Sessions at once unless told otherwise (TRL needs at least its generation batch size).
@@ -76,6 +80,13 @@ class SessionsStatus(BaseModel):
         description="Seconds without reset/step before a session is closed (None: never)."
     )
     env_id: str = Field(description="The env id every session plays.")
+    env_kwargs: dict[str, Any] = Field(
+        default_factory=dict,
+        description="The settings every session's env is made with: gym.make's arguments as "
+        "given, over the env's own defaults, so that a client can check it trains against the "
+        "user it expects (reward, reward_kwargs, voice, scenarios, max_turns...). JSON form; a "
+        "backend spec is shown by its kind only, a value that is not plain data by its type.",
+    )
 
 
 def make_app(
@@ -110,7 +121,9 @@ def make_app(
     kwargs = dict(env_kwargs or {})
     # Build one env now so a bad option fails the start, not every session's first reset
     # (a voice's model loads lazily: this stays cheap).
-    gym.make(env_id, **kwargs).close()
+    probe = gym.make(env_id, **kwargs)
+    settings = served_settings(env_id, kwargs, probe)
+    probe.close()
 
     server = HTTPEnvServer(
         functools.partial(DialogueEnvironment, env_id, kwargs),
@@ -141,6 +154,7 @@ def make_app(
             available_slots=status.available_slots,
             idle_timeout_s=timeout,
             env_id=env_id,
+            env_kwargs=settings,
         )
 
     # OpenEnv's HTTP /reset and /step let an env error through as a bare 500; say what the
@@ -154,6 +168,64 @@ def make_app(
         return JSONResponse(status_code=409, content={"detail": str(exc)})
 
     return app
+
+
+def served_settings(env_id: str, env_kwargs: Mapping[str, Any], env: gym.Env) -> dict[str, Any]:
+    """What ``GET /sessions`` says every session's env is made with.
+
+    The arguments given, over the registration's and the constructors' defaults (the entry
+    point's ``reward``/``reward_kwargs``, the env class's own arguments), so that a setting
+    left at its default is published too: a client compares values, not the way they were
+    given. A backend spec shows only its kind (the part before ``:``), since a URL may carry
+    credentials; a value that is not plain JSON data (scenario cards, a live backend) shows its
+    type's name.
+
+    Args:
+        env_id: The env id.
+        env_kwargs: ``gym.make``'s arguments.
+        env: An env made with them (its class's signature gives the defaults).
+
+    Example:
+        >>> kwargs = {"voice": "template", "reward": "emotion_delta"}
+        >>> env = gym.make("EmpathyDialogueText-v0", **kwargs)
+        >>> settings = served_settings("EmpathyDialogueText-v0", kwargs, env)
+        >>> settings["reward"], settings["reward_kwargs"], settings["max_turns"], settings["backend"]
+        ('emotion_delta', {}, 10, 'llama_cpp')
+    """
+    defaults: dict[str, Any] = {}
+    spec = gym.spec(env_id)
+    entry = spec.entry_point
+    if isinstance(entry, str):
+        module, _, name = entry.partition(":")
+        entry = getattr(importlib.import_module(module), name)
+    for function in (entry, type(env.unwrapped).__init__):
+        with suppress(TypeError, ValueError):  # a callable without a readable signature
+            for param in inspect.signature(function).parameters.values():
+                if param.default is not inspect.Parameter.empty and param.name != "render_mode":
+                    defaults[param.name] = param.default
+    merged = {**defaults, **dict(spec.kwargs or {}), **dict(env_kwargs)}
+    if merged.get("reward_kwargs") is None:
+        merged["reward_kwargs"] = {}
+    out = {key: _plain(value) for key, value in merged.items()}
+    if isinstance(merged.get("backend"), str):
+        out["backend"] = merged["backend"].split(":", 1)[0]
+    return out
+
+
+def _plain(value: Any) -> Any:
+    """``value`` if it is JSON data (recursively), else its type's name in angle brackets."""
+    if value is None or isinstance(value, str | bool | int | float):
+        return value
+    if isinstance(value, Mapping):
+        items = {str(k): _plain(v) for k, v in value.items()}
+        return items
+    if isinstance(value, list | tuple) and all(
+        v is None or isinstance(v, str | bool | int | float) for v in value
+    ):
+        return list(value)
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    return f"<{type(value).__name__}>"
 
 
 class _QuietDisconnect:

@@ -36,7 +36,11 @@ from dialogue_gym.integrations.openenv.models import (
     action_class,
 )
 
-__all__ = ["DialogueEnvironment"]
+__all__ = ["SESSION_CLOSED", "DialogueEnvironment"]
+
+#: How the error of a call to a closed session starts: a client that sees it may connect again
+#: (:class:`~dialogue_gym.integrations.openenv.client.RemoteDialogueEnv` does, on ``reset``).
+SESSION_CLOSED = "this session is closed"
 
 
 class DialogueEnvironment(Environment):
@@ -159,7 +163,7 @@ class DialogueEnvironment(Environment):
     def _open_env(self) -> gym.Env:
         if self._closed:
             raise RuntimeError(
-                "this session is closed (idle for longer than the server's idle timeout, or "
+                f"{SESSION_CLOSED} (idle for longer than the server's idle timeout, or "
                 "the server is stopping): connect again to start a new session"
             )
         if self._env is None:
