@@ -17,7 +17,8 @@ export NO_MKDOCS_2_WARNING := 1
 .PHONY: help install chromium run demo test test-fast lint format docs docs-serve bench clean distclean
 
 help:
-	@echo "make run     install (if needed) and run the quick reward study (under 15 min)"
+	@echo "make run     install (if needed; 2-3 min the first time) and run the quick reward study:"
+	@echo "             42 runs, about 5 min on 2 idle cores, up to ~20 min when the cores are shared"
 	@echo "make demo    install (if needed) and play demo transcripts with the LLM voice"
 	@echo "make test    install (if needed), lint, run the whole test suite, build the docs (CI)"
 	@echo "make test-fast  the fast tier: tests not marked slow/llm/server/benchmark (~2 min)"

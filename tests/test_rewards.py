@@ -264,7 +264,7 @@ def reference_value(env, wrapper, rng_draws):
 
 
 def test_multi_turn_value_matches_a_slow_reference():
-    env = make("multi_turn")
+    env = make("multi_turn", reward_kwargs={"mode": "value"})
     wrapper = next(w for w in iter_stack(env) if isinstance(w, MultiTurnValueReward))
     env.reset(seed=5)
     for a in [0, 1, 0, 2, 4, 5, 6, 2, 4, 2]:
@@ -297,7 +297,7 @@ def test_multi_turn_fast_path_equals_observation_policy_path():
 
 
 def test_multi_turn_last_step_scores_the_real_conversation():
-    env = make("multi_turn", reward_kwargs={"cost": 0.05})
+    env = make("multi_turn", reward_kwargs={"cost": 0.05, "mode": "value"})
     steps = episode(env, [0] * 20, seed=0)
     _, r, term, trunc, info = steps[-1]
     core = env.unwrapped.core
@@ -309,8 +309,10 @@ def test_multi_turn_last_step_scores_the_real_conversation():
     assert (term or trunc) and r == pytest.approx(expected)
 
 
-def test_multi_turn_advantage_telescopes():
-    env = make("multi_turn", reward_kwargs={"mode": "advantage"})
+@pytest.mark.parametrize("kwargs", [{}, {"mode": "advantage"}])
+def test_multi_turn_advantage_telescopes(kwargs):
+    # The advantage form is the default (the value form: mode="value").
+    env = make("multi_turn", reward_kwargs=kwargs)
     wrapper = next(w for w in iter_stack(env) if isinstance(w, MultiTurnValueReward))
     actions = np.random.default_rng(1).integers(8, size=20)
     for seed in range(3):
@@ -322,7 +324,7 @@ def test_multi_turn_advantage_telescopes():
 
 
 @pytest.mark.parametrize(
-    "kwargs", [{}, {"mode": "advantage"}, {"lookahead_voice": True}, {"horizon": 12}]
+    "kwargs", [{}, {"mode": "value"}, {"lookahead_voice": True}, {"horizon": 12}]
 )
 def test_lookahead_leaves_the_real_env_untouched(kwargs):
     env = make("multi_turn", reward_kwargs=kwargs)
@@ -742,3 +744,52 @@ def test_recorded_arguments_copy_containers_and_share_objects():
 def test_every_built_in_wrapper_records_every_argument(wrapper):
     env = wrapper(make(None))
     assert set(env._saved_kwargs) == set(inspect.signature(wrapper).parameters) - {"env"}
+
+
+class _DelayedHeuristic:
+    """The stage heuristic with ``k`` comfort turns before each help act it chooses."""
+
+    def __init__(self, k):
+        self.k = k
+
+    def reset(self, seed=None):
+        self.inner, self.pending, self.left = StageHeuristicPolicy(), None, 0
+
+    def __call__(self, obs):
+        from dialogue_gym.core.vocabulary import AFFIRMATION, HELP_ACTS, REFLECTION
+
+        if self.pending is not None:
+            if self.left:
+                self.left -= 1
+                return REFLECTION if self.left % 2 else AFFIRMATION
+            act, self.pending = self.pending, None
+            return act
+        act = self.inner(obs)
+        if act in HELP_ACTS and self.k:
+            self.pending, self.left = act, self.k - 1
+            return REFLECTION
+        return act
+
+
+@pytest.mark.slow
+def test_only_the_value_form_pays_for_delaying_success():
+    # docs/rewards.md, "Does any reward pay for prolonging?": the same successes, reached one
+    # or two turns later, earn more only when each turn pays a level (the value form).
+    from dialogue_gym.evaluation.episodes import run_episode
+
+    def mean_return(reward, kwargs, k):
+        env = gym.make(
+            ENV_ID, voice="template", scenarios="test", reward=reward, reward_kwargs=kwargs
+        )
+        cards = range(len(env.unwrapped.cards))  # the 72 test cards, as the study plays them
+        results = [run_episode(env, _DelayedHeuristic(k), seed=10_000 + c, card=c) for c in cards]
+        assert np.mean([r.success for r in results]) > 0.95  # the delay costs no success
+        return float(np.mean([sum(r.rewards) for r in results]))
+
+    value = [mean_return("multi_turn", {"mode": "value"}, k) for k in (0, 1, 2)]
+    assert value[0] < value[1] < value[2]
+    for reward in ("sparse", "final_emotion", "multi_turn", "emotion_delta", "potential_emotion"):
+        returns = [mean_return(reward, None, k) for k in (0, 1, 2)]
+        assert returns[2] <= returns[1] <= returns[0] + 1e-9, reward
+    next_turn = [mean_return("next_turn", None, k) for k in (0, 1, 2)]
+    assert max(next_turn) - next_turn[0] < 0.05  # no trend: not a level payment

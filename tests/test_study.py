@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import dataclasses
 import json
 import math
 import sys
 
 import pytest
 
+from dialogue_gym import InvalidArgument
 from dialogue_gym.cli import main as cli
 from dialogue_gym.evaluation.episode_log import read_episodes
 from dialogue_gym.study import report
@@ -35,8 +37,34 @@ def _run(tmp_path, name, *extra):
 
 
 @pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
-    return _run(tmp_path_factory.mktemp("study"), "tiny", "--workers", "1")
+def tiny_output(tmp_path_factory):
+    """The tiny study's folder and what it printed."""
+    with pytest.MonkeyPatch.context() as mp:
+        printed = []
+        mp.setattr("builtins.print", lambda *a, **k: printed.append(" ".join(map(str, a))))
+        folder = _run(tmp_path_factory.mktemp("study"), "tiny", "--workers", "1")
+    return folder, "\n".join(printed)
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tiny_output):
+    return tiny_output[0]
+
+
+@pytest.mark.slow
+def test_the_terminal_says_what_runs_first_and_ends_with_the_answer(tiny_output):
+    folder, printed = tiny_output
+    lines = printed.splitlines()
+    # Before anything trains: how many runs, and that the sweep is off unless asked for.
+    assert lines[0].startswith("study: 4 runs (default setting: 2 rewards x 2 learners x 1 seeds")
+    assert "no simulator sweep: --sweep adds" in lines[0]
+    # At the end: the answer in words and where the report and the plots are.
+    assert "The answer:" in printed and "- ppo — the coarse bonus reaches" in printed
+    assert f"report: {folder / 'report.md'}" in printed
+    assert str(folder / "learning_curves.png") in printed and str(folder / "needs.png") in printed
+    table = lines[lines.index("Main setting: default (test cards)") : lines.index("The answer:")]
+    table = [line for line in table if line]
+    assert len(table) == 3 + 4 and max(map(len, table)) <= 100  # not a 190-column table
 
 
 @pytest.mark.slow
@@ -53,6 +81,8 @@ def test_smoke_run_writes_every_file(tiny_run, capsys):
         "learning_curves.png",
         "final_success.png",
         "emotion_trajectories.png",
+        "needs.png",
+        "needs.csv",
     ):
         path = tiny_run / name
         assert path.is_file() and path.stat().st_size > 0, name
@@ -79,17 +109,28 @@ def test_smoke_run_writes_every_file(tiny_run, capsys):
         assert {row["policy"] for row in csv.DictReader(f)} == set(study.BASELINES)
 
     text = (tiny_run / "report.md").read_text()
-    table = [
-        line for line in text.splitlines() if line.startswith("| ppo") or line.startswith("| hppo")
-    ]
+    main_table = text.split("## Main setting", 1)[1].split("Reference policies", 1)[0]
+    table = [line for line in main_table.splitlines() if line.startswith(("| ppo", "| hppo"))]
     assert len(table) == 4
     assert "dialogue-gym study --rewards sparse emotion_delta" in text
     assert "## The answer" in text and "stage-heuristic" in text
+    assert "## Per hidden need" in text and "## Per problem type" in text
+    assert "load average" in text
+    settings = json.loads(text.split("Settings: `", 1)[1].split("`", 1)[0])
+    assert settings["quick"] is False and settings["sweep"] is False
     summary = json.loads((tiny_run / "summary.json").read_text())
     sparse = [r for r in summary["rows"] if r["reward"] == "sparse"]
     assert all(r["verdict"] == "reference" for r in sparse)
     for row in summary["rows"]:
         assert row["success_lo"] <= row["success_iqm"] <= row["success_hi"]
+        # The curve's seed band holds the mean (one seed here: a band of zero width).
+        for lo, mid, hi in zip(row["curve_lo"], row["curve"], row["curve_hi"], strict=True):
+            assert lo <= mid + 1e-9 and mid <= hi + 1e-9
+        # The per-need breakdown pools the seeds' cards of each need: its mean is the rate.
+        assert len(row["need_success"]) == 6 and len(row["problem_success"]) == 11
+        assert set(row["need_soothing"]) == set(row["need_success"])
+    for run in runs:
+        assert len(run["card_problem"]) == len(run["card_resolved"]) == 72
 
 
 @pytest.mark.slow
@@ -105,8 +146,16 @@ def test_seeded_runs_give_the_same_numbers_twice_in_parallel(tiny_run, tmp_path)
     assert numbers(again) == numbers(tiny_run)
 
 
+def test_the_sweep_runs_only_when_asked_for():
+    args = study.Args(rewards=("sparse", "emotion_delta"), learners=("ppo",), seeds=3)
+    assert not args.sweep and len(study.plan(args)) == 6
+    assert len(study.plan(dataclasses.replace(args, sweep=True))) > 6
+
+
 def test_plan_covers_the_sweep_with_the_sweep_learner():
-    args = study.Args(rewards=("sparse", "emotion_delta"), learners=("ppo", "a2c"), seeds=2)
+    args = study.Args(
+        rewards=("sparse", "emotion_delta"), learners=("ppo", "a2c"), seeds=2, sweep=True
+    )
     specs = study.plan(args)
     main = [s for s in specs if s.setting == "default"]
     swept = [s for s in specs if s.setting != "default"]
@@ -123,12 +172,14 @@ def test_plan_covers_the_sweep_with_the_sweep_learner():
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["--rewards", "dense"], "unknown reward 'dense'"),
+        (["--rewards", "dense"], "study.rewards = 'dense': must be one of sparse,"),
         (["--learners", "sac"], "unknown learner 'sac'"),
         (["--sim", "soothing_ceiling"], "is not name=value"),
         (["--sim", "ceiling=3"], "unknown SimConfig parameter"),
         (["--seeds", "0"], "--seeds must be at least 1"),
-        (["--rewards", "emotion_delta"], "include the sparse reward"),
+        (["--rewards", "emotion_delta", "--sweep"], "include the sparse reward"),
+        (["--plugins", "no_such_plugin_module"], "study.plugins = 'no_such_plugin_module'"),
+        (["--plugins", "missing/plugin.py"], "study.plugins = 'missing/plugin.py'"),
     ],
 )
 def test_bad_settings_fail_before_anything_runs(argv, message, tmp_path, capsys):
@@ -170,8 +221,9 @@ def test_verdicts_follow_the_stated_rules():
         ("falls short", "slower"),
         ("reference", ""),
         ("beats", "faster"),
-        ("both fail", "as fast"),
-        ("soothes", "slower"),
+        # Learning areas of 0.02 and 0.00 against 0.02: neither learned, no speed to compare.
+        ("both fail", ""),
+        ("soothes", ""),
     ]
     can, cannot = report.conditions(rows, "ppo")
     assert can == ["`final_emotion`: default", "`next_turn`: hard"]
@@ -183,13 +235,99 @@ def test_verdicts_follow_the_stated_rules():
     assert set(report.RULES) >= {"beats", "reaches", "soothes", "both fail", "falls short"}
 
 
+def test_speed_needs_a_floor_and_a_ratio():
+    assert report.speed(0.0, 0.0) == report.speed(0.04, 0.0) == ""  # neither learned
+    assert report.speed(0.06, 0.0) == "faster"
+    assert report.speed(0.30, 0.27) == "as fast"  # +11% but only 0.03
+    assert report.speed(0.5, 0.3) == "faster" and report.speed(0.1, 0.3) == "slower"
+
+
+def test_unsettled_verdicts_are_those_with_a_curve_still_climbing():
+    rows = [
+        {**_row("sparse", 0.6, 0.4, 0.8, 0.0, 0.3), "flattened": False},
+        {**_row("next_turn", 0.9, 0.85, 1.0, 0.0, 0.6), "flattened": True},
+        {**_row("final_emotion", 0.0, 0.0, 0.0, 1.0, 0.0), "flattened": True},
+    ]
+    report.verdicts(rows)
+    assert [r["settled"] for r in rows[1:]] == [False, False]  # the bonus still climbs
+    assert report.verdict_cell(rows[1]) == "beats, faster (unsettled)"
+    assert report.unsettled(rows, "default") == [
+        "- **ppo**: next_turn, final_emotion (still climbing at the last evaluation: sparse)"
+    ]
+    rows[0]["flattened"] = True
+    report.verdicts(rows)
+    assert [r["settled"] for r in rows[1:]] == [True, True] and not report.unsettled(
+        rows, "default"
+    )
+    assert report.flattened([0.0, 0.5, 0.54]) and not report.flattened([0.0, 0.5, 0.55])
+
+
+def test_the_breakdown_solves_and_soothes_per_need():
+    rec = {
+        "card_need": ["a", "a", "b", "b"],
+        "card_problem": ["p", "q", "p", "q"],
+        "card_success": [1.0, 1.0, 0.0, 0.0],
+        "card_resolved": [1.0, 1.0, 0.0, 0.0],
+        "card_initial_emotion": [40.0, 40.0, 40.0, 40.0],
+        "card_final_emotion": [75.0, 70.0, 50.0, 45.0],
+    }
+    got = report.breakdown([rec])
+    assert got["need_success"] == {"a": 1.0, "b": 0.0}
+    assert got["need_soothing"] == {"a": 0.0, "b": 1.0}
+    assert got["problem_success"] == {"p": 0.5, "q": 0.5}
+    row = {"setting": "default", "learner": "ppo", "reward": "final_emotion", **got}
+    assert report.need_table([row], "default").splitlines()[-1] == (
+        "| ppo | final_emotion | 100% solves | 0% soothes (1.00) |"
+    )
+    assert report.need_summary([row], "default") == [
+        "- ppo / `final_emotion`: solves a; only soothes b."
+    ]
+    # Records of a version without the per-card outcome: success per need only.
+    old = {k: v for k, v in rec.items() if k in ("card_need", "card_success")}
+    assert report.breakdown([old]) == {"need_success": {"a": 1.0, "b": 0.0}}
+
+
+def test_quick_keeps_its_name_in_the_settings():
+    quick = study.quick_args(study.Args(quick=True))
+    assert quick.quick and quick.learners == ("ppo", "hppo") and not quick.sweep
+    assert study.quick_args(quick) == quick
+
+
+def test_the_multi_turn_reward_trains_in_the_advantage_form_and_the_value_form_is_a_variant():
+    from dialogue_gym.rewards import MultiTurnValueReward
+
+    def mode(reward):
+        spec = study.RunSpec("default", {}, reward, "ppo", 0)
+        env = study.train_env(spec, 10)
+        while not isinstance(env, MultiTurnValueReward):
+            env = env.env
+        return env.mode
+
+    assert mode("multi_turn") == "advantage" and mode("multi_turn_value") == "value"
+    rewards = study.study_rewards()
+    assert rewards[rewards.index("multi_turn") + 1] == "multi_turn_value"
+    assert "multi_turn_value" in study.reward_choices()
+    with pytest.raises(InvalidArgument, match="register_reward_variant.label = 'sparse'"):
+        study.register_reward_variant("sparse", "next_turn")
+    with pytest.raises(InvalidArgument, match="register_reward_variant.reward = 'nope'"):
+        study.register_reward_variant("mine", "nope")
+
+
+def test_tensorboard_without_the_package_fails_at_once(monkeypatch):
+    monkeypatch.setitem(sys.modules, "tensorboard", None)
+    with pytest.raises(study.MissingExtraError, match="pip install tensorboard"):
+        study.check_dependencies(study.Args(tensorboard=True, plots=False))
+    assert "tensorboard" in study.NEUTRAL_FIELDS  # logs change no result
+
+
 def test_task_scores_stratify_by_need():
     rec = {"card_success": [1.0, 0.0, 1.0, 1.0], "card_need": ["b", "a", "a", "b"]}
     assert report.task_scores([rec, rec]).tolist() == [[0.5, 1.0], [0.5, 1.0]]
 
 
 @pytest.mark.slow
-def test_plugins_register_a_reward_and_a_learner(tmp_path, monkeypatch, request):
+@pytest.mark.parametrize("given", ["name", "path"])
+def test_plugins_register_a_reward_and_a_learner(given, tmp_path, monkeypatch, request):
     plugin = tmp_path / "my_study_plugin.py"
     plugin.write_text(
         "from dialogue_gym.rewards import EmotionDeltaReward, register_reward\n"
@@ -197,7 +335,10 @@ def test_plugins_register_a_reward_and_a_learner(tmp_path, monkeypatch, request)
         "register_reward('half_delta', lambda env: EmotionDeltaReward(env, scale=0.05))\n"
         "register_learner('my_hppo', LEARNERS['ppo'], hierarchical=True)\n"
     )
-    monkeypatch.syspath_prepend(str(tmp_path))
+    # As docs/study.md shows it: the plugin in the current folder, no PYTHONPATH; or its path.
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", str(tmp_path))])
+    plugin_arg = "my_study_plugin" if given == "name" else str(plugin)
     # The plugin registers into the module-level registries: undo it afterwards, so other
     # tests in this process see the built-in ones only.
     from dialogue_gym.rewards import registry
@@ -210,7 +351,7 @@ def test_plugins_register_a_reward_and_a_learner(tmp_path, monkeypatch, request)
     args = [
         "study", "--rewards", "sparse", "half_delta", "--learners", "my_hppo", "--seeds", "1",
         "--steps", "128", "--eval-points", "1", "--no-sweep", "--workers", "1",
-        "--bootstrap-reps", "50", "--no-plots", "--no-progress", "--plugins", "my_study_plugin",
+        "--bootstrap-reps", "50", "--no-plots", "--no-progress", "--plugins", plugin_arg,
         "--out", str(tmp_path), "--name", "plug",
     ]  # fmt: skip
     assert cli(args) == 0
@@ -219,7 +360,7 @@ def test_plugins_register_a_reward_and_a_learner(tmp_path, monkeypatch, request)
         ("sparse", "my_hppo"),
         ("half_delta", "my_hppo"),
     ]
-    assert "--plugins my_study_plugin" in (tmp_path / "plug" / "report.md").read_text()
+    assert f"--plugins {plugin_arg}" in (tmp_path / "plug" / "report.md").read_text()
     assert study.is_hierarchical("my_hppo") and "my_hppo" in study.STUDY_LEARNERS
     sys.modules.pop("my_study_plugin", None)
 
@@ -250,7 +391,11 @@ def test_the_study_lists_read_the_registries():
     from dialogue_gym.agents.reference import REFERENCE_POLICIES
     from dialogue_gym.rewards import reward_probes
 
-    assert study.STUDY_REWARDS == tuple(reward_probes()) == study.Args().rewards
+    assert study.STUDY_REWARDS == study.study_rewards() == study.Args().rewards
+    # Every probed reward, each followed by its variants (multi_turn_value after multi_turn).
+    assert [r for r in study.STUDY_REWARDS if r not in study.REWARD_VARIANTS] == list(
+        reward_probes()
+    )
     assert study.STUDY_REWARDS[0] == "sparse"  # the reference the verdicts compare with
     assert study.STUDY_LEARNERS == tuple(study.LEARNERS) == study.Args().learners
     assert set(study.BASELINES) <= set(REFERENCE_POLICIES)
@@ -288,3 +433,30 @@ def test_intervals_are_seeded_and_leave_numpy_global_state_alone():
     assert report.iqm_intervals(groups, 300) == first
     for mid, lo, hi in first.values():
         assert lo <= mid <= hi
+
+
+@pytest.mark.slow
+def test_tensorboard_logs_each_run_and_change_no_number(tiny_run, tmp_path):
+    pytest.importorskip("tensorboard")
+    folder = tmp_path / "tb"
+    code = cli(
+        [
+            "study", "--rewards", "sparse", "--learners", "ppo", "--seeds", "1", "--steps", "256",
+            "--eval-points", "2", "--bootstrap-reps", "50", "--no-plots", "--no-progress",
+            "--workers", "1", "--tensorboard", "--out", str(tmp_path), "--name", "tb",
+        ]
+    )  # fmt: skip
+    assert code == 0
+    # One log folder per run (each of the curve's learn() calls adds an event file to it).
+    logs = list((folder / "tensorboard").iterdir())
+    assert [log.name for log in logs] == ["default__sparse__ppo__s0_0"]
+    assert list(logs[0].glob("events.out.tfevents.*"))
+    logged = json.loads((folder / "runs.jsonl").read_text())
+    plain = next(
+        json.loads(x)
+        for x in (tiny_run / "runs.jsonl").read_text().splitlines()
+        if json.loads(x)["run"] == "default__sparse__ppo__s0"
+    )
+    for record in (logged, plain):
+        record.pop("train_seconds")
+    assert logged == plain

@@ -64,7 +64,7 @@ class Args:
     reward: str = "sparse"
     """the reward wrapper (a name in dialogue_gym.rewards.REWARDS)"""
     reward_kwargs: str = "{}"
-    """the wrapper's arguments as JSON, e.g. '{"mode": "advantage"}' for multi_turn"""
+    """the wrapper's arguments as JSON, e.g. '{"mode": "value"}' for multi_turn"""
     model: str | None = None
     """a Hugging Face causal LM (path or id); default: the embedded SmolLM2-135M-Instruct"""
     tiny: bool = False

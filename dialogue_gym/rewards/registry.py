@@ -242,7 +242,8 @@ _DOCS = {
     "sparse": "the coarse bonus: 1 when the user's need is met (the env's own signal)",
     "final_emotion": "RLVER: the final emotion score / 100, paid at the end",
     "next_turn": "PPDPP: noisy critic verdicts on the user's next turn, every turn",
-    "multi_turn": "the expected conversation-level reward of short simulated futures",
+    "multi_turn": "the change of the expected conversation-level reward of short simulated "
+    "futures (advantage form)",
     "emotion_delta": "the change of the emotion score, every turn",
     "potential_emotion": "the coarse bonus plus potential-based shaping on the emotion score",
     "composite": "a weighted sum of other rewards' components",

@@ -31,10 +31,22 @@ RULES = {
     "both fail": "the coarse bonus did not learn in this budget and neither did it",
     "falls short": "its interval lies wholly below the coarse bonus's, without soothing",
     "faster": "its area under the learning curve (mean success over the evaluations) is at "
-    "least 10% above the coarse bonus's (slower: 10% below)",
+    "least 10% and at least 0.05 above the coarse bonus's (slower: below); when neither area "
+    "reaches 0.05 (neither learned on the way) no speed is given",
+    "unsettled": "its learning curve or the coarse bonus's has not flattened: the last "
+    "evaluation is at least 5 points of success above the one before (mean over seeds), so "
+    "more decisions may change the verdict",
 }
 SOOTHING_AT = 0.5
 LEARNED_AT = 0.25
+#: Learning areas closer than this (and every area below it) are "as fast" / not compared.
+SPEED_FLOOR = 0.05
+#: A learning curve has flattened when its last evaluation gained less than this over the one
+#: before it (mean success over seeds, on the test cards).
+FLAT_DELTA = 0.05
+#: Per hidden need: success at or above this "solves"; below it, a soothing index at or above
+#: SOOTHING_AT "soothes".
+SOLVES_AT = 0.5
 
 
 def task_scores(records: Sequence[dict[str, Any]], key: str = "card_success") -> np.ndarray:
@@ -98,6 +110,7 @@ def aggregate(records: Sequence[dict[str, Any]], reps: int) -> list[dict[str, An
         name = "|".join(key)
         metric_names = group[0]["metrics"].keys()
         curve = np.array([[p["success"] for p in rec["curve"]] for rec in group])
+        lo, hi = seed_band(curve)
         rows.append(
             {
                 "setting": key[0],
@@ -112,13 +125,94 @@ def aggregate(records: Sequence[dict[str, Any]], reps: int) -> list[dict[str, An
                 "emotion_hi": 100 * emotion[name][2],
                 "curve_auc": float(curve.mean()),
                 "curve": curve.mean(axis=0).tolist(),
+                "curve_lo": lo,
+                "curve_hi": hi,
                 "curve_steps": [p["steps"] for p in group[0]["curve"]],
+                "flattened": flattened(curve.mean(axis=0).tolist()),
                 "trajectory": np.mean([r["emotion_trajectory"] for r in group], axis=0).tolist(),
                 "train_seconds": float(np.mean([r["train_seconds"] for r in group])),
                 **{m: float(np.mean([r["metrics"][m] for r in group])) for m in metric_names},
+                **breakdown(group),
             }
         )
     return rows
+
+
+def seed_band(curve: np.ndarray, reps: int = 1000, seed: int = 0) -> tuple[list, list]:
+    """The 95% percentile-bootstrap interval of the mean over seeds, at each evaluation.
+
+    ``curve`` is seeds x evaluations; the seeds are resampled (seeded, so the band is the
+    same every time). One seed gives a band of zero width.
+
+    Example:
+        >>> lo, hi = seed_band(np.array([[0.0, 0.5], [0.0, 1.0], [0.0, 0.9]]))
+        >>> lo[0] == hi[0] == 0.0 and lo[1] < 0.8 < hi[1]
+        True
+    """
+    n = len(curve)
+    picks = np.random.default_rng(seed).integers(n, size=(reps, n))
+    means = curve[picks].mean(axis=1)  # reps x evaluations
+    lo, hi = np.percentile(means, [2.5, 97.5], axis=0)
+    return lo.tolist(), hi.tolist()
+
+
+def flattened(curve: Sequence[float]) -> bool | None:
+    """Whether a learning curve (mean success per evaluation) has flattened (``FLAT_DELTA``).
+
+    ``None`` with one evaluation only (nothing to compare).
+
+    Example:
+        >>> flattened([0.1, 0.5, 0.52]), flattened([0.1, 0.3, 0.5]), flattened([0.9])
+        (True, False, None)
+    """
+    if len(curve) < 2:
+        return None
+    return bool(curve[-1] - curve[-2] < FLAT_DELTA)
+
+
+def breakdown(group: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Per hidden need and per problem type, pooled over the runs of one cell.
+
+    ``need_success`` / ``problem_success``: the share of successful episodes;
+    ``need_soothing``: the soothing index of that need's episodes (the share of the emotion
+    gained that was gained with the need unresolved; 0 when nothing was gained). Records
+    of a version without the per-card outcome (``card_resolved``) give success only.
+    """
+    out: dict[str, Any] = {}
+    for key, field in (("need", "card_need"), ("problem", "card_problem")):
+        if not all(field in rec for rec in group):
+            continue
+        success: dict[str, list[float]] = defaultdict(list)
+        gains: dict[str, list[tuple[float, bool]]] = defaultdict(list)
+        for rec in group:
+            for k, name in enumerate(rec[field]):
+                success[name].append(rec["card_success"][k])
+                if "card_resolved" in rec and "card_initial_emotion" in rec:
+                    gain = max(0.0, rec["card_final_emotion"][k] - rec["card_initial_emotion"][k])
+                    gains[name].append((gain, bool(rec["card_resolved"][k])))
+        out[f"{key}_success"] = {n: float(np.mean(v)) for n, v in sorted(success.items())}
+        if key == "need" and gains:
+            soothing = {}
+            for name, pairs in sorted(gains.items()):
+                total = sum(g for g, _ in pairs)
+                unresolved = sum(g for g, resolved in pairs if not resolved)
+                soothing[name] = unresolved / total if total > 0 else 0.0
+            out["need_soothing"] = soothing
+    return out
+
+
+def need_verdict(success: float, soothing: float | None) -> str:
+    """``solves``, ``soothes`` or ``fails`` for one reward on one hidden need.
+
+    Example:
+        >>> need_verdict(0.9, 0.0), need_verdict(0.1, 0.8), need_verdict(0.1, 0.2)
+        ('solves', 'soothes', 'fails')
+    """
+    if success >= SOLVES_AT:
+        return "solves"
+    if soothing is not None and soothing >= SOOTHING_AT:
+        return "soothes"
+    return "fails"
 
 
 def add_relative_grounding(rows: list[dict[str, Any]], baselines: list[dict[str, Any]]) -> None:
@@ -152,8 +246,30 @@ def verdicts(rows: list[dict[str, Any]]) -> None:
             row["verdict"] = "both fail"
         else:
             row["verdict"] = "falls short"
-        ratio = row["curve_auc"] / ref["curve_auc"] if ref["curve_auc"] > 0 else float("inf")
-        row["speed"] = "faster" if ratio >= 1.1 else "slower" if ratio <= 0.9 else "as fast"
+        row["speed"] = speed(row["curve_auc"], ref["curve_auc"])
+        # None: a curve of one evaluation cannot tell whether it flattened.
+        known = row.get("flattened") is not None and ref.get("flattened") is not None
+        row["settled"] = bool(row["flattened"] and ref["flattened"]) if known else None
+
+
+def speed(auc: float, reference: float) -> str:
+    """``faster``, ``slower``, ``as fast``, or ``""`` when neither learning area reaches
+    ``SPEED_FLOOR`` (neither learned on the way: there is no speed to compare).
+
+    Faster needs the area at least 10% *and* ``SPEED_FLOOR`` above the coarse bonus's.
+
+    Example:
+        >>> speed(0.0, 0.0), speed(0.04, 0.0), speed(0.5, 0.3), speed(0.30, 0.32), speed(0.1, 0.3)
+        ('', '', 'faster', 'as fast', 'slower')
+    """
+    if max(auc, reference) < SPEED_FLOOR:
+        return ""
+    difference = auc - reference
+    if difference >= SPEED_FLOOR and auc >= 1.1 * reference:
+        return "faster"
+    if -difference >= SPEED_FLOOR and auc <= 0.9 * reference:
+        return "slower"
+    return "as fast"
 
 
 # --- words ------------------------------------------------------------------------------------
@@ -177,7 +293,7 @@ def results_table(rows: list[dict[str, Any]], setting: str) -> str:
     for r in rows:
         if r["setting"] != setting:
             continue
-        verdict = f"{r['verdict']}, {r['speed']}" if r["speed"] else r["verdict"]
+        verdict = verdict_cell(r)
         lines.append(
             f"| {r['learner']} | {r['reward']} | {_fmt_ci(r, 'success', True)} "
             f"| {_fmt_ci(r, 'emotion', False)} | {r['user_left_rate']:.0%} | {r['mean_turns']:.1f} "
@@ -185,6 +301,96 @@ def results_table(rows: list[dict[str, Any]], setting: str) -> str:
             f"| {r['strategy_entropy']:.2f} | {r['curve_auc']:.2f} | {verdict} |"
         )
     return "\n".join(lines)
+
+
+def verdict_cell(row: dict[str, Any]) -> str:
+    """``reaches, faster``; ``(unsettled)`` added where a curve had not flattened.
+
+    Example:
+        >>> verdict_cell({"verdict": "soothes", "speed": "", "settled": False})
+        'soothes (unsettled)'
+    """
+    text = ", ".join(part for part in (row["verdict"], row.get("speed", "")) if part)
+    if row.get("settled") is False:
+        text += " (unsettled)"
+    return text
+
+
+def need_table(rows: list[dict[str, Any]], setting: str) -> str:
+    """Per hidden need: each reward's success there, and whether it solves or soothes it."""
+    cells = [r for r in rows if r["setting"] == setting and "need_success" in r]
+    if not cells:
+        return ""
+    needs = list(cells[0]["need_success"])
+    lines = [
+        "| learner | reward | " + " | ".join(needs) + " |",
+        "|---|---|" + "---|" * len(needs),
+    ]
+    for r in cells:
+        soothing = r.get("need_soothing", {})
+        entries = []
+        for need in needs:
+            success = r["need_success"].get(need, float("nan"))
+            tag = need_verdict(success, soothing.get(need))
+            extra = f" ({soothing[need]:.2f})" if tag == "soothes" else ""
+            entries.append(f"{success:.0%} {tag}{extra}")
+        lines.append(f"| {r['learner']} | {r['reward']} | " + " | ".join(entries) + " |")
+    return "\n".join(lines)
+
+
+def need_summary(rows: list[dict[str, Any]], setting: str) -> list[str]:
+    """One line per learner and reward: the needs it solves and those it only soothes."""
+    out = []
+    for r in rows:
+        if r["setting"] != setting or "need_success" not in r:
+            continue
+        soothing = r.get("need_soothing", {})
+        tags = {n: need_verdict(v, soothing.get(n)) for n, v in r["need_success"].items()}
+        solves = [n for n, t in tags.items() if t == "solves"]
+        soothes = [n for n, t in tags.items() if t == "soothes"]
+        out.append(
+            f"- {r['learner']} / `{r['reward']}`: solves "
+            + (", ".join(solves) or "none")
+            + "; only soothes "
+            + (", ".join(soothes) or "none")
+            + "."
+        )
+    return out
+
+
+def problem_table(rows: list[dict[str, Any]], setting: str) -> str:
+    """Per problem type (ESConv's): each reward's success rate on the test cards of that type."""
+    cells = [r for r in rows if r["setting"] == setting and "problem_success" in r]
+    if not cells:
+        return ""
+    problems = list(cells[0]["problem_success"])
+    lines = [
+        "| learner | reward | " + " | ".join(problems) + " |",
+        "|---|---|" + "---|" * len(problems),
+    ]
+    for r in cells:
+        entries = [f"{r['problem_success'].get(p, float('nan')):.0%}" for p in problems]
+        lines.append(f"| {r['learner']} | {r['reward']} | " + " | ".join(entries) + " |")
+    return "\n".join(lines)
+
+
+def unsettled(rows: list[dict[str, Any]], setting: str) -> list[str]:
+    """The verdicts of one setting that more decisions may change, per learner."""
+    out = []
+    for learner in dict.fromkeys(r["learner"] for r in rows if r["setting"] == setting):
+        cell = [r for r in rows if r["setting"] == setting and r["learner"] == learner]
+        ref = next((r for r in cell if r["reward"] == "sparse"), None)
+        if ref is None:
+            continue
+        open_ = [r["reward"] for r in cell if r is not ref and r.get("settled") is False]
+        if not open_:
+            continue
+        climbing = [r["reward"] for r in cell if r.get("flattened") is False]
+        out.append(
+            f"- **{learner}**: " + ", ".join(open_) + " (still climbing at the last "
+            "evaluation: " + ", ".join(climbing) + ")"
+        )
+    return out
 
 
 def baselines_table(baselines: list[dict[str, Any]], setting: str) -> str:
@@ -215,7 +421,17 @@ def answer(rows: list[dict[str, Any]], setting: str) -> list[str]:
         parts = []
         for verdict in ("beats", "reaches", "falls short", "soothes", "both fail"):
             names = [
-                f"{r['reward']} ({r['success_iqm']:.0%}, {r['speed']})"
+                f"{r['reward']} ("
+                + ", ".join(
+                    part
+                    for part in (
+                        f"{r['success_iqm']:.0%}",
+                        r.get("speed", ""),
+                        "unsettled" if r.get("settled") is False else "",
+                    )
+                    if part
+                )
+                + ")"
                 for r in cell
                 if r["verdict"] == verdict
             ]
@@ -300,8 +516,22 @@ def plot(
     for ax, learner in zip(axes[0], learners, strict=True):
         for r in main_rows:
             if r["learner"] == learner:
-                ax.plot(r["curve_steps"], r["curve"], marker="o", label=r["reward"])
-        ax.set(title=learner, xlabel="agent decisions", ylabel="test success", ylim=(-0.02, 1.02))
+                (line,) = ax.plot(r["curve_steps"], r["curve"], marker="o", label=r["reward"])
+                if "curve_lo" in r:  # 95% interval over seeds
+                    ax.fill_between(
+                        r["curve_steps"],
+                        r["curve_lo"],
+                        r["curve_hi"],
+                        color=line.get_color(),
+                        alpha=0.15,
+                        linewidth=0,
+                    )
+        ax.set(
+            title=f"{learner} (bands: 95% CI over seeds)",
+            xlabel="agent decisions",
+            ylabel="test success",
+            ylim=(-0.02, 1.02),
+        )
     axes[0][0].legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(out / "learning_curves.png", dpi=110)
@@ -335,6 +565,35 @@ def plot(
     fig.tight_layout()
     fig.savefig(out / "emotion_trajectories.png", dpi=110)
     files.append("emotion_trajectories.png")
+
+    need_rows = [r for r in main_rows if "need_success" in r]
+    if need_rows:
+        needs = list(need_rows[0]["need_success"])
+        grid = np.array([[r["need_success"].get(n, np.nan) for n in needs] for r in need_rows])
+        fig, ax = plt.subplots(figsize=(1.1 * len(needs) + 3.0, 0.32 * len(need_rows) + 1.6))
+        image = ax.imshow(grid, vmin=0, vmax=1, cmap="viridis", aspect="auto")
+        ax.set_xticks(range(len(needs)), needs, rotation=30, ha="right")
+        ax.set_yticks(range(len(need_rows)), [f"{r['learner']} / {r['reward']}" for r in need_rows])
+        for i, r in enumerate(need_rows):
+            soothing = r.get("need_soothing", {})
+            for j, n in enumerate(needs):
+                tag = need_verdict(grid[i, j], soothing.get(n))
+                mark = {"solves": "", "soothes": " S", "fails": ""}[tag]
+                colour = "k" if grid[i, j] > 0.6 else "w"  # readable on viridis's yellow
+                ax.text(
+                    j,
+                    i,
+                    f"{grid[i, j]:.0%}{mark}",
+                    ha="center",
+                    va="center",
+                    fontsize=7,
+                    color=colour,
+                )
+        ax.set_title("success per hidden need (S: only soothes it)", fontsize=9)
+        fig.colorbar(image, label="success")
+        fig.tight_layout()
+        fig.savefig(out / "needs.png", dpi=110)
+        files.append("needs.png")
 
     settings = list(dict.fromkeys(r["setting"] for r in rows))
     if len(settings) > 1:
@@ -391,6 +650,31 @@ def machine() -> str:
     return f"{model}, {os.cpu_count()} cores"
 
 
+#: Row fields that are lists or tables: kept out of ``aggregate.csv``.
+_NOT_FLAT = (
+    "curve",
+    "curve_lo",
+    "curve_hi",
+    "trajectory",
+    "curve_steps",
+    "need_success",
+    "need_soothing",
+    "problem_success",
+)
+
+
+def load_note(load: Sequence[float] | None) -> str:
+    """The machine's load while the study ran, in words (other jobs slow it down).
+
+    Example:
+        >>> load_note((0.1, 2.9))
+        '1-minute load average 0.1 at the start, 2.9 at the end'
+    """
+    if not load:
+        return "load not recorded"
+    return f"1-minute load average {load[0]:.1f} at the start, {load[-1]:.1f} at the end"
+
+
 def write(
     out: Path,
     records: list[dict[str, Any]],
@@ -398,8 +682,13 @@ def write(
     args: Any,
     elapsed: float,
     command: str,
+    load: Sequence[float] | None = None,
 ) -> dict[str, Any]:
-    """Write the CSVs, plots, ``summary.json`` and ``report.md``; return the summary."""
+    """Write the CSVs, plots, ``summary.json`` and ``report.md``; return the summary.
+
+    ``load``: the machine's 1-minute load average at the start and at the end of the study
+    (:func:`os.getloadavg`), quoted beside the wall time.
+    """
     from dialogue_gym.evaluation.metrics import METRIC_DOCS
 
     rows = aggregate(records, args.bootstrap_reps)
@@ -441,10 +730,24 @@ def write(
     )
     _write_csv(
         out / "aggregate.csv",
+        [{k: v for k, v in r.items() if k not in _NOT_FLAT} for r in rows],
+    )
+    _write_csv(
+        out / "needs.csv",
         [
-            {k: v for k, v in r.items() if k not in ("curve", "trajectory", "curve_steps")}
+            {
+                "setting": r["setting"],
+                "learner": r["learner"],
+                "reward": r["reward"],
+                "need": need,
+                "success": success,
+                "soothing_index": r.get("need_soothing", {}).get(need, ""),
+                "verdict": need_verdict(success, r.get("need_soothing", {}).get(need)),
+            }
             for r in rows
-        ],
+            for need, success in r.get("need_success", {}).items()
+        ]
+        or [{"setting": "", "learner": "", "reward": "", "need": "", "success": ""}],
     )
     plots = plot(out, rows, baselines, main) if args.plots else []
 
@@ -453,8 +756,9 @@ def write(
     lines = [
         "# Reward study",
         "",
-        f"Command: `{command}` — {len(records)} runs, {args.steps} agent decisions each, {elapsed / 60:.1f} min on "
-        f"{machine()} ({args.workers} worker processes).",
+        f"Command: `{command}` — {len(records)} runs, {args.steps} agent decisions each, "
+        f"{elapsed / 60:.1f} min on {machine()} ({args.workers} worker processes; "
+        f"{load_note(load)}).",
         "",
         f"Settings: `{json.dumps({k: v for k, v in vars(args).items() if k != 'progress'}, default=str)}`",
         "",
@@ -472,6 +776,40 @@ def write(
         "",
         "Rules: " + "; ".join(f"*{k}*: {v}" for k, v in RULES.items()) + ".",
     ]
+    still = unsettled(rows, main)
+    if still:
+        lines += [
+            "",
+            "Verdicts this budget cannot settle (a learning curve, the reward's or the coarse "
+            f"bonus's, still gained {FLAT_DELTA:.0%} or more at its last evaluation):",
+            "",
+            *still,
+        ]
+    needs = need_table(rows, main)
+    if needs:
+        lines += [
+            "",
+            "## Per hidden need",
+            "",
+            f"Success on the test cards of each hidden need (all seeds pooled); *solves*: at "
+            f"least {SOLVES_AT:.0%}; *soothes*: below that with a soothing index of at least "
+            f"{SOOTHING_AT} on that need (in brackets); *fails*: neither.",
+            "",
+            needs,
+            "",
+            *need_summary(rows, main),
+        ]
+    problems = problem_table(rows, main)
+    if problems:
+        lines += [
+            "",
+            "## Per problem type",
+            "",
+            "Success on the test cards of each problem type (ESConv's; 6 cards each, 12 for "
+            "ongoing depression, all seeds pooled):",
+            "",
+            problems,
+        ]
     if sweep_learner is not None:
         can, cannot = conditions(rows, sweep_learner)
         lines += [
@@ -497,6 +835,57 @@ def write(
     lines += ["", "## Plots", ""] + [f"![{p}]({p})" for p in plots]
     lines += ["", "## Metrics", ""] + [f"- `{k}`: {v}" for k, v in METRIC_DOCS.items()]
     (out / "report.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    summary = {"rows": rows, "baselines": baselines, "table": table, "elapsed_s": elapsed}
+    summary = {
+        "rows": rows,
+        "baselines": baselines,
+        "table": table,
+        "elapsed_s": elapsed,
+        "load": list(load) if load else None,
+        "answer": answer(rows, main),
+        "unsettled": still,
+        "plots": plots,
+    }
     (out / "summary.json").write_text(json.dumps(summary, indent=1, default=float))
     return summary
+
+
+def terminal_summary(summary: dict[str, Any], out: Path, runs: int, elapsed: float) -> str:
+    """What the study prints at the end: a narrow table, the answer in words, the files.
+
+    Example:
+        >>> row = {"setting": "default", "learner": "ppo", "reward": "sparse", "success_iqm": 0.5,
+        ...        "success_lo": 0.3, "success_hi": 0.7, "mean_turns": 8.0, "soothing_index": 0.0,
+        ...        "verdict": "reference", "speed": ""}
+        >>> text = terminal_summary({"rows": [row], "answer": ["- **ppo** — ..."],
+        ...     "unsettled": [], "plots": ["needs.png"]}, Path("out"), 1, 60.0)
+        >>> "ppo — ..." in text and "out/needs.png" in text
+        True
+    """
+    rows = summary["rows"]
+    main = rows[0]["setting"] if rows else ""
+    head = f"{'learner':<14} {'reward':<18} {'success IQM [95% CI]':<22} {'turns':>5} "
+    head += f"{'soothe':>6}  verdict vs sparse"
+    lines = [f"Main setting: {main} (test cards)", head, "-" * len(head)]
+    for r in rows:
+        if r["setting"] != main:
+            continue
+        ci = f"{r['success_iqm']:.0%} [{r['success_lo']:.0%}, {r['success_hi']:.0%}]"
+        lines.append(
+            f"{r['learner']:<14} {r['reward']:<18} {ci:<22} {r['mean_turns']:>5.1f} "
+            f"{r['soothing_index']:>6.2f}  {verdict_cell(r)}"
+        )
+    lines += ["", "The answer:"]
+    lines += [line.replace("**", "") for line in summary["answer"]]
+    if summary.get("unsettled"):
+        lines += ["", "Not settled at this budget (a learning curve still climbing):"]
+        lines += [line.replace("**", "") for line in summary["unsettled"]]
+    lines += [
+        "",
+        f"{runs} runs in {elapsed / 60:.1f} min. The verdict rules, the per-need breakdown and "
+        "every metric are in the report:",
+        f"  report: {out / 'report.md'}",
+    ]
+    if summary.get("plots"):
+        lines.append("  plots:  " + ", ".join(str(out / p) for p in summary["plots"]))
+    lines.append(f"  data:   {out / 'runs.jsonl'} (and the CSVs beside it)")
+    return "\n".join(lines)

@@ -41,6 +41,7 @@ import numpy as np
 
 from dialogue_gym.agents.options import HierarchicalPolicy, Options
 from dialogue_gym.agents.reference import baselines, make_policy
+from dialogue_gym.core.validation import InvalidArgument
 from dialogue_gym.evaluation.episodes import ModelPolicy
 from dialogue_gym.registry import Registry
 from dialogue_gym.rewards.registry import REWARDS, reward_probes
@@ -54,20 +55,86 @@ from dialogue_gym.study import executors
 # computed on access (see ``__getattr__`` at the end).
 
 
+#: Study reward labels that stand for a registered reward with fixed arguments: label ->
+#: ``(reward, reward_kwargs)``. ``multi_turn_value`` is CollabLLM's reward paid in its value
+#: form (the look-ahead's value every turn, so a longer conversation earns more), run beside
+#: ``multi_turn`` (the advantage form, the faithful one in a multi-step MDP): docs/rewards.md.
+REWARD_VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
+    "multi_turn_value": ("multi_turn", {"mode": "value"}),
+}
+
+
+def register_reward_variant(label: str, reward: str, **reward_kwargs: Any) -> None:
+    """Add a study reward label: ``reward`` (a registered name) with fixed ``reward_kwargs``.
+
+    The study trains ``gym.make(..., reward=reward, reward_kwargs=reward_kwargs)`` under
+    ``label`` and lists the label right after ``reward`` among its default rewards.
+
+    Raises:
+        InvalidArgument: ``label`` is taken (a reward or a variant), or ``reward`` is not a
+            registered reward.
+
+    Example:
+        >>> register_reward_variant("next_turn_dpdp", "next_turn", values={"better": 0.1})
+        >>> study_rewards()[study_rewards().index("next_turn") + 1]
+        'next_turn_dpdp'
+        >>> del REWARD_VARIANTS["next_turn_dpdp"]  # (the example cleans up after itself)
+    """
+    if label in REWARDS or label in REWARD_VARIANTS:
+        raise InvalidArgument(
+            "register_reward_variant", "label", label, "must be a name no reward or variant has"
+        )
+    if reward not in REWARDS:
+        raise InvalidArgument(
+            "register_reward_variant", "reward", reward, f"must be one of {', '.join(REWARDS)}"
+        )
+    REWARD_VARIANTS[label] = (reward, dict(reward_kwargs))
+
+
+def reward_choices() -> tuple[str, ...]:
+    """Every name ``--rewards`` accepts: the registered rewards and the study's variants."""
+    return (*REWARDS, *(label for label in REWARD_VARIANTS if label not in REWARDS))
+
+
+def resolve_reward(label: str) -> tuple[str, dict[str, Any]]:
+    """A study reward label -> ``(registered reward, reward_kwargs)`` for ``gym.make``.
+
+    Example:
+        >>> resolve_reward("multi_turn_value"), resolve_reward("sparse")
+        (('multi_turn', {'mode': 'value'}), ('sparse', {}))
+    """
+    if label in REWARD_VARIANTS:
+        reward, kwargs = REWARD_VARIANTS[label]
+        return reward, dict(kwargs)
+    return label, {}
+
+
 def study_rewards() -> tuple[str, ...]:
-    """The rewards the study compares by default: every one the probes measure.
+    """The rewards the study compares by default: every one the probes measure, each followed
+    by its variants (``REWARD_VARIANTS``).
 
     Example:
         >>> study_rewards()[0]
         'sparse'
+        >>> study_rewards()[study_rewards().index("multi_turn") + 1]
+        'multi_turn_value'
     """
-    return tuple(reward_probes())
+    out: list[str] = []
+    for name in reward_probes():
+        out.append(name)
+        out.extend(label for label, (base, _) in REWARD_VARIANTS.items() if base == name)
+    return tuple(out)
 
 
 def study_learners() -> tuple[str, ...]:
     """The learners the full study trains by default: every registered one."""
     return LEARNERS.names()
 
+
+REWARDS_HELP = (
+    "rewards to train with: names of gym.make's reward=, or a study variant "
+    "(multi_turn_value: the multi-turn reward paid in its value form)"
+)
 
 #: The packages of the ``study`` extra, as imported, and what needs them.
 STUDY_EXTRA: dict[str, str] = {
@@ -90,7 +157,8 @@ class Args:
     """The study's settings (every field is a command-line flag)."""
 
     rewards: tuple[str, ...] = field(default_factory=study_rewards)
-    """rewards to train with (names of gym.make's reward=)"""
+    """rewards to train with: names of gym.make's reward=, or a study variant (multi_turn_value:
+    the multi-turn reward paid in its value form)"""
     learners: tuple[str, ...] = field(default_factory=study_learners)
     """learners to train"""
     seeds: int = 5
@@ -99,8 +167,9 @@ class Args:
     """agent decisions per run"""
     eval_points: int = 5
     """learning-curve evaluations per run (the last is the final evaluation)"""
-    sweep: bool = True
-    """also run the simulator sweep (SWEEP), with sweep_learner and sweep_seeds"""
+    sweep: bool = False
+    """also run the simulator sweep (SWEEP: 7 more settings, each with sweep_learner x every
+    reward x sweep_seeds runs); off unless given (the full study of docs/results.md gives it)"""
     sweep_learner: str = "ppo"
     """the learner of the sweep"""
     sweep_seeds: int = 3
@@ -120,7 +189,8 @@ class Args:
     out: str = "benchmarks/results"
     """results folder; the run's files go to <out>/<name>/"""
     name: str = ""
-    """run name (default: quick or full, with the date)"""
+    """the run's folder under --out (default: quick with --quick, else full); a folder of that
+    name is overwritten unless --resume"""
     plots: bool = True
     """write PNG plots"""
     quick: bool = False
@@ -128,22 +198,31 @@ class Args:
     progress: bool = True
     """show a progress bar"""
     plugins: tuple[str, ...] = ()
-    """modules to import first (in every worker): they may register_reward / register_learner"""
+    """modules to import first (in every worker): they may register_reward / register_learner;
+    a module name (found on sys.path or in the current folder) or the path of a .py file"""
     resume: bool = False
     """train only the runs missing from <out>/<name>/runs.jsonl (same settings as its args.json)"""
     report_only: bool = False
     """train nothing: rebuild the report from <out>/<name>/runs.jsonl (e.g. after a crash)"""
+    tensorboard: bool = False
+    """write TensorBoard logs of the SB3 runs to <out>/<name>/tensorboard/<run> (needs the
+    tensorboard package); changes no result"""
 
 
 def quick_args(args: Args) -> Args:
     """The quick study: PPO and hierarchical PPO, 3 seeds, 8,000 decisions, no sweep.
 
     Flags given beside ``--quick`` that are not part of its definition are kept (``--steps``
-    too, when it is not the default).
+    too, when it is not the default). ``quick`` stays true, so the report's settings say so.
+
+    Example:
+        >>> quick = quick_args(Args(quick=True))
+        >>> quick.quick, quick.learners, quick.seeds, quick.steps, quick.sweep
+        (True, ('ppo', 'hppo'), 3, 8000, False)
     """
     steps = 8_000 if args.steps == Args.steps else args.steps
     return dataclasses.replace(
-        args, learners=("ppo", "hppo"), seeds=3, steps=steps, sweep=False, quick=False
+        args, learners=("ppo", "hppo"), seeds=3, steps=steps, sweep=False, quick=True
     )
 
 
@@ -181,6 +260,7 @@ NEUTRAL_FIELDS = (
     "name",
     "plots",
     "quick",
+    "tensorboard",
 )
 
 
@@ -398,23 +478,70 @@ def make_learner(name: str, env: gym.Env, seed: int, steps: int) -> Any:
 
 
 def load_plugins(modules: tuple[str, ...]) -> None:
-    """Import the ``--plugins`` modules (each may register rewards and learners)."""
+    """Import the ``--plugins`` modules (each may register rewards and learners).
+
+    Each is a module name or the path of a ``.py`` file. A name is looked up on ``sys.path``
+    and then in the current folder (as ``python -m`` would): ``--plugins my_plugin`` finds
+    ``./my_plugin.py`` without ``PYTHONPATH``. A file is imported under its stem as module
+    name. A module already imported is not imported again.
+
+    Raises:
+        InvalidArgument: A module that cannot be imported (naming it and why).
+    """
     import importlib
 
     for module in modules:
+        if module.endswith(".py") or "/" in module or os.sep in module:
+            _load_plugin_file(module)
+            continue
         try:
+            if importlib.util.find_spec(module) is None and os.getcwd() not in sys.path:
+                sys.path.append(os.getcwd())  # after everything installed: shadows nothing
             importlib.import_module(module)
         except ImportError as err:
-            raise ValueError(f"plugin module {module!r} cannot be imported: {err}") from None
+            raise InvalidArgument(
+                "study",
+                "plugins",
+                module,
+                f"cannot be imported ({err}): must be a module on sys.path, in the current "
+                "folder, or the path of a .py file",
+            ) from None
+
+
+def _load_plugin_file(path_text: str) -> None:
+    """Import a plugin given as the path of a ``.py`` file, once per process."""
+    path = Path(path_text).expanduser().resolve()
+    if not path.is_file() or path.suffix != ".py":
+        raise InvalidArgument(
+            "study", "plugins", path_text, "must be a module name or the path of a .py file"
+        )
+    name = path.stem
+    loaded = sys.modules.get(name)
+    if loaded is not None:
+        if getattr(loaded, "__file__", None) and Path(loaded.__file__).resolve() == path:
+            return
+        raise InvalidArgument(
+            "study", "plugins", path_text, f"its name {name!r} is another module's already"
+        )
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        sys.modules.pop(name, None)
+        raise
 
 
 def train_env(spec: RunSpec, max_turns: int) -> gym.Env:
+    reward, reward_kwargs = resolve_reward(spec.reward)
     env = gym.make(
         "EmpathyDialogue-v0",
         voice="template",
         scenarios="train",
         sim=spec.sim,
-        reward=spec.reward,
+        reward=reward,
+        reward_kwargs=reward_kwargs or None,
         max_turns=max_turns,
     )
     return Options(env) if is_hierarchical(spec.learner) else env
@@ -445,17 +572,26 @@ def play_test_cards(env: gym.Env, policy: Any) -> list[Any]:
     return [run_episode(env, policy, seed=EVAL_SEED + k, card=k) for k in range(n)]
 
 
-def episode_arrays(results: list[Any], max_turns: int) -> dict[str, list[float]]:
-    """Per-card success and final emotion, and the mean emotion trajectory (carried forward)."""
+def episode_arrays(results: list[Any], max_turns: int, cards: Any = None) -> dict[str, list[float]]:
+    """Per-card outcomes (success, need, problem type, emotion at the start and end, need
+    resolved) and the mean emotion trajectory (carried forward).
+
+    ``cards``: the env's cards, in the order the results were played (for the problem type).
+    """
     trajectories = np.array(
         [r.emotions + [r.emotions[-1]] * (max_turns + 1 - len(r.emotions)) for r in results]
     )
-    return {
+    arrays: dict[str, list[Any]] = {
         "card_success": [float(r.success) for r in results],
         "card_need": [r.need for r in results],
         "card_final_emotion": [float(r.final_emotion) for r in results],
-        "emotion_trajectory": trajectories.mean(axis=0).round(3).tolist(),
+        "card_initial_emotion": [float(r.initial_emotion) for r in results],
+        "card_resolved": [float(r.need_resolved) for r in results],
     }
+    if cards is not None:
+        arrays["card_problem"] = [cards[k].problem_type for k in range(len(results))]
+    arrays["emotion_trajectory"] = trajectories.mean(axis=0).round(3).tolist()
+    return arrays
 
 
 def run_one(spec: RunSpec, args: Args, episodes_dir: str) -> dict[str, Any]:
@@ -470,11 +606,17 @@ def run_one(spec: RunSpec, args: Args, episodes_dir: str) -> dict[str, Any]:
     torch.manual_seed(spec.seed)
     started = time.perf_counter()
     model = make_learner(spec.learner, train_env(spec, args.max_turns), spec.seed, args.steps)
+    log: dict[str, Any] = {}
+    if args.tensorboard:
+        # SB3 reads tensorboard_log when learn() sets up its logger: set after building, so a
+        # plugin's build(env, common, steps) need not take it. Logging draws no random numbers.
+        model.tensorboard_log = str(Path(args.out) / args.name / "tensorboard")
+        log = {"tb_log_name": spec.run_id}
     curve_env = eval_env(spec.sim, args.max_turns, probe_rewards=False)
     checkpoints = np.linspace(0, args.steps, args.eval_points + 1)[1:].astype(int)
     curve, done = [], 0
     for i, target in enumerate(checkpoints):
-        model.learn(int(target - done), reset_num_timesteps=False)
+        model.learn(int(target - done), reset_num_timesteps=False, **log)
         done = int(target)
         if i < len(checkpoints) - 1:
             results = play_test_cards(curve_env, as_policy(model, spec.learner))
@@ -498,6 +640,7 @@ def run_one(spec: RunSpec, args: Args, episodes_dir: str) -> dict[str, Any]:
         eval_env(spec.sim, args.max_turns, probe_rewards=True), path, extra=extra, append=False
     )
     results = play_test_cards(env, as_policy(model, spec.learner))
+    cards = env.unwrapped.cards
     env.close()
     metrics = compute_metrics(results)
     curve.append(
@@ -518,7 +661,7 @@ def run_one(spec: RunSpec, args: Args, episodes_dir: str) -> dict[str, Any]:
         "train_seconds": round(train_seconds, 2),
         "curve": curve,
         "metrics": metrics,
-        **episode_arrays(results, args.max_turns),
+        **episode_arrays(results, args.max_turns, cards),
         "fingerprint": run_fingerprint(spec, args),
     }
 
@@ -538,7 +681,7 @@ def run_baselines(settings: dict[str, dict[str, float]], args: Args) -> list[dic
                     "sim": sim,
                     "policy": name,
                     "metrics": compute_metrics(results),
-                    **episode_arrays(results, args.max_turns),
+                    **episode_arrays(results, args.max_turns, env.unwrapped.cards),
                 }
             )
         env.close()
@@ -627,6 +770,10 @@ def check_dependencies(args: Args) -> None:
             f"the study needs {', '.join(missing)} ({uses}), which are not installed: "
             "pip install 'dialogue_gym[study]'"
         )
+    if args.tensorboard and importlib.util.find_spec("tensorboard") is None:
+        raise MissingExtraError(
+            "--tensorboard needs TensorBoard, which is not installed: pip install tensorboard"
+        )
     if args.executor == "ray" and importlib.util.find_spec("ray") is None:
         raise MissingExtraError(
             "--executor ray needs Ray, which is not installed: pip install 'ray>=2.41'"
@@ -637,8 +784,10 @@ def check(args: Args) -> None:
     """Clear errors for bad settings, before anything runs."""
     load_plugins(args.plugins)
     for reward in args.rewards:
-        if reward not in REWARDS:
-            raise ValueError(f"unknown reward {reward!r}; valid: {sorted(REWARDS)}")
+        if reward not in REWARDS and reward not in REWARD_VARIANTS:
+            raise InvalidArgument(
+                "study", "rewards", reward, f"must be one of {', '.join(reward_choices())}"
+            )
     for learner in (*args.learners, args.sweep_learner):
         if learner not in LEARNERS:
             raise ValueError(f"unknown learner {learner!r}; valid: {sorted(LEARNERS)}")
@@ -736,6 +885,7 @@ def main(args: Args) -> dict[str, Any]:
     command = command_line(args)
     if args.quick:
         args = quick_args(args)
+    args = dataclasses.replace(args, name=name)
     check(args)
     check_dependencies(args)
     out = Path(args.out) / name
@@ -743,17 +893,19 @@ def main(args: Args) -> dict[str, Any]:
         check_resumable(out, args)  # before anything in the folder changes
     if args.report_only:
         return rebuild_report(out, args, command)
-    out.mkdir(parents=True, exist_ok=True)
-    _write_atomic(out / "args.json", json.dumps(dataclasses.asdict(args), indent=2))
     specs = plan(args)
-    started = time.perf_counter()
-    baselines = run_baselines(settings_of(args), args)
-    _write_atomic(out / "baselines.json", json.dumps(baselines))
-    runs_path = out / "runs.jsonl"
     finished: dict[str, dict[str, Any]] = {}
+    runs_path = out / "runs.jsonl"
     if args.resume:
         repair_runs_file(runs_path)
         finished = _finished_runs(runs_path, {s.run_id: run_fingerprint(s, args) for s in specs})
+    print(describe_plan(args, specs, len(finished), out), flush=True)
+    out.mkdir(parents=True, exist_ok=True)
+    _write_atomic(out / "args.json", json.dumps(dataclasses.asdict(args), indent=2))
+    load = [_load_average()]
+    started = time.perf_counter()
+    baselines = run_baselines(settings_of(args), args)
+    _write_atomic(out / "baselines.json", json.dumps(baselines))
     todo = [spec for spec in specs if spec.run_id not in finished]
     # Unbuffered: append_record writes each record in one piece.
     runs_file = runs_path.open("ab" if args.resume else "wb", buffering=0)
@@ -771,10 +923,48 @@ def main(args: Args) -> dict[str, Any]:
         runs_file.close()
         bar.close()
     elapsed = time.perf_counter() - started
-    summary = report.write(out, records, baselines, args, elapsed, command)
-    print(summary["table"])
-    print(f"\nwrote {out}/ ({len(records)} runs in {elapsed / 60:.1f} min): report.md")
+    load.append(_load_average())
+    summary = report.write(out, records, baselines, args, elapsed, command, load=load)
+    print(report.terminal_summary(summary, out, len(records), elapsed))
     return summary
+
+
+def _load_average() -> float:
+    """The machine's 1-minute load average (0.0 where the system does not tell)."""
+    try:
+        return float(os.getloadavg()[0])
+    except (AttributeError, OSError):
+        return 0.0
+
+
+def describe_plan(args: Args, specs: list[RunSpec], reused: int, out: Path) -> str:
+    """What the study is about to run, printed before it starts.
+
+    Example:
+        >>> args = Args(rewards=("sparse", "next_turn"), learners=("ppo",), seeds=3)
+        >>> print(describe_plan(args, plan(args), 0, Path("out")))
+        study: 6 runs (default setting: 2 rewards x 1 learners x 3 seeds; no simulator sweep: --sweep adds 7 settings) of 12000 decisions each, 2 at a time -> out/
+    """
+    main = len(args.rewards) * len(args.learners) * args.seeds
+    setting = next(iter(settings_of(args)))
+    parts = [
+        f"{setting} setting: {len(args.rewards)} rewards x {len(args.learners)} learners x "
+        f"{args.seeds} seeds"
+    ]
+    if args.sweep:
+        n_sweep = len(settings_of(args)) - 1
+        parts.append(
+            f"simulator sweep: {n_sweep} settings x {len(args.rewards)} rewards x "
+            f"{args.sweep_learner} x {args.sweep_seeds} seeds = {len(specs) - main} runs"
+        )
+    else:
+        n_sweep = sum(len(values) for values in SWEEP.values())
+        parts.append(f"no simulator sweep: --sweep adds {n_sweep} settings")
+    text = f"study: {len(specs)} runs ({'; '.join(parts)}) of {args.steps} decisions each"
+    if reused:
+        text += f"; {reused} already in the folder (--resume), {len(specs) - reused} to train"
+    where = "Ray tasks" if args.executor == "ray" else f"{args.workers} at a time"
+    return f"{text}, {where} -> {out}/"
 
 
 def _finished_runs(path: Path, fingerprints: dict[str, str]) -> dict[str, dict[str, Any]]:
@@ -822,8 +1012,12 @@ def rebuild_report(out: Path, args: Args, command: str) -> dict[str, Any]:
         elapsed = float(json.loads((out / "summary.json").read_text()).get("elapsed_s", 0.0))
     except (OSError, ValueError, AttributeError):
         elapsed = 0.0  # no summary yet, or one cut off when the study was killed
-    summary = report.write(out, records, baselines, args, elapsed, command)
-    print(summary["table"])
+    try:
+        load = json.loads((out / "summary.json").read_text()).get("load")
+    except (OSError, ValueError, AttributeError):
+        load = None
+    summary = report.write(out, records, baselines, args, elapsed, command, load=load)
+    print(report.terminal_summary(summary, out, len(records), elapsed))
     print(f"\nrebuilt {out}/report.md from {len(records)} of {len(plan(args))} planned runs")
     return summary
 
@@ -897,7 +1091,13 @@ def _command_line_args() -> type:
     overrides = [
         (
             "rewards",
-            listed(REWARDS, "rewards to train with (names of gym.make's reward=)"),
+            Annotated[
+                tuple[str, ...],
+                tyro.conf.arg(
+                    metavar="{" + ",".join(reward_choices()) + "} [...]",
+                    help=REWARDS_HELP,
+                ),
+            ],
             field(default_factory=study_rewards),
         ),
         ("learners", listed(LEARNERS, "learners to train"), field(default_factory=study_learners)),
