@@ -238,6 +238,26 @@ def test_check_line_names_what_is_wrong() -> None:
     assert check_line(f"Honestly, {cue}", turn_for("disclose", 30.0, cue)) == ()
 
 
+
+@pytest.mark.parametrize(
+    ("line", "in_role"),
+    [
+        # Offers of help or company to the listener, and wishes for their mood: the supporter's.
+        ("I'd really like to help you get through this.", False),
+        ("Whatever happens, I'll always be there for you.", False),
+        ("I hope you feel better soon, honestly.", False),
+        ("So tell me, what happened?", False),
+        ("That's fine. What about your family, though?", False),
+        # The user asking for the same, or telling what happened, is in role.
+        ("Can you help me figure out what to say to her?", True),
+        ("I just need someone to be there for me.", True),
+        ("I don't even know what happened between us.", True),
+        ("My family keeps asking what happened.", True),
+    ],
+)
+def test_the_check_reads_offers_to_the_listener_as_out_of_role(line: str, in_role: bool) -> None:
+    assert ("role" not in check_line(line, turn_for("vent", 30.0))) == in_role
+
 def test_every_template_line_passes_the_voice_check() -> None:
     """The fallback must never be something the check itself would reject."""
     voice = TemplateUserVoice()

@@ -83,6 +83,16 @@ _SUPPORTER_LINES = _rx(
     r"\bas an ai\b|\blanguage model\b|\b(?:i'm|i am) an? (?:ai|assistant)\b",
     r"\bthe (?:user|supporter|client)\b",
     r"^you are \w+, \d+",  # the system prompt said back
+    # Offers of help or company to the listener, and wishes for their mood: a hand reading
+    # of 40 accepted SmolLM2 lines (seeds 100-129) found these were most of the slips the
+    # phrases above let through ("I'd love to help you", "I'll be there for you").
+    r"\b(?:help|support|comfort|cheer) you\b",
+    r"\bbe there for you\b",
+    r"\b(?:hope|wish) you(?:'re| are| feel| get)? (?:feel(?:ing)? )?(?:better|well)\b",
+    r"\bfeel(?:ing)? better soon\b",
+    r"\b(?:things|tips|ideas) to get you\b",
+    r"\bwhat happened\s*\?",
+    r"\bwhat about your (?:family|friends|life|day|work)\b",
 )
 _THIRD_PERSON_VERBS = (
     r"(?:is|was|has|had|feels|felt|wants|needs|thinks|says|would|will|can|can't|doesn't|didn't"
