@@ -80,7 +80,9 @@ def rewards_choices(help_text: str) -> list[str]:
 def test_the_study_help_lists_a_plugin_reward_named_by_plugins(plugin_on_path, capsys):
     assert "my_reward" not in rewards_choices(study_help(capsys))
     text = study_help(capsys, "--plugins", PLUGIN)
-    assert rewards_choices(text) == [*(n for n in REWARDS if n != "my_reward"), "my_reward"]
+    # The registered rewards, the plugin's last, then the study's variants of them.
+    assert list(REWARDS)[-1] == "my_reward"
+    assert rewards_choices(text) == [*REWARDS, *study.REWARD_VARIANTS]
     assert "my_reward" in study.STUDY_REWARDS  # a default of --rewards too
     assert re.search(r"--rewards .*\(default: sparse [a-z_ ]*my_reward\)", text)
 

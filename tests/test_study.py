@@ -180,6 +180,9 @@ def test_plan_covers_the_sweep_with_the_sweep_learner():
         (["--rewards", "emotion_delta", "--sweep"], "include the sparse reward"),
         (["--plugins", "no_such_plugin_module"], "study.plugins = 'no_such_plugin_module'"),
         (["--plugins", "missing/plugin.py"], "study.plugins = 'missing/plugin.py'"),
+        (["--envs", "NoSuchUser-v0"], "study.envs = 'NoSuchUser-v0': is not registered: must"),
+        (["--envs", "EmpathyDialogueText-v0"], "has other actions: must be a registered env id"),
+        (["--envs", "CartPole-v1"], "(EmpathyDialogue-v0"),
     ],
 )
 def test_bad_settings_fail_before_anything_runs(argv, message, tmp_path, capsys):
@@ -460,3 +463,137 @@ def test_tensorboard_logs_each_run_and_change_no_number(tiny_run, tmp_path):
     for record in (logged, plain):
         record.pop("train_seconds")
     assert logged == plain
+
+
+def test_a_learner_that_never_learns_the_bonus_is_dropped_from_the_verdicts():
+    def learner(name, auc, chance=0.06):
+        rows = [
+            _row("sparse", 0.01, 0.0, 0.08, 0.3, auc),
+            _row("multi_turn", 0.15, 0.05, 0.3, 0.5, 0.09),
+            _row("next_turn", 0.0, 0.0, 0.02, 0.2, 0.01),
+        ]
+        for row in rows:
+            row |= {"learner": name, "chance_success": chance, "curve_steps": [6000, 12000]}
+            row["grounding_vs_heuristic"] = 1.0
+            row["flattened"] = True
+        return rows
+
+    # A2C and recurrent PPO in the full study: areas 0.03 and 0.07 against chance 0.06.
+    rows = learner("a2c", 0.03) + learner("recurrent_ppo", 0.07) + learner("dqn", 0.25)
+    rows[6] |= {"success_iqm": 0.28, "success_lo": 0.17, "success_hi": 0.42}  # DQN learned
+    report.verdicts(rows, "default")
+    assert [r["verdict"] for r in rows[:6]] == ["reference", "dropped", "dropped"] * 2
+    assert all(r["dropped"] for r in rows[:6]) and not any(r["dropped"] for r in rows[6:])
+    assert [r["verdict"] for r in rows[6:]] == ["reference", "reaches", "falls short"]
+    assert report.verdict_cell(rows[1]) == "dropped (bonus unlearned)"
+    assert "both fail" not in {r["verdict"] for r in rows}
+    lines = report.answer(rows, "default")
+    assert lines[0] == (
+        "- **a2c** — the coarse bonus reaches 1% [0%, 8%]: dropped from the verdicts, it never "
+        "learned the coarse bonus in 12000 decisions (learning area 0.03, below the random "
+        "policy's success 0.06 + 0.05). Without verdicts: multi_turn 15%, next_turn 0%."
+    )
+    assert lines[2].startswith("- **dqn** — the coarse bonus reaches 28% [17%, 42%]. **reaches**")
+    # Nothing dropped stays unsettled; the sweep's cells keep "both fail" (the setting is hard,
+    # not the learner), and without a main setting nothing is dropped.
+    assert report.unsettled(rows, "default") == []
+    swept = [{**r, "setting": "resolution_uplift=15"} for r in learner("ppo", 0.0)]
+    report.verdicts(swept, "default")
+    assert [r["verdict"] for r in swept] == ["reference", "soothes", "both fail"]
+    report.verdicts(rows)
+    assert not any(r["dropped"] for r in rows)
+    assert report.learns_bonus({"curve_auc": 0.11, "chance_success": 0.06})
+
+
+def test_each_user_is_planned_checked_and_fingerprinted_apart():
+    args = study.Args(rewards=("sparse",), learners=("ppo",), seeds=1)
+    two = dataclasses.replace(args, envs=("EmpathyDialogue-v0", "EmpathyDialogueHard-v0"))
+    specs = study.plan(two)
+    # The default user's run ids and fingerprints are those of the versions before --envs.
+    assert [s.run_id for s in specs] == [
+        "default__sparse__ppo__s0",
+        "EmpathyDialogueHard-v0__default__sparse__ppo__s0",
+    ]
+    assert study.plan(args)[0] == specs[0]
+    fingerprints = {study.run_fingerprint(s, two) for s in specs}
+    assert len(fingerprints) == 2
+    assert study.run_fingerprint(specs[0], two) == study.run_fingerprint(study.plan(args)[0], args)
+    # The sweep moves the first user's simulator only.
+    swept = study.plan(dataclasses.replace(two, sweep=True))
+    assert {s.env for s in swept if s.setting != "default"} == {"EmpathyDialogue-v0"}
+    # --resume names the difference; an args.json without envs counts as the default user.
+    saved = dataclasses.asdict(args)
+    assert study.settings_differences(saved, two) == [
+        "envs: EmpathyDialogue-v0 in the folder, EmpathyDialogue-v0 EmpathyDialogueHard-v0 now"
+    ]
+    del saved["envs"]
+    assert study.settings_differences(saved, args) == []
+    with pytest.raises(InvalidArgument) as err:
+        study.check_envs(("EmpathyDialogue-v0", "EmpathyDialogue-v0"))
+    assert err.value.field == "envs" and "given twice" in err.value.allowed
+
+
+@pytest.fixture
+def hard_user():
+    """A test-only user: the default env registered with a harder simulator (undone after)."""
+    from dialogue_gym.registration import register_env, unregister_env
+
+    register_env(
+        "StudyTestHard-v0",
+        "dialogue_gym.envs.empathy:EmpathyDialogueEnv",
+        sim={"resolution_uplift": 15.0},
+    )
+    try:
+        yield "StudyTestHard-v0"
+    finally:
+        unregister_env("StudyTestHard-v0")
+
+
+def test_overrides_go_over_the_users_own_simulator(hard_user):
+    assert study.sim_kwargs(hard_user, {}) == {}  # its registered settings stay
+    assert study.sim_kwargs(hard_user, {"drift": 0.2}) == {
+        "sim": {"resolution_uplift": 15.0, "drift": 0.2}
+    }
+    env = study.eval_env({}, 10, probe_rewards=False, env_id=hard_user)
+    assert env.unwrapped.sim_config.resolution_uplift == 15.0
+    env = study.eval_env({"premature_penalty": 0.0}, 10, probe_rewards=True, env_id=hard_user)
+    config = env.unwrapped.sim_config
+    assert (config.resolution_uplift, config.premature_penalty) == (15.0, 0.0)
+    assert hard_user in study.strategy_envs()
+
+
+@pytest.mark.slow
+def test_two_users_each_get_a_main_table_and_verdicts(hard_user, tmp_path, capsys):
+    argv = [
+        "study", "--envs", "EmpathyDialogue-v0", hard_user, "--rewards", "sparse", "next_turn",
+        "--learners", "ppo", "--seeds", "1", "--steps", "128", "--eval-points", "1",
+        "--bootstrap-reps", "50", "--no-plots", "--no-progress", "--workers", "1",
+        "--out", str(tmp_path), "--name", "two",
+    ]  # fmt: skip
+    assert cli(argv) == 0
+    folder = tmp_path / "two"
+    printed = capsys.readouterr().out
+    assert printed.startswith("study: 4 runs (default setting: 2 envs x 2 rewards x 1 learners")
+    assert f"Main setting: default, {hard_user} (test cards)" in printed
+    runs = [json.loads(line) for line in (folder / "runs.jsonl").read_text().splitlines()]
+    assert sorted(r["env"] for r in runs) == ["EmpathyDialogue-v0"] * 2 + [hard_user] * 2
+    assert len({r["fingerprint"] for r in runs}) == 4
+    baselines = json.loads((folder / "baselines.json").read_text())
+    heuristic = {
+        b["env"]: b["metrics"]["success_rate"]
+        for b in baselines
+        if b["policy"] == "stage-heuristic"
+    }
+    assert heuristic[hard_user] < heuristic["EmpathyDialogue-v0"]  # its own simulator ran
+    text = (folder / "report.md").read_text()
+    for env in ("EmpathyDialogue-v0", hard_user):
+        assert f"## Main setting: `default`, user `{env}`" in text
+        assert f"## Per hidden need ({env})" in text and f"**{env}**:" in text
+    summary = json.loads((folder / "summary.json").read_text())
+    assert summary["envs"] == ["EmpathyDialogue-v0", hard_user] and len(summary["tables"]) == 2
+    assert {r["env"] for r in summary["rows"]} == set(summary["envs"])
+    # Resuming with the same users trains nothing; with other users it is refused.
+    assert cli([*argv, "--resume"]) == 0
+    assert "4 already in the folder (--resume), 0 to train" in capsys.readouterr().out
+    assert cli([*argv[:3], *argv[4:], "--resume"]) == 2
+    assert "envs: EmpathyDialogue-v0 StudyTestHard-v0 in the folder" in capsys.readouterr().err

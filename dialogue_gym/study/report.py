@@ -21,6 +21,9 @@ from typing import Any
 
 import numpy as np
 
+from dialogue_gym.study import llm_level
+from dialogue_gym.study.run import DEFAULT_ENV
+
 #: How the report turns numbers into words (quoted in the report).
 RULES = {
     "beats": "its success IQM interval lies wholly above the coarse bonus's",
@@ -36,6 +39,9 @@ RULES = {
     "unsettled": "its learning curve or the coarse bonus's has not flattened: the last "
     "evaluation is at least 5 points of success above the one before (mean over seeds), so "
     "more decisions may change the verdict",
+    "dropped": "in a main setting, a learner whose area under the coarse bonus's learning curve "
+    "is less than 5 points above the random policy's success on the same test episodes never "
+    "learned the bonus in this budget: its rows are shown without verdicts",
 }
 SOOTHING_AT = 0.5
 LEARNED_AT = 0.25
@@ -47,6 +53,12 @@ FLAT_DELTA = 0.05
 #: Per hidden need: success at or above this "solves"; below it, a soothing index at or above
 #: SOOTHING_AT "soothes".
 SOLVES_AT = 0.5
+#: A learner learns the coarse bonus when the area under its sparse learning curve (mean
+#: success over the evaluations and seeds) exceeds the random policy's success by at least this.
+#: From the full study (12k decisions, 5 seeds; random 6%): A2C's area 0.03 and recurrent PPO's
+#: 0.07 never left chance (final IQMs 0% and 1%), DQN's 0.25, PPO's 0.29 and hierarchical PPO's
+#: 0.73 did; the quick study's PPO (0.23) and hierarchical PPO (0.71) pass with room.
+LEARNS_MARGIN = 0.05
 
 
 def task_scores(records: Sequence[dict[str, Any]], key: str = "card_success") -> np.ndarray:
@@ -96,9 +108,10 @@ def iqm_intervals(
 
 def aggregate(records: Sequence[dict[str, Any]], reps: int) -> list[dict[str, Any]]:
     """One row per (setting, learner, reward): IQMs with intervals, metric means over seeds."""
-    cells: dict[tuple[str, str, str], list[dict[str, Any]]] = defaultdict(list)
+    cells: dict[tuple[str, str, str, str], list[dict[str, Any]]] = defaultdict(list)
     for rec in records:
-        cells[(rec["setting"], rec["learner"], rec["reward"])].append(rec)
+        key = (rec.get("env", DEFAULT_ENV), rec["setting"], rec["learner"], rec["reward"])
+        cells[key].append(rec)
     keys = list(cells)
     success = iqm_intervals({"|".join(k): task_scores(cells[k]) for k in keys}, reps)
     emotion = iqm_intervals(
@@ -113,9 +126,10 @@ def aggregate(records: Sequence[dict[str, Any]], reps: int) -> list[dict[str, An
         lo, hi = seed_band(curve)
         rows.append(
             {
-                "setting": key[0],
-                "learner": key[1],
-                "reward": key[2],
+                "env": key[0],
+                "setting": key[1],
+                "learner": key[2],
+                "reward": key[3],
                 "seeds": len(group),
                 "success_iqm": success[name][0],
                 "success_lo": success[name][1],
@@ -218,20 +232,64 @@ def need_verdict(success: float, soothing: float | None) -> str:
 def add_relative_grounding(rows: list[dict[str, Any]], baselines: list[dict[str, Any]]) -> None:
     """Each row's grounding-act rate as a ratio of the stage heuristic's in the same setting."""
     reference = {
-        b["setting"]: b["metrics"]["grounding_rate"]
+        (b.get("env", DEFAULT_ENV), b["setting"]): b["metrics"]["grounding_rate"]
         for b in baselines
         if b["policy"] == "stage-heuristic"
     }
     for row in rows:
-        ref = reference.get(row["setting"], 0.0)
+        ref = reference.get((row.get("env", DEFAULT_ENV), row["setting"]), 0.0)
         row["grounding_vs_heuristic"] = row["grounding_rate"] / ref if ref > 0 else float("nan")
 
 
-def verdicts(rows: list[dict[str, Any]]) -> None:
-    """Add ``verdict`` and ``speed`` to each row by comparing it with the sparse row beside it."""
-    sparse = {(r["setting"], r["learner"]): r for r in rows if r["reward"] == "sparse"}
+def add_chance(rows: list[dict[str, Any]], baselines: list[dict[str, Any]]) -> None:
+    """Each row's ``chance_success``: the random policy's success in the same env and setting
+    (0 where the study measured no random policy)."""
+    chance = {
+        (b.get("env", DEFAULT_ENV), b["setting"]): b["metrics"]["success_rate"]
+        for b in baselines
+        if b["policy"] == "random"
+    }
     for row in rows:
-        ref = sparse.get((row["setting"], row["learner"]))
+        row["chance_success"] = chance.get((row.get("env", DEFAULT_ENV), row["setting"]), 0.0)
+
+
+def learns_bonus(ref: dict[str, Any]) -> bool:
+    """Whether a learner learned the coarse bonus: its sparse row's learning area is at least
+    :data:`LEARNS_MARGIN` above the random policy's success (``chance_success``, 0 if absent).
+
+    Example:
+        >>> learns_bonus({"curve_auc": 0.03, "chance_success": 0.06})
+        False
+        >>> learns_bonus({"curve_auc": 0.25, "chance_success": 0.06})
+        True
+    """
+    return ref["curve_auc"] >= ref.get("chance_success", 0.0) + LEARNS_MARGIN
+
+
+def verdicts(rows: list[dict[str, Any]], main: str | None = None) -> None:
+    """Add ``verdict`` and ``speed`` to each row by comparing it with the sparse row beside it.
+
+    Args:
+        rows: The aggregated rows (one per env, setting, learner and reward).
+        main: The main setting: there a learner that never learned the coarse bonus
+            (:func:`learns_bonus`) is dropped (``verdict`` ``"dropped"``, ``dropped`` true on
+            each of its rows, the sparse one included) instead of getting "both fail" rows.
+            In the sweep's settings, where one learner that can learn meets a harder
+            simulator, "both fail" stays. None: nothing is dropped.
+    """
+    sparse = {
+        (r.get("env", DEFAULT_ENV), r["setting"], r["learner"]): r
+        for r in rows
+        if r["reward"] == "sparse"
+    }
+    for row in rows:
+        ref = sparse.get((row.get("env", DEFAULT_ENV), row["setting"], row["learner"]))
+        dropped = ref is not None and row["setting"] == main and not learns_bonus(ref)
+        row["dropped"] = dropped
+        if dropped:
+            row["verdict"] = "reference" if row is ref else "dropped"
+            row["speed"], row["settled"] = "", None
+            continue
         if ref is None or row is ref:
             row["verdict"], row["speed"] = ("reference", "") if row is ref else ("", "")
             continue
@@ -310,10 +368,17 @@ def verdict_cell(row: dict[str, Any]) -> str:
         >>> verdict_cell({"verdict": "soothes", "speed": "", "settled": False})
         'soothes (unsettled)'
     """
+    if row.get("dropped"):
+        return "dropped (bonus unlearned)"
     text = ", ".join(part for part in (row["verdict"], row.get("speed", "")) if part)
     if row.get("settled") is False:
         text += " (unsettled)"
     return text
+
+
+def section(title: str, intro: str, *body: str) -> list[str]:
+    """A report section's lines: a blank line, the heading, its introduction, its body."""
+    return ["", f"## {title}", "", intro, "", *body]
 
 
 def need_table(rows: list[dict[str, Any]], setting: str) -> str:
@@ -380,7 +445,7 @@ def unsettled(rows: list[dict[str, Any]], setting: str) -> list[str]:
     for learner in dict.fromkeys(r["learner"] for r in rows if r["setting"] == setting):
         cell = [r for r in rows if r["setting"] == setting and r["learner"] == learner]
         ref = next((r for r in cell if r["reward"] == "sparse"), None)
-        if ref is None:
+        if ref is None or ref.get("dropped"):
             continue
         open_ = [r["reward"] for r in cell if r is not ref and r.get("settled") is False]
         if not open_:
@@ -417,6 +482,9 @@ def answer(rows: list[dict[str, Any]], setting: str) -> list[str]:
         cell = [r for r in rows if r["setting"] == setting and r["learner"] == learner]
         ref = next((r for r in cell if r["reward"] == "sparse"), None)
         if ref is None:
+            continue
+        if ref.get("dropped"):
+            out.append(dropped_line(cell, ref))
             continue
         parts = []
         for verdict in ("beats", "reaches", "falls short", "soothes", "both fail"):
@@ -455,6 +523,29 @@ def answer(rows: list[dict[str, Any]], setting: str) -> list[str]:
     return out
 
 
+def dropped_line(cell: list[dict[str, Any]], ref: dict[str, Any]) -> str:
+    """The answer's line for a learner dropped from the verdicts (it never learned the bonus).
+
+    Example:
+        >>> ref = {"learner": "a2c", "reward": "sparse", "success_iqm": 0.0, "success_lo": 0.0,
+        ...        "success_hi": 0.02, "curve_auc": 0.03, "chance_success": 0.06,
+        ...        "curve_steps": [6000, 12000]}
+        >>> other = {"learner": "a2c", "reward": "multi_turn", "success_iqm": 0.15}
+        >>> print(dropped_line([ref, other], ref))
+        - **a2c** — the coarse bonus reaches 0% [0%, 2%]: dropped from the verdicts, it never learned the coarse bonus in 12000 decisions (learning area 0.03, below the random policy's success 0.06 + 0.05). Without verdicts: multi_turn 15%.
+    """
+    steps = ref.get("curve_steps") or ["?"]
+    others = ", ".join(f"{r['reward']} {r['success_iqm']:.0%}" for r in cell if r is not ref)
+    return (
+        f"- **{ref['learner']}** — the coarse bonus reaches {ref['success_iqm']:.0%} "
+        f"[{ref['success_lo']:.0%}, {ref['success_hi']:.0%}]: dropped from the verdicts, it "
+        f"never learned the coarse bonus in {steps[-1]} decisions (learning area "
+        f"{ref['curve_auc']:.2f}, below the random policy's success "
+        f"{ref.get('chance_success', 0.0):.2f} + {LEARNS_MARGIN:.2f})."
+        + (f" Without verdicts: {others}." if others else "")
+    )
+
+
 def conditions(rows: list[dict[str, Any]], learner: str) -> tuple[list[str], list[str]]:
     """Per emotion-grounded reward: the settings where it replaces the bonus, and where not."""
     can, cannot = [], []
@@ -466,7 +557,7 @@ def conditions(rows: list[dict[str, Any]], learner: str) -> tuple[list[str], lis
         no = [
             f"{s} ({cells[s]['verdict']})"
             for s in settings
-            if s in cells and cells[s]["verdict"] not in ("reaches", "beats")
+            if s in cells and cells[s]["verdict"] not in ("reaches", "beats", "dropped")
         ]
         if yes:
             can.append(f"`{reward}`: {', '.join(yes)}")
@@ -500,9 +591,17 @@ def sensitivity_table(rows: list[dict[str, Any]], learner: str) -> str:
 
 
 def plot(
-    out: Path, rows: list[dict[str, Any]], baselines: list[dict[str, Any]], main: str
+    out: Path,
+    rows: list[dict[str, Any]],
+    baselines: list[dict[str, Any]],
+    main: str,
+    suffix: str = "",
 ) -> list[str]:
-    """Learning curves, final success with intervals, emotion trajectories, sensitivity."""
+    """Learning curves, final success with intervals, emotion trajectories, sensitivity.
+
+    ``rows`` and ``baselines`` are one env's; ``suffix`` is added to each file's name (the
+    second env's plots beside the first's); the sensitivity plot is drawn without one only.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -534,8 +633,8 @@ def plot(
         )
     axes[0][0].legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(out / "learning_curves.png", dpi=110)
-    files.append("learning_curves.png")
+    fig.savefig(out / f"learning_curves{suffix}.png", dpi=110)
+    files.append(f"learning_curves{suffix}.png")
 
     fig, axes = plt.subplots(1, len(learners), figsize=(4.5 * len(learners), 3.2), squeeze=False)
     for ax, learner in zip(axes[0], learners, strict=True):
@@ -549,8 +648,8 @@ def plot(
         ax.set_yticks(y, [r["reward"] for r in cell])
         ax.set(title=learner, xlabel="success IQM (95% CI)", xlim=(-0.02, 1.02))
     fig.tight_layout()
-    fig.savefig(out / "final_success.png", dpi=110)
-    files.append("final_success.png")
+    fig.savefig(out / f"final_success{suffix}.png", dpi=110)
+    files.append(f"final_success{suffix}.png")
 
     fig, ax = plt.subplots(figsize=(6, 3.8))
     first = learners[0]
@@ -563,8 +662,8 @@ def plot(
     ax.set(xlabel="turn", ylabel="mean emotion (test cards)", title="emotion trajectories")
     ax.legend(fontsize=6, ncol=2)
     fig.tight_layout()
-    fig.savefig(out / "emotion_trajectories.png", dpi=110)
-    files.append("emotion_trajectories.png")
+    fig.savefig(out / f"emotion_trajectories{suffix}.png", dpi=110)
+    files.append(f"emotion_trajectories{suffix}.png")
 
     need_rows = [r for r in main_rows if "need_success" in r]
     if need_rows:
@@ -592,11 +691,11 @@ def plot(
         ax.set_title("success per hidden need (S: only soothes it)", fontsize=9)
         fig.colorbar(image, label="success")
         fig.tight_layout()
-        fig.savefig(out / "needs.png", dpi=110)
-        files.append("needs.png")
+        fig.savefig(out / f"needs{suffix}.png", dpi=110)
+        files.append(f"needs{suffix}.png")
 
     settings = list(dict.fromkeys(r["setting"] for r in rows))
-    if len(settings) > 1:
+    if len(settings) > 1 and not suffix:
         learner = next(r["learner"] for r in rows if r["setting"] == settings[1])
         rewards = list(dict.fromkeys(r["reward"] for r in rows if r["learner"] == learner))
         cells = {
@@ -675,6 +774,11 @@ def load_note(load: Sequence[float] | None) -> str:
     return f"1-minute load average {load[0]:.1f} at the start, {load[-1]:.1f} at the end"
 
 
+def _slug(env: str) -> str:
+    """An env id as a file-name part: ``EmpathyDialogueHard-v0`` as is, odd characters as ``_``."""
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in env)
+
+
 def write(
     out: Path,
     records: list[dict[str, Any]],
@@ -693,8 +797,11 @@ def write(
 
     rows = aggregate(records, args.bootstrap_reps)
     add_relative_grounding(rows, baselines)
-    verdicts(rows)
+    add_chance(rows, baselines)
     main = records[0]["setting"]
+    verdicts(rows, main)
+    envs = list(dict.fromkeys(r["env"] for r in rows))
+    llm_runs = llm_level.load(args.llm_results) if getattr(args, "llm_results", "") else None
 
     _write_csv(
         out / "runs.csv",
@@ -749,10 +856,41 @@ def write(
         ]
         or [{"setting": "", "learner": "", "reward": "", "need": "", "success": ""}],
     )
-    plots = plot(out, rows, baselines, main) if args.plots else []
+    by_env = {env: [r for r in rows if r["env"] == env] for env in envs}
+    env_baselines = {
+        env: [b for b in baselines if b.get("env", DEFAULT_ENV) == env] for env in envs
+    }
+    plots: list[str] = []
+    if args.plots:
+        for k, env in enumerate(envs):
+            suffix = "" if k == 0 else "_" + _slug(env)
+            plots += plot(out, by_env[env], env_baselines[env], main, suffix)
 
-    table = results_table(rows, main)
-    sweep_learner = next((r["learner"] for r in rows if r["setting"] != main), None)
+    several = envs != [DEFAULT_ENV]
+    first = envs[0]
+    tables = {env: results_table(by_env[env], main) for env in envs}
+
+    def where(env: str) -> str:
+        return f"with `{env}` in the `{main}` setting" if several else f"in the `{main}` setting"
+
+    main_rows = {env: [r for r in by_env[env] if r["setting"] == main] for env in envs}
+    both = llm_level.combined_answer(llm_runs, {where(env): main_rows[env] for env in envs})
+    answers: list[str] = []
+    still: list[str] = []
+    for env in envs:
+        found = unsettled(by_env[env], main)
+        if several:  # blank lines: a heading line is not the list's lazy continuation
+            answers += [f"**{env}**:", "", *answer(by_env[env], main), ""]
+            still += [f"**{env}**:", "", *found, ""] if found else []
+        else:
+            answers += answer(by_env[env], main)
+            still += found
+    while still and not still[-1]:
+        still.pop()
+    if answers and answers[-1]:
+        answers.append("")  # a paragraph of its own, not the last list item's continuation
+    answers.append(both)
+    sweep_learner = next((r["learner"] for r in by_env[first] if r["setting"] != main), None)
     lines = [
         "# Reward study",
         "",
@@ -761,22 +899,28 @@ def write(
         f"{load_note(load)}).",
         "",
         f"Settings: `{json.dumps({k: v for k, v in vars(args).items() if k != 'progress'}, default=str)}`",
-        "",
-        f"## Main setting: `{main}` (test cards, template voice, IQM over {args.seeds} seeds x 6 needs)",
-        "",
-        table,
-        "",
-        "Reference policies (same episodes):",
-        "",
-        baselines_table(baselines, main),
+    ]
+    for env in envs:
+        user = f", user `{env}`" if several else ""
+        lines += [
+            "",
+            f"## Main setting: `{main}`{user} (test cards, template voice, IQM over "
+            f"{args.seeds} seeds x 6 needs)",
+            "",
+            tables[env],
+            "",
+            "Reference policies (same episodes):",
+            "",
+            baselines_table(env_baselines[env], main),
+        ]
+    lines += [
         "",
         "## The answer",
         "",
-        *answer(rows, main),
+        *answers,
         "",
         "Rules: " + "; ".join(f"*{k}*: {v}" for k, v in RULES.items()) + ".",
     ]
-    still = unsettled(rows, main)
     if still:
         lines += [
             "",
@@ -785,41 +929,39 @@ def write(
             "",
             *still,
         ]
-    needs = need_table(rows, main)
-    if needs:
-        lines += [
-            "",
-            "## Per hidden need",
-            "",
-            f"Success on the test cards of each hidden need (all seeds pooled); *solves*: at "
-            f"least {SOLVES_AT:.0%}; *soothes*: below that with a soothing index of at least "
-            f"{SOOTHING_AT} on that need (in brackets); *fails*: neither.",
-            "",
-            needs,
-            "",
-            *need_summary(rows, main),
-        ]
-    problems = problem_table(rows, main)
-    if problems:
-        lines += [
-            "",
-            "## Per problem type",
-            "",
-            "Success on the test cards of each problem type (ESConv's; 6 cards each, 12 for "
-            "ongoing depression, all seeds pooled):",
-            "",
-            problems,
-        ]
+    for env in envs:
+        heading = f" ({env})" if several else ""
+        needs = need_table(by_env[env], main)
+        if needs:
+            lines += section(
+                f"Per hidden need{heading}",
+                f"Success on the test cards of each hidden need (all seeds pooled); *solves*: at "
+                f"least {SOLVES_AT:.0%}; *soothes*: below that with a soothing index of at least "
+                f"{SOOTHING_AT} on that need (in brackets); *fails*: neither.",
+                needs,
+                "",
+                *need_summary(by_env[env], main),
+            )
+        problems = problem_table(by_env[env], main)
+        if problems:
+            lines += section(
+                f"Per problem type{heading}",
+                "Success on the test cards of each problem type (ESConv's; 6 cards each, 12 for "
+                "ongoing depression, all seeds pooled):",
+                problems,
+            )
     if sweep_learner is not None:
-        can, cannot = conditions(rows, sweep_learner)
+        can, cannot = conditions(by_env[first], sweep_learner)
+        of = f" of {first}" if several else ""
         lines += [
             "",
-            f"## Sensitivity to the simulator ({sweep_learner}, {args.sweep_seeds} seeds per cell)",
+            f"## Sensitivity to the simulator{of} ({sweep_learner}, {args.sweep_seeds} seeds "
+            "per cell)",
             "",
             "Success IQM per setting and reward (soothing index; a verdict where the reward does "
             "not reach the coarse bonus):",
             "",
-            sensitivity_table(rows, sweep_learner),
+            sensitivity_table(by_env[first], sweep_learner),
             "",
             "Emotion-grounded rewards **can** replace the coarse bonus under: "
             + ("; ".join(can) if can else "none of the settings")
@@ -832,18 +974,22 @@ def write(
             "An emotion signal is only as trustworthy as the simulator producing it: these "
             "verdicts hold for this rule-based user under these settings, not for people.",
         ]
+    lines += [""] + llm_level.section(llm_runs, main_rows[first], where(first))
     lines += ["", "## Plots", ""] + [f"![{p}]({p})" for p in plots]
     lines += ["", "## Metrics", ""] + [f"- `{k}`: {v}" for k, v in METRIC_DOCS.items()]
     (out / "report.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
     summary = {
         "rows": rows,
         "baselines": baselines,
-        "table": table,
+        "envs": envs,
+        "table": tables[first],
+        "tables": tables,
         "elapsed_s": elapsed,
         "load": list(load) if load else None,
-        "answer": answer(rows, main),
+        "answer": answers,
         "unsettled": still,
         "plots": plots,
+        "llm": llm_runs,
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=1, default=float))
     return summary
@@ -863,17 +1009,23 @@ def terminal_summary(summary: dict[str, Any], out: Path, runs: int, elapsed: flo
     """
     rows = summary["rows"]
     main = rows[0]["setting"] if rows else ""
+    envs = list(dict.fromkeys(r.get("env", DEFAULT_ENV) for r in rows))
     head = f"{'learner':<14} {'reward':<18} {'success IQM [95% CI]':<22} {'turns':>5} "
     head += f"{'soothe':>6}  verdict vs sparse"
-    lines = [f"Main setting: {main} (test cards)", head, "-" * len(head)]
-    for r in rows:
-        if r["setting"] != main:
-            continue
-        ci = f"{r['success_iqm']:.0%} [{r['success_lo']:.0%}, {r['success_hi']:.0%}]"
-        lines.append(
-            f"{r['learner']:<14} {r['reward']:<18} {ci:<22} {r['mean_turns']:>5.1f} "
-            f"{r['soothing_index']:>6.2f}  {verdict_cell(r)}"
-        )
+    lines: list[str] = []
+    for env in envs:
+        user = f", {env}" if envs != [DEFAULT_ENV] else ""
+        if lines:
+            lines.append("")
+        lines += [f"Main setting: {main}{user} (test cards)", head, "-" * len(head)]
+        for r in rows:
+            if r["setting"] != main or r.get("env", DEFAULT_ENV) != env:
+                continue
+            ci = f"{r['success_iqm']:.0%} [{r['success_lo']:.0%}, {r['success_hi']:.0%}]"
+            lines.append(
+                f"{r['learner']:<14} {r['reward']:<18} {ci:<22} {r['mean_turns']:>5.1f} "
+                f"{r['soothing_index']:>6.2f}  {verdict_cell(r)}"
+            )
     lines += ["", "The answer:"]
     lines += [line.replace("**", "") for line in summary["answer"]]
     if summary.get("unsettled"):

@@ -16,8 +16,11 @@ under every reward), and writes everything under ``<out>/<name>/``:
     dialogue-gym study                    # >= 5 seeds, all learners, the simulator sweep
     dialogue-gym study --rewards sparse emotion_delta --learners ppo --seeds 2 --steps 5000
     dialogue-gym study --quick --executor ray    # the runs as Ray tasks (--ray-address: a cluster)
+    dialogue-gym study --quick --envs EmpathyDialogue-v0 EmpathyDialogueHard-v0  # two users
+    dialogue-gym study --quick --llm-results benchmarks/results/llm  # + the LLM level
 
-The agents see the strategy action space of ``EmpathyDialogue-v0``; the hierarchical
+The agents see the strategy action space of each ``--envs`` id (``EmpathyDialogue-v0`` by
+default; any registered env with the same strategy actions, e.g. a harder user); the hierarchical
 learner is PPO over :class:`~dialogue_gym.agents.options.Options` (the five built-in options),
 given the same number of decisions as the flat learners (so it sees more turns).
 """
@@ -150,6 +153,9 @@ SWEEP: dict[str, tuple[float, ...]] = {
 }
 #: Evaluation episodes use seeds from here on (the same episodes for every run).
 EVAL_SEED = 10_000
+#: The simulated user the study trains with unless ``--envs`` names others. Its runs keep the
+#: run ids and fingerprints of the versions before ``--envs``, so their folders still resume.
+DEFAULT_ENV = "EmpathyDialogue-v0"
 
 
 @dataclass
@@ -159,6 +165,10 @@ class Args:
     rewards: tuple[str, ...] = field(default_factory=study_rewards)
     """rewards to train with: names of gym.make's reward=, or a study variant (multi_turn_value:
     the multi-turn reward paid in its value form)"""
+    envs: tuple[str, ...] = (DEFAULT_ENV,)
+    """the simulated users: registered env ids with the strategy actions (e.g. EmpathyDialogue-v0
+    EmpathyDialogueHard-v0); the grid runs for each, the report has a main table per env (the
+    sweep, with --sweep, moves the first one's simulator)"""
     learners: tuple[str, ...] = field(default_factory=study_learners)
     """learners to train"""
     seeds: int = 5
@@ -207,6 +217,10 @@ class Args:
     tensorboard: bool = False
     """write TensorBoard logs of the SB3 runs to <out>/<name>/tensorboard/<run> (needs the
     tensorboard package); changes no result"""
+    llm_results: str = ""
+    """the LLM level: a `dialogue-gym train-llm` output (a run's folder, its eval.json, or a
+    folder of runs such as benchmarks/results/llm) shown beside the strategy level in the
+    report; empty: the report says how to make one"""
 
 
 def quick_args(args: Args) -> Args:
@@ -235,10 +249,14 @@ class RunSpec:
     reward: str
     learner: str
     seed: int
+    env: str = DEFAULT_ENV
+    """the registered env id (the simulated user)"""
 
     @property
     def run_id(self) -> str:
-        return f"{self.setting}__{self.reward}__{self.learner}__s{self.seed}"
+        run = f"{self.setting}__{self.reward}__{self.learner}__s{self.seed}"
+        # The default user's runs keep the ids they had before --envs existed.
+        return run if self.env == DEFAULT_ENV else f"{self.env}__{run}"
 
 
 # --- a run's identity ---------------------------------------------------------------------
@@ -261,6 +279,7 @@ NEUTRAL_FIELDS = (
     "plots",
     "quick",
     "tensorboard",
+    "llm_results",
 )
 
 
@@ -289,6 +308,9 @@ def run_fingerprint(spec: RunSpec, args: Args) -> str:
         True
         >>> run_fingerprint(spec, args) == run_fingerprint(spec, dataclasses.replace(args, steps=99))
         False
+        >>> other_user = dataclasses.replace(spec, env="EmpathyDialogueHard-v0")
+        >>> run_fingerprint(spec, args) == run_fingerprint(other_user, args)
+        False
     """
     identity: dict[str, Any] = {
         "setting": spec.setting,
@@ -297,6 +319,9 @@ def run_fingerprint(spec: RunSpec, args: Args) -> str:
         "learner": spec.learner,
         "seed": spec.seed,
     }
+    if spec.env != DEFAULT_ENV:
+        # Absent for the default user, so records written before --envs keep their identity.
+        identity["env"] = spec.env
     for name in RUN_FIELDS:
         value = getattr(args, name)
         identity[name] = list(value) if isinstance(value, tuple) else value
@@ -533,16 +558,38 @@ def _load_plugin_file(path_text: str) -> None:
         raise
 
 
+def sim_kwargs(env_id: str, sim: dict[str, Any]) -> dict[str, Any]:
+    """``gym.make``'s ``sim=`` for ``env_id`` with the study's overrides ``sim`` on top.
+
+    No overrides: no ``sim=`` at all, so an id registered with simulator settings of its own
+    (a harder user) keeps them. Overrides are laid over the id's registered ``sim`` mapping
+    (``gym.spec(env_id).kwargs``), not in place of it: the sweep moves one assumption of that
+    user, not of the default one.
+
+    Example:
+        >>> sim_kwargs("EmpathyDialogue-v0", {}), sim_kwargs("EmpathyDialogue-v0", {"drift": 0.2})
+        ({}, {'sim': {'drift': 0.2}})
+    """
+    if not sim:
+        return {}
+    registered = gym.spec(env_id).kwargs.get("sim")
+    if isinstance(registered, dict):
+        return {"sim": {**registered, **sim}}
+    if dataclasses.is_dataclass(registered):  # a SimConfig
+        return {"sim": {**dataclasses.asdict(registered), **sim}}
+    return {"sim": dict(sim)}
+
+
 def train_env(spec: RunSpec, max_turns: int) -> gym.Env:
     reward, reward_kwargs = resolve_reward(spec.reward)
     env = gym.make(
-        "EmpathyDialogue-v0",
+        spec.env,
         voice="template",
         scenarios="train",
-        sim=spec.sim,
         reward=reward,
         reward_kwargs=reward_kwargs or None,
         max_turns=max_turns,
+        **sim_kwargs(spec.env, spec.sim),
     )
     return Options(env) if is_hierarchical(spec.learner) else env
 
@@ -556,12 +603,18 @@ def as_policy(model: Any, learner: str) -> Any:
 # --- evaluation ---------------------------------------------------------------------------
 
 
-def eval_env(sim: dict[str, float], max_turns: int, probe_rewards: bool) -> gym.Env:
-    """The test cards; with ``probe_rewards`` every reward's component is in ``info``."""
+def eval_env(
+    sim: dict[str, float], max_turns: int, probe_rewards: bool, env_id: str = DEFAULT_ENV
+) -> gym.Env:
+    """The test cards of ``env_id``; with ``probe_rewards`` every reward's component is in
+    ``info``."""
     from dialogue_gym.evaluation.metrics import all_rewards_env
 
-    kwargs = {"voice": "template", "scenarios": "test", "sim": sim, "max_turns": max_turns}
-    return all_rewards_env(kwargs) if probe_rewards else gym.make("EmpathyDialogue-v0", **kwargs)
+    kwargs = {"voice": "template", "scenarios": "test", "max_turns": max_turns}
+    kwargs |= sim_kwargs(env_id, sim)
+    if probe_rewards:
+        return all_rewards_env(kwargs, env_id=env_id)
+    return gym.make(env_id, **kwargs)
 
 
 def play_test_cards(env: gym.Env, policy: Any) -> list[Any]:
@@ -612,7 +665,7 @@ def run_one(spec: RunSpec, args: Args, episodes_dir: str) -> dict[str, Any]:
         # plugin's build(env, common, steps) need not take it. Logging draws no random numbers.
         model.tensorboard_log = str(Path(args.out) / args.name / "tensorboard")
         log = {"tb_log_name": spec.run_id}
-    curve_env = eval_env(spec.sim, args.max_turns, probe_rewards=False)
+    curve_env = eval_env(spec.sim, args.max_turns, probe_rewards=False, env_id=spec.env)
     checkpoints = np.linspace(0, args.steps, args.eval_points + 1)[1:].astype(int)
     curve, done = [], 0
     for i, target in enumerate(checkpoints):
@@ -631,13 +684,17 @@ def run_one(spec: RunSpec, args: Args, episodes_dir: str) -> dict[str, Any]:
 
     extra = {
         "run": spec.run_id,
+        "env": spec.env,
         "reward": spec.reward,
         "learner": spec.learner,
         "train_seed": spec.seed,
     }
     path = Path(episodes_dir) / f"{spec.run_id}.jsonl"
     env = EpisodeLogger(
-        eval_env(spec.sim, args.max_turns, probe_rewards=True), path, extra=extra, append=False
+        eval_env(spec.sim, args.max_turns, probe_rewards=True, env_id=spec.env),
+        path,
+        extra=extra,
+        append=False,
     )
     results = play_test_cards(env, as_policy(model, spec.learner))
     cards = env.unwrapped.cards
@@ -652,6 +709,7 @@ def run_one(spec: RunSpec, args: Args, episodes_dir: str) -> dict[str, Any]:
     )
     return {
         "run": spec.run_id,
+        "env": spec.env,
         "setting": spec.setting,
         "sim": spec.sim,
         "reward": spec.reward,
@@ -667,16 +725,22 @@ def run_one(spec: RunSpec, args: Args, episodes_dir: str) -> dict[str, Any]:
 
 
 def run_baselines(settings: dict[str, dict[str, float]], args: Args) -> list[dict[str, Any]]:
-    """The reference policies under every setting, measured exactly as the learners are."""
+    """The reference policies under every setting of the study's plan, measured exactly as the
+    learners are: every setting for the first env, the main one for each other env."""
     from dialogue_gym.evaluation.metrics import compute_metrics
 
     rows = []
-    for setting, sim in settings.items():
-        env = eval_env(sim, args.max_turns, probe_rewards=True)
+    main = next(iter(settings))
+    cells = [(args.envs[0], s) for s in settings]
+    cells += [(env_id, main) for env_id in args.envs[1:]]
+    for env_id, setting in cells:
+        sim = settings[setting]
+        env = eval_env(sim, args.max_turns, probe_rewards=True, env_id=env_id)
         for name in baselines():
             results = play_test_cards(env, make_policy(name, env))
             rows.append(
                 {
+                    "env": env_id,
                     "setting": setting,
                     "sim": sim,
                     "policy": name,
@@ -735,16 +799,26 @@ def settings_of(args: Args) -> dict[str, dict[str, float]]:
 
 
 def plan(args: Args) -> list[RunSpec]:
-    """Every run of the study, in a fixed order."""
-    settings = settings_of(args)
+    """Every run of the study, in a fixed order: the main setting's grid for each env of
+    ``--envs``, then the sweep (the first env's simulator moved; only with ``--sweep``).
+
+    Example:
+        >>> args = Args(rewards=("sparse",), learners=("ppo",), seeds=1)
+        >>> [s.run_id for s in plan(dataclasses.replace(args, envs=("EmpathyDialogue-v0", "X-v0")))]
+        ['default__sparse__ppo__s0', 'X-v0__default__sparse__ppo__s0']
+    """
+    settings = list(settings_of(args).items())
+    cells = [(env_id, *settings[0]) for env_id in args.envs]
+    cells += [(args.envs[0], *setting) for setting in settings[1:]]
     specs = []
-    for k, (setting, sim) in enumerate(settings.items()):
-        learners = args.learners if k == 0 else (args.sweep_learner,)
-        seeds = args.seeds if k == 0 else args.sweep_seeds
+    for k, (env_id, setting, sim) in enumerate(cells):
+        main = k < len(args.envs)
+        learners = args.learners if main else (args.sweep_learner,)
+        seeds = args.seeds if main else args.sweep_seeds
         for learner in learners:
             for reward in args.rewards:
                 for seed in range(seeds):
-                    specs.append(RunSpec(setting, sim, reward, learner, seed))
+                    specs.append(RunSpec(setting, sim, reward, learner, seed, env_id))
     return specs
 
 
@@ -780,9 +854,72 @@ def check_dependencies(args: Args) -> None:
         )
 
 
+def _strategy_env(env_id: str) -> bool:
+    """Whether ``env_id`` builds an env with the default user's strategy actions and cards.
+
+    The check builds it (template voice: a millisecond), so an id registered with other
+    defaults, a subclass or a plugin's env, is judged by what the learners will meet.
+    """
+    try:
+        env = gym.make(env_id, voice="template")
+    except Exception:  # noqa: BLE001 (any failure to build means: not an env the study can use)
+        return False
+    try:
+        reference = gym.make(DEFAULT_ENV, voice="template")
+        same = env.action_space == reference.action_space and hasattr(env.unwrapped, "cards")
+        reference.close()
+        return bool(same)
+    finally:
+        env.close()
+
+
+def strategy_envs() -> tuple[str, ...]:
+    """The registered dialogue env ids ``--envs`` accepts: those with the strategy actions.
+
+    Example:
+        >>> "EmpathyDialogue-v0" in strategy_envs(), "EmpathyDialogueText-v0" in strategy_envs()
+        (True, False)
+    """
+    # Gymnasium's registry, not dialogue_gym.registration's (a layer above the study): the
+    # ids whose entry point is this package's, in registration order.
+    ours = [
+        env_id
+        for env_id, spec in gym.registry.items()
+        if isinstance(spec.entry_point, str) and spec.entry_point.startswith("dialogue_gym.")
+    ]
+    return tuple(env_id for env_id in ours if _strategy_env(env_id))
+
+
+def check_envs(envs: tuple[str, ...]) -> None:
+    """Each ``--envs`` id is registered with Gymnasium and has the strategy actions.
+
+    Raises:
+        InvalidArgument: The first id that is not, with the ids that would do.
+    """
+    if not envs:
+        raise InvalidArgument("study", "envs", envs, f"must name at least one env ({DEFAULT_ENV})")
+    for env_id in envs:
+        if envs.count(env_id) > 1:
+            raise InvalidArgument("study", "envs", env_id, "is given twice: name each env once")
+        if env_id not in gym.registry or not _strategy_env(env_id):
+            why = "is not registered" if env_id not in gym.registry else "has other actions"
+            raise InvalidArgument(
+                "study",
+                "envs",
+                env_id,
+                f"{why}: must be a registered env id with the strategy actions "
+                f"({', '.join(strategy_envs())})",
+            )
+
+
 def check(args: Args) -> None:
     """Clear errors for bad settings, before anything runs."""
+    from dialogue_gym.study import llm_level
+
     load_plugins(args.plugins)
+    check_envs(args.envs)
+    if args.llm_results:
+        llm_level.load(args.llm_results)  # a bad path fails now, not after the runs
     for reward in args.rewards:
         if reward not in REWARDS and reward not in REWARD_VARIANTS:
             raise InvalidArgument(
@@ -944,18 +1081,22 @@ def describe_plan(args: Args, specs: list[RunSpec], reused: int, out: Path) -> s
         >>> args = Args(rewards=("sparse", "next_turn"), learners=("ppo",), seeds=3)
         >>> print(describe_plan(args, plan(args), 0, Path("out")))
         study: 6 runs (default setting: 2 rewards x 1 learners x 3 seeds; no simulator sweep: --sweep adds 7 settings) of 12000 decisions each, 2 at a time -> out/
+        >>> two = dataclasses.replace(args, envs=("EmpathyDialogue-v0", "Hard-v0"))
+        >>> describe_plan(two, plan(two), 0, Path("out")).split(";")[0]
+        'study: 12 runs (default setting: 2 envs x 2 rewards x 1 learners x 3 seeds'
     """
-    main = len(args.rewards) * len(args.learners) * args.seeds
+    main = len(args.rewards) * len(args.learners) * args.seeds * len(args.envs)
     setting = next(iter(settings_of(args)))
+    users = "" if args.envs == (DEFAULT_ENV,) else f"{len(args.envs)} envs x "
     parts = [
-        f"{setting} setting: {len(args.rewards)} rewards x {len(args.learners)} learners x "
-        f"{args.seeds} seeds"
+        f"{setting} setting: {users}{len(args.rewards)} rewards x {len(args.learners)} "
+        f"learners x {args.seeds} seeds"
     ]
     if args.sweep:
         n_sweep = len(settings_of(args)) - 1
         parts.append(
-            f"simulator sweep: {n_sweep} settings x {len(args.rewards)} rewards x "
-            f"{args.sweep_learner} x {args.sweep_seeds} seeds = {len(specs) - main} runs"
+            f"simulator sweep of {args.envs[0]}: {n_sweep} settings x {len(args.rewards)} "
+            f"rewards x {args.sweep_learner} x {args.sweep_seeds} seeds = {len(specs) - main} runs"
         )
     else:
         n_sweep = sum(len(values) for values in SWEEP.values())
