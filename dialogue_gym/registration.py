@@ -178,3 +178,5 @@ def __getattr__(name: str) -> Any:
 
 register_env("EmpathyDialogue-v0", "dialogue_gym.envs.empathy:EmpathyDialogueEnv")
 register_env("EmpathyDialogueText-v0", "dialogue_gym.envs.text:EmpathyDialogueTextEnv")
+# The default env with a harder user (HARD_USER_SIM under any sim the caller passes).
+register_env("EmpathyDialogueHard-v0", "dialogue_gym.envs.hard:EmpathyDialogueHardEnv")

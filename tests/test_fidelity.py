@@ -238,7 +238,6 @@ def test_check_line_names_what_is_wrong() -> None:
     assert check_line(f"Honestly, {cue}", turn_for("disclose", 30.0, cue)) == ()
 
 
-
 @pytest.mark.parametrize(
     ("line", "in_role"),
     [
@@ -257,6 +256,7 @@ def test_check_line_names_what_is_wrong() -> None:
 )
 def test_the_check_reads_offers_to_the_listener_as_out_of_role(line: str, in_role: bool) -> None:
     assert ("role" not in check_line(line, turn_for("vent", 30.0))) == in_role
+
 
 def test_every_template_line_passes_the_voice_check() -> None:
     """The fallback must never be something the check itself would reject."""

@@ -25,6 +25,7 @@ import dialogue_gym
 from dialogue_gym.cli import main as cli
 from dialogue_gym.core.config import SimConfig
 from dialogue_gym.core.scenario import ScenarioError, card_to_dict, load_card, load_scenarios
+from dialogue_gym.registration import ENVS
 
 NAN, INF = math.nan, math.inf
 _DEFAULTS = SimConfig()
@@ -219,7 +220,8 @@ def test_vector_step_wants_one_action_per_env(actions):
     ],
 )
 def test_env_arguments_out_of_range_are_named(env_id, kwargs, where):
-    owner = "EmpathyDialogueTextEnv." if "Text" in env_id else "EmpathyDialogueEnv."
+    # The error names the id's env class (EmpathyDialogueEnv, EmpathyDialogueTextEnv, ...).
+    owner = ENVS.entry(env_id).meta["env_class"].rpartition(":")[2] + "."
     with invalid(owner + where):
         make(env_id, **kwargs)
 
