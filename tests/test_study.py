@@ -183,6 +183,14 @@ def test_plan_covers_the_sweep_with_the_sweep_learner():
         (["--envs", "NoSuchUser-v0"], "study.envs = 'NoSuchUser-v0': is not registered: must"),
         (["--envs", "EmpathyDialogueText-v0"], "has other actions: must be a registered env id"),
         (["--envs", "CartPole-v1"], "(EmpathyDialogue-v0"),
+        (["--learner-steps", "sac=100"], "study.learner_steps = 'sac=100': must be LEARNER=STEPS"),
+        (["--learner-steps", "ppo=0"], "study.learner_steps = 'ppo=0': must be LEARNER=STEPS"),
+        (["--learner-steps", "ppo"], "with LEARNER one of ppo, a2c, dqn, recurrent_ppo, hppo"),
+        (["--learner-steps", "ppo=9", "ppo=8"], "'ppo=8': names ppo twice"),
+        (
+            ["--learner-steps", "ppo=3", "--eval-points", "5"],
+            "study.learner_steps = 'ppo=3': gives ppo 3 steps: must be at least --eval-points (5)",
+        ),
     ],
 )
 def test_bad_settings_fail_before_anything_runs(argv, message, tmp_path, capsys):
@@ -597,3 +605,95 @@ def test_two_users_each_get_a_main_table_and_verdicts(hard_user, tmp_path, capsy
     assert "4 already in the folder (--resume), 0 to train" in capsys.readouterr().out
     assert cli([*argv[:3], *argv[4:], "--resume"]) == 2
     assert "envs: EmpathyDialogue-v0 StudyTestHard-v0 in the folder" in capsys.readouterr().err
+
+
+def test_per_learner_budgets_flow_into_the_plan_and_the_fingerprints():
+    args = study.Args(rewards=("sparse",), learners=("ppo", "hppo"), seeds=1, steps=8000)
+    uniform = study.plan(args)
+    assert [s.steps for s in uniform] == [8000, 8000]
+    # A run without a per-learner budget keeps the fingerprint of the versions before them
+    # (computed by the previous version of run_fingerprint), so old folders still resume.
+    old = study.Args(rewards=("sparse",), learners=("ppo",), seeds=1)
+    assert study.run_fingerprint(study.plan(old)[0], old) == "3e1b9835c3c15463"
+    mixed = dataclasses.replace(args, learner_steps=("hppo=20000",))
+    specs = study.plan(mixed)
+    assert [(s.learner, s.steps) for s in specs] == [("ppo", 8000), ("hppo", 20000)]
+    assert [s.run_id for s in specs] == [s.run_id for s in uniform]
+    fingerprint = {s.learner: study.run_fingerprint(s, mixed) for s in specs}
+    assert fingerprint["ppo"] == study.run_fingerprint(uniform[0], args)
+    assert fingerprint["hppo"] != study.run_fingerprint(uniform[1], args)
+    # The budget is what counts, however it was given.
+    same = dataclasses.replace(args, steps=20000, learner_steps=("ppo=8000",))
+    assert {s.learner: study.run_fingerprint(s, same) for s in study.plan(same)} == fingerprint
+    # The plan line and --resume say which learner trains how long.
+    line = study.describe_plan(mixed, specs, 0, study.Path("out"))
+    assert "of ppo 8000, hppo 20000 decisions, 2 at a time" in line
+    assert "of 8000 decisions each" in study.describe_plan(args, uniform, 0, study.Path("out"))
+    saved = dataclasses.asdict(args)
+    assert study.settings_differences(saved, mixed) == [
+        "steps per learner: ppo=8000 hppo=8000 in the folder, ppo=8000 hppo=20000 now"
+    ]
+    assert study.settings_differences(dataclasses.asdict(mixed), same) == []
+    assert study.settings_differences(saved, dataclasses.replace(args, steps=99)) == [
+        "steps: 8000 in the folder, 99 now"
+    ]
+    # args.json records each learner's budget as trained: --budgets plateau's table may change.
+    plateau = dataclasses.replace(args, budgets="plateau")
+    recorded = dataclasses.asdict(plateau) | {study.BUDGETS_KEY: {"ppo": 8000, "hppo": 20000}}
+    assert study.settings_differences(recorded, mixed) == []
+    # The sweep's learner trains its own budget too.
+    swept = study.plan(dataclasses.replace(mixed, sweep=True, learners=("hppo",)))
+    assert {s.steps for s in swept if s.setting != "default"} == {8000}
+
+
+def test_the_plateau_budgets_fill_each_learners_steps():
+    assert set(study.PLATEAU_STEPS) <= set(study.LEARNERS)
+    assert all(isinstance(v, int) and v >= 1 for v in study.PLATEAU_STEPS.values())
+    args = study.Args(budgets="plateau", steps=777)
+    budgets = study.learner_budgets(args)
+    for learner in args.learners:
+        assert budgets[learner] == study.PLATEAU_STEPS.get(learner, 777)
+    # --learner-steps wins over the preset for the learner it names.
+    given = dataclasses.replace(args, learner_steps=("ppo=1234",))
+    assert study.learner_budgets(given)["ppo"] == 1234
+    assert study.command_line(given).endswith("--learner-steps ppo=1234 --budgets plateau")
+    with pytest.raises(InvalidArgument, match="must be one of steps, plateau"):
+        study.check(dataclasses.replace(args, budgets="long"))
+    # The quick study keeps one budget for both its learners (8,000 decisions).
+    quick = study.quick_args(study.Args(quick=True))
+    assert study.learner_budgets(quick) == {"ppo": 8000, "hppo": 8000}
+
+
+@pytest.mark.slow
+def test_two_learners_train_their_own_budgets(tmp_path, capsys):
+    argv = [
+        "study", "--rewards", "sparse", "--learners", "ppo", "hppo", "--seeds", "1",
+        "--steps", "256", "--learner-steps", "hppo=128", "--eval-points", "2",
+        "--bootstrap-reps", "50", "--no-plots", "--no-progress", "--workers", "1",
+        "--out", str(tmp_path), "--name", "budgets",
+    ]  # fmt: skip
+    assert cli(argv) == 0
+    printed = capsys.readouterr().out
+    assert printed.startswith("study: 2 runs (") and "of ppo 256, hppo 128 decisions" in printed
+    folder = tmp_path / "budgets"
+    runs = {
+        r["learner"]: r for r in map(json.loads, (folder / "runs.jsonl").read_text().splitlines())
+    }
+    assert (runs["ppo"]["steps"], runs["hppo"]["steps"]) == (256, 128)
+    assert [p["steps"] for p in runs["ppo"]["curve"]] == [128, 256]
+    assert [p["steps"] for p in runs["hppo"]["curve"]] == [64, 128]
+    summary = json.loads((folder / "summary.json").read_text())
+    assert {r["learner"]: r["curve_steps"] for r in summary["rows"]} == {
+        "ppo": [128, 256],
+        "hppo": [64, 128],
+    }
+    text = (folder / "report.md").read_text()
+    assert "2 runs, agent decisions per learner: ppo 256, hppo 128," in text
+    assert "--learner-steps hppo=128" in text
+    # Resuming with the same budgets trains nothing; with another budget it is refused.
+    assert cli([*argv, "--resume"]) == 0
+    assert "2 already in the folder (--resume), 0 to train" in capsys.readouterr().out
+    assert cli([*argv, "--learner-steps", "hppo=256", "--resume"]) == 2
+    assert "steps per learner: ppo=256 hppo=128 in the folder, ppo=256 hppo=256 now" in (
+        capsys.readouterr().err
+    )

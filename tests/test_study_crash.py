@@ -197,9 +197,16 @@ def test_the_fingerprint_covers_every_setting_that_changes_a_run():
     spec = study.plan(args)[0]
     base = study.run_fingerprint(spec, args)
     assert base == study.run_fingerprint(spec, dataclasses.replace(args, workers=7, plots=False))
-    for change in ({"steps": 99}, {"eval_points": 2}, {"max_turns": 8}, {"plugins": ("m",)}):
-        assert study.run_fingerprint(spec, dataclasses.replace(args, **change)) != base, change
-    for change in ({"sim": {"drift": 0.2}}, {"reward": "next_turn"}, {"seed": 1}):
+    for change in (
+        {"steps": 99},
+        {"learner_steps": ("ppo=99",)},
+        {"eval_points": 2},
+        {"max_turns": 8},
+        {"plugins": ("m",)},
+    ):
+        changed = dataclasses.replace(args, **change)
+        assert study.run_fingerprint(study.plan(changed)[0], changed) != base, change
+    for change in ({"sim": {"drift": 0.2}}, {"reward": "next_turn"}, {"seed": 1}, {"steps": 99}):
         assert study.run_fingerprint(dataclasses.replace(spec, **change), args) != base, change
     # The same overrides written differently are the same run.
     a = dataclasses.replace(spec, sim={"drift": 0.2, "noise": 1})

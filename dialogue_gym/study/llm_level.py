@@ -321,7 +321,8 @@ def _strategy_clause(rows: Sequence[dict[str, Any]], where: str) -> str:
     """What the strategy level found in one env's main setting, as a clause."""
     judged = [r for r in rows if r.get("verdict") not in (None, "", "reference", "dropped")]
     if not judged:
-        if any(r.get("dropped") for r in rows):
+        refs = [r for r in rows if r.get("reward") == "sparse"]
+        if refs and all(r.get("dropped") for r in refs):
             return f"{where}, no learner learned the coarse bonus, so no reward is judged"
         return f"{where}, no reward was compared with the coarse bonus"
     replaces = [r["reward"] for r in judged if r["verdict"] in ("beats", "reaches")]

@@ -142,7 +142,11 @@ def aggregate(records: Sequence[dict[str, Any]], reps: int) -> list[dict[str, An
                 "curve_lo": lo,
                 "curve_hi": hi,
                 "curve_steps": [p["steps"] for p in group[0]["curve"]],
+                "steps": group[0].get("steps", group[0]["curve"][-1]["steps"]),
                 "flattened": flattened(curve.mean(axis=0).tolist()),
+                "plateau_steps": plateau(
+                    [p["steps"] for p in group[0]["curve"]], curve.mean(axis=0).tolist()
+                ),
                 "trajectory": np.mean([r["emotion_trajectory"] for r in group], axis=0).tolist(),
                 "train_seconds": float(np.mean([r["train_seconds"] for r in group])),
                 **{m: float(np.mean([r["metrics"][m] for r in group])) for m in metric_names},
@@ -182,6 +186,29 @@ def flattened(curve: Sequence[float]) -> bool | None:
     if len(curve) < 2:
         return None
     return bool(curve[-1] - curve[-2] < FLAT_DELTA)
+
+
+def plateau(steps: Sequence[int], curve: Sequence[float]) -> int | None:
+    """Where a learning curve (mean success per evaluation) reaches its plateau.
+
+    The first evaluation that moved less than ``FLAT_DELTA`` from the one before (the
+    :func:`flattened` rule, read both ways: a drop is no more flat than a climb) and from which
+    every later evaluation stays within ``FLAT_DELTA`` of it; ``None`` if no evaluation does
+    (still climbing, or swinging). docs/study.md#budgets-to-the-plateau measures each learner's.
+
+    Example:
+        >>> steps = [6000, 12000, 18000, 24000, 30000]
+        >>> plateau(steps, [0.1, 0.6, 0.9, 0.91, 0.93]), plateau(steps, [0.1, 0.6, 0.9, 0.91, 0.99])
+        (24000, None)
+        >>> plateau(steps, [0.0, 0.4, 0.8, 0.5, 0.8]), plateau(steps, [0.0, 0.4, 0.8, 0.8, 0.5])
+        (None, None)
+    """
+    for k in range(1, len(curve)):
+        if abs(curve[k] - curve[k - 1]) < FLAT_DELTA and all(
+            abs(later - curve[k]) < FLAT_DELTA for later in curve[k + 1 :]
+        ):
+            return int(steps[k])
+    return None
 
 
 def breakdown(group: Sequence[dict[str, Any]]) -> dict[str, Any]:
@@ -512,14 +539,15 @@ def answer(rows: list[dict[str, Any]], setting: str) -> list[str]:
             for r in cell
             if r is not ref
         ]
-        out.append(
+        line = (
             f"- **{learner}** — the coarse bonus reaches {ref['success_iqm']:.0%} "
-            f"[{ref['success_lo']:.0%}, {ref['success_hi']:.0%}]. "
-            + "; ".join(parts)
-            + ". Costs: "
-            + "; ".join(costs)
-            + "."
+            f"[{ref['success_lo']:.0%}, {ref['success_hi']:.0%}]."
         )
+        if parts:
+            line += " " + "; ".join(parts) + "."
+        if costs:
+            line += " Costs: " + "; ".join(costs) + "."
+        out.append(line)  # (a study of the coarse bonus alone: its line, nothing compared)
     return out
 
 
@@ -894,7 +922,7 @@ def write(
     lines = [
         "# Reward study",
         "",
-        f"Command: `{command}` — {len(records)} runs, {args.steps} agent decisions each, "
+        f"Command: `{command}` — {len(records)} runs, {budgets_line(records)}, "
         f"{elapsed / 60:.1f} min on {machine()} ({args.workers} worker processes; "
         f"{load_note(load)}).",
         "",
@@ -993,6 +1021,21 @@ def write(
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=1, default=float))
     return summary
+
+
+def budgets_line(records: Sequence[dict[str, Any]]) -> str:
+    """The runs' budgets as the report's first line gives them: one number, or per learner.
+
+    Example:
+        >>> budgets_line([{"learner": "ppo", "steps": 8000}, {"learner": "hppo", "steps": 8000}])
+        '8000 agent decisions each'
+        >>> budgets_line([{"learner": "ppo", "steps": 40000}, {"learner": "hppo", "steps": 12000}])
+        'agent decisions per learner: ppo 40000, hppo 12000'
+    """
+    budgets = {r["learner"]: r.get("steps") for r in records}
+    if len(set(budgets.values())) <= 1:
+        return f"{next(iter(budgets.values()), '?')} agent decisions each"
+    return "agent decisions per learner: " + ", ".join(f"{k} {v}" for k, v in budgets.items())
 
 
 def terminal_summary(summary: dict[str, Any], out: Path, runs: int, elapsed: float) -> str:

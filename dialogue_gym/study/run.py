@@ -174,7 +174,14 @@ class Args:
     seeds: int = 5
     """training seeds per (setting, reward, learner)"""
     steps: int = 12_000
-    """agent decisions per run"""
+    """agent decisions per run (of every learner that --learner-steps and --budgets leave)"""
+    learner_steps: tuple[str, ...] = ()
+    """per-learner budgets, LEARNER=STEPS (e.g. ppo=40000 hppo=12000): each replaces --steps
+    (and --budgets' value) for the learner it names"""
+    budgets: Literal["steps", "plateau"] = "steps"
+    """the learners' budgets: steps (--steps for every learner) or plateau (PLATEAU_STEPS: each
+    learner's measured plateau on the coarse bonus, docs/study.md#budgets-to-the-plateau; a
+    learner it lacks gets --steps)"""
     eval_points: int = 5
     """learning-curve evaluations per run (the last is the final evaluation)"""
     sweep: bool = False
@@ -240,6 +247,103 @@ def quick_args(args: Args) -> Args:
     )
 
 
+#: Each learner's budget at the plateau of its learning curve on the coarse bonus (``sparse``)
+#: with the default user: the first evaluation at which the seed-mean curve moved less than
+#: ``report.FLAT_DELTA`` from the one before and stays within it afterwards (``report.plateau``).
+#: ``--budgets plateau`` trains each learner this long. Measured 2026-11-30 on 2 cores (AMD EPYC,
+#: Python 3.11) with ``dialogue-gym study --rewards sparse --learners ppo a2c dqn recurrent_ppo
+#: hppo --seeds 4 --steps 60000 --eval-points 10 --name sparse60k4`` (evaluations every 6k;
+#: docs/study.md#budgets-to-the-plateau has the curves). Where the rule finds no plateau:
+#: a2c swings 55-85% between evaluations up to 120k (no plateau; 60k, where the others were
+#: measured); dqn never learns within 60k (it peaks at 50% at 12k and falls to 0% from 18k on:
+#: 60k, so the study drops it). recurrent_ppo's plateau (29%) is one seed of four at 90-96%
+#: and three near 0%. hppo's curve falls from its peak (91% at 6k) to 46-50% from 42k on, two
+#: seeds of four unlearning the bonus: a budget at that "plateau" would judge every reward
+#: against a collapsed bonus, so a learner whose seed-mean peak is more than FLAT_DELTA above
+#: its plateau gets the budget of its peak instead (6k), and the docs report the collapse.
+PLATEAU_STEPS: dict[str, int] = {
+    "ppo": 36_000,
+    "a2c": 60_000,
+    "dqn": 60_000,
+    "recurrent_ppo": 54_000,
+    "hppo": 6_000,
+}
+
+
+def parse_learner_steps(pairs: tuple[str, ...]) -> dict[str, int]:
+    """``("ppo=40000", "hppo=12000")`` -> ``{"ppo": 40000, "hppo": 12000}``, checked.
+
+    Raises:
+        InvalidArgument: A pair that is not ``LEARNER=STEPS`` with a registered learner and a
+            whole number of steps of at least 1, or a learner named twice.
+
+    Example:
+        >>> parse_learner_steps(("ppo=40000", "hppo=12_000"))
+        {'ppo': 40000, 'hppo': 12000}
+        >>> parse_learner_steps(("ppo=lots",))
+        Traceback (most recent call last):
+        ...
+        dialogue_gym.core.validation.InvalidArgument: study.learner_steps = 'ppo=lots': must be LEARNER=STEPS with LEARNER one of ppo, a2c, dqn, recurrent_ppo, hppo and STEPS a whole number >= 1
+    """
+    allowed = (
+        f"must be LEARNER=STEPS with LEARNER one of {', '.join(LEARNERS)} and STEPS a whole "
+        "number >= 1"
+    )
+    budgets: dict[str, int] = {}
+    for pair in pairs:
+        name, sep, value = str(pair).partition("=")
+        name = name.strip()
+        try:
+            steps = int(value.strip()) if sep else 0
+        except ValueError:
+            steps = 0
+        if not sep or name not in LEARNERS or steps < 1:
+            raise InvalidArgument("study", "learner_steps", pair, allowed)
+        if name in budgets:
+            raise InvalidArgument(
+                "study", "learner_steps", pair, f"names {name} twice: give each learner once"
+            )
+        budgets[name] = steps
+    return budgets
+
+
+def steps_of(args: Args, learner: str) -> int:
+    """The agent decisions ``learner`` trains for: ``--learner-steps``, else ``--budgets``'
+    table (``PLATEAU_STEPS`` for ``plateau``), else ``--steps``.
+
+    Example:
+        >>> args = Args(steps=8000, learner_steps=("hppo=20000",))
+        >>> steps_of(args, "ppo"), steps_of(args, "hppo")
+        (8000, 20000)
+    """
+    explicit = parse_learner_steps(args.learner_steps)
+    if learner in explicit:
+        return explicit[learner]
+    if args.budgets == "plateau" and learner in PLATEAU_STEPS:
+        return PLATEAU_STEPS[learner]
+    return args.steps
+
+
+def learner_budgets(args: Args) -> dict[str, int]:
+    """Learner -> agent decisions per run, for each learner the study trains (the sweep's too)."""
+    learners = (*args.learners, *((args.sweep_learner,) if args.sweep else ()))
+    return {learner: steps_of(args, learner) for learner in dict.fromkeys(learners)}
+
+
+def budgets_text(budgets: dict[str, int]) -> str:
+    """``"12000 decisions each"``, or each learner's where they differ.
+
+    Example:
+        >>> budgets_text({"ppo": 8000, "hppo": 8000})
+        '8000 decisions each'
+        >>> budgets_text({"ppo": 40000, "hppo": 12000})
+        'ppo 40000, hppo 12000 decisions'
+    """
+    if len(set(budgets.values())) <= 1:
+        return f"{next(iter(budgets.values()), 0)} decisions each"
+    return ", ".join(f"{learner} {steps}" for learner, steps in budgets.items()) + " decisions"
+
+
 @dataclass(frozen=True)
 class RunSpec:
     """One training run."""
@@ -251,6 +355,8 @@ class RunSpec:
     seed: int
     env: str = DEFAULT_ENV
     """the registered env id (the simulated user)"""
+    steps: int = 0
+    """the run's agent decisions (its learner's budget); 0: the study's ``--steps``"""
 
     @property
     def run_id(self) -> str:
@@ -306,11 +412,15 @@ def run_fingerprint(spec: RunSpec, args: Args) -> str:
         >>> spec = plan(args)[0]
         >>> run_fingerprint(spec, args) == run_fingerprint(spec, dataclasses.replace(args, workers=8))
         True
-        >>> run_fingerprint(spec, args) == run_fingerprint(spec, dataclasses.replace(args, steps=99))
+        >>> longer = dataclasses.replace(args, steps=99)
+        >>> run_fingerprint(spec, args) == run_fingerprint(plan(longer)[0], longer)
         False
         >>> other_user = dataclasses.replace(spec, env="EmpathyDialogueHard-v0")
         >>> run_fingerprint(spec, args) == run_fingerprint(other_user, args)
         False
+        >>> same = dataclasses.replace(args, steps=99, learner_steps=("ppo=12000",))
+        >>> run_fingerprint(spec, args) == run_fingerprint(plan(same)[0], same)
+        True
     """
     identity: dict[str, Any] = {
         "setting": spec.setting,
@@ -325,6 +435,9 @@ def run_fingerprint(spec: RunSpec, args: Args) -> str:
     for name in RUN_FIELDS:
         value = getattr(args, name)
         identity[name] = list(value) if isinstance(value, tuple) else value
+    # The run's own budget in the place of --steps: a run whose learner trains --steps (no
+    # per-learner budget) keeps the fingerprint it had before per-learner budgets existed.
+    identity["steps"] = spec.steps or args.steps
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -382,12 +495,57 @@ def settings_differences(saved: dict[str, Any], args: Args) -> list[str]:
             continue
         if f.name in ("sweep_learner", "sweep_seeds") and not sweeping:
             continue
+        if f.name in BUDGET_FIELDS:
+            if f.name == "steps":  # the budgets, compared per learner, where --steps stood
+                differences += _budget_differences(saved, args)
+            continue
         then = _comparable(f.name, saved.get(f.name, _field_default(f)))
         now = _comparable(f.name, getattr(args, f.name))
         if then != now:
             flag = f.name.replace("_", "-")
             differences.append(f"{flag}: {_shown(then)} in the folder, {_shown(now)} now")
     return differences
+
+
+#: The fields that set the learners' budgets: ``settings_differences`` compares what they
+#: make of each learner's steps, not the fields themselves (``--steps 40000`` with
+#: ``--learner-steps ppo=12000`` trains PPO's runs as ``--steps 12000`` does).
+BUDGET_FIELDS = ("steps", "learner_steps", "budgets")
+#: The key of ``args.json`` that records each learner's budget as the study trained it.
+BUDGETS_KEY = "steps_per_learner"
+
+
+def _budget_differences(saved: dict[str, Any], args: Args) -> list[str]:
+    """The budget difference between a folder's ``args.json`` and ``args``, in one line (or
+    none): ``steps: A in the folder, B now`` where both give every learner ``--steps``."""
+    values = {
+        name: saved.get(name, _field_default(Args.__dataclass_fields__[name]))
+        for name in BUDGET_FIELDS
+    }
+    try:
+        then_args = dataclasses.replace(
+            args,
+            steps=int(values["steps"]),
+            learner_steps=tuple(map(str, values["learner_steps"] or ())),
+            budgets=str(values["budgets"]),
+        )
+        then = learner_budgets(then_args)
+    except (TypeError, ValueError):  # an args.json this version cannot read: differs
+        then = {}
+    recorded = saved.get(BUDGETS_KEY)
+    if isinstance(recorded, dict):  # as trained (PLATEAU_STEPS may have changed since)
+        then = {k: v for k, v in recorded.items() if k in then} or then
+    now = learner_budgets(args)
+    if then == now:
+        return []
+    uniform = all(len(set(b.values())) <= 1 for b in (then, now)) and then
+    if uniform and set(then.values()) == {then_args.steps} and set(now.values()) == {args.steps}:
+        return [f"steps: {then_args.steps} in the folder, {args.steps} now"]
+
+    def shown(budgets: dict[str, int]) -> str:
+        return " ".join(f"{k}={v}" for k, v in budgets.items()) or "(unreadable)"
+
+    return [f"steps per learner: {shown(then)} in the folder, {shown(now)} now"]
 
 
 def _saved_args(out: Path) -> dict[str, Any] | None:
@@ -658,7 +816,8 @@ def run_one(spec: RunSpec, args: Args, episodes_dir: str) -> dict[str, Any]:
     torch.set_num_threads(1)  # runs are parallel processes; threads would fight over cores
     torch.manual_seed(spec.seed)
     started = time.perf_counter()
-    model = make_learner(spec.learner, train_env(spec, args.max_turns), spec.seed, args.steps)
+    steps = spec.steps or args.steps  # the learner's budget
+    model = make_learner(spec.learner, train_env(spec, args.max_turns), spec.seed, steps)
     log: dict[str, Any] = {}
     if args.tensorboard:
         # SB3 reads tensorboard_log when learn() sets up its logger: set after building, so a
@@ -666,7 +825,7 @@ def run_one(spec: RunSpec, args: Args, episodes_dir: str) -> dict[str, Any]:
         model.tensorboard_log = str(Path(args.out) / args.name / "tensorboard")
         log = {"tb_log_name": spec.run_id}
     curve_env = eval_env(spec.sim, args.max_turns, probe_rewards=False, env_id=spec.env)
-    checkpoints = np.linspace(0, args.steps, args.eval_points + 1)[1:].astype(int)
+    checkpoints = np.linspace(0, steps, args.eval_points + 1)[1:].astype(int)
     curve, done = [], 0
     for i, target in enumerate(checkpoints):
         model.learn(int(target - done), reset_num_timesteps=False, **log)
@@ -715,7 +874,7 @@ def run_one(spec: RunSpec, args: Args, episodes_dir: str) -> dict[str, Any]:
         "reward": spec.reward,
         "learner": spec.learner,
         "seed": spec.seed,
-        "steps": args.steps,
+        "steps": steps,
         "train_seconds": round(train_seconds, 2),
         "curve": curve,
         "metrics": metrics,
@@ -808,6 +967,7 @@ def plan(args: Args) -> list[RunSpec]:
         ['default__sparse__ppo__s0', 'X-v0__default__sparse__ppo__s0']
     """
     settings = list(settings_of(args).items())
+    budgets = learner_budgets(args)
     cells = [(env_id, *settings[0]) for env_id in args.envs]
     cells += [(args.envs[0], *setting) for setting in settings[1:]]
     specs = []
@@ -818,7 +978,9 @@ def plan(args: Args) -> list[RunSpec]:
         for learner in learners:
             for reward in args.rewards:
                 for seed in range(seeds):
-                    specs.append(RunSpec(setting, sim, reward, learner, seed, env_id))
+                    specs.append(
+                        RunSpec(setting, sim, reward, learner, seed, env_id, budgets[learner])
+                    )
     return specs
 
 
@@ -935,6 +1097,19 @@ def check(args: Args) -> None:
             raise ValueError(f"--{name.replace('_', '-')} must be at least 1")
     if args.steps < args.eval_points:
         raise ValueError("--steps must be at least --eval-points")
+    if args.budgets not in ("steps", "plateau"):
+        raise InvalidArgument("study", "budgets", args.budgets, "must be one of steps, plateau")
+    explicit = parse_learner_steps(args.learner_steps)
+    for learner, steps in learner_budgets(args).items():
+        if steps < args.eval_points:
+            given = f"{learner}={explicit[learner]}" if learner in explicit else args.budgets
+            field_ = "learner_steps" if learner in explicit else "budgets"
+            raise InvalidArgument(
+                "study",
+                field_,
+                given,
+                f"gives {learner} {steps} steps: must be at least --eval-points ({args.eval_points})",
+            )
     if args.sweep and "sparse" not in args.rewards:
         raise ValueError("the sweep compares with the coarse bonus: include the sparse reward")
     if args.executor not in executors.EXECUTORS:
@@ -1038,7 +1213,9 @@ def main(args: Args) -> dict[str, Any]:
         finished = _finished_runs(runs_path, {s.run_id: run_fingerprint(s, args) for s in specs})
     print(describe_plan(args, specs, len(finished), out), flush=True)
     out.mkdir(parents=True, exist_ok=True)
-    _write_atomic(out / "args.json", json.dumps(dataclasses.asdict(args), indent=2))
+    # With the budgets each learner got: --budgets plateau's table may change between versions.
+    saved_args = dataclasses.asdict(args) | {BUDGETS_KEY: learner_budgets(args)}
+    _write_atomic(out / "args.json", json.dumps(saved_args, indent=2))
     load = [_load_average()]
     started = time.perf_counter()
     baselines = run_baselines(settings_of(args), args)
@@ -1101,7 +1278,7 @@ def describe_plan(args: Args, specs: list[RunSpec], reused: int, out: Path) -> s
     else:
         n_sweep = sum(len(values) for values in SWEEP.values())
         parts.append(f"no simulator sweep: --sweep adds {n_sweep} settings")
-    text = f"study: {len(specs)} runs ({'; '.join(parts)}) of {args.steps} decisions each"
+    text = f"study: {len(specs)} runs ({'; '.join(parts)}) of {budgets_text(learner_budgets(args))}"
     if reused:
         text += f"; {reused} already in the folder (--resume), {len(specs) - reused} to train"
     where = "Ray tasks" if args.executor == "ray" else f"{args.workers} at a time"
