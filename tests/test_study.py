@@ -223,6 +223,11 @@ def test_verdicts_follow_the_stated_rules():
         _row("next_turn", 0.5, 0.3, 0.6, 0.1, 0.3, setting="hard"),  # wholly above
         _row("multi_turn", 0.05, 0.0, 0.2, 0.2, 0.02, setting="hard"),  # overlaps a failure
         _row("emotion_delta", 0.0, 0.0, 0.0, 0.9, 0.0, setting="hard"),
+        # A bonus that learned on some seeds (17% [0, 37]): a reward at 0% [0, 0] overlaps it
+        # but learned nothing, so it does not reach it; one at 20% [5, 30] does.
+        _row("sparse", 0.17, 0.0, 0.37, 0.4, 0.1, setting="wide"),
+        _row("final_emotion", 0.0, 0.0, 0.0, 1.0, 0.0, setting="wide"),
+        _row("next_turn", 0.2, 0.05, 0.3, 0.1, 0.1, setting="wide"),
     ]
     report.verdicts(rows)
     assert [(r["verdict"], r["speed"]) for r in rows] == [
@@ -235,10 +240,14 @@ def test_verdicts_follow_the_stated_rules():
         # Learning areas of 0.02 and 0.00 against 0.02: neither learned, no speed to compare.
         ("both fail", ""),
         ("soothes", ""),
+        ("reference", ""),
+        ("soothes", "slower"),
+        ("reaches", "as fast"),
     ]
     can, cannot = report.conditions(rows, "ppo")
-    assert can == ["`final_emotion`: default", "`next_turn`: hard"]
+    assert can == ["`final_emotion`: default", "`next_turn`: hard, wide"]
     assert cannot == [
+        "`final_emotion`: wide (soothes)",
         "`emotion_delta`: default (soothes), hard (soothes)",
         "`next_turn`: default (falls short)",
         "`multi_turn`: hard (both fail)",

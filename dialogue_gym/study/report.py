@@ -27,8 +27,8 @@ from dialogue_gym.study.run import DEFAULT_ENV
 #: How the report turns numbers into words (quoted in the report).
 RULES = {
     "beats": "its success IQM interval lies wholly above the coarse bonus's",
-    "reaches": "its interval overlaps the coarse bonus's (or lies above it), and the coarse "
-    "bonus itself learned (its interval's top is at least 25%)",
+    "reaches": "its interval overlaps the coarse bonus's (or lies above it), and both it and the "
+    "coarse bonus learned (each interval's top is at least 25%)",
     "soothes": "it does not reach the coarse bonus and its soothing index is at least 0.5 (most "
     "of the emotion it gains comes from users whose need stayed unresolved)",
     "both fail": "the coarse bonus did not learn in this budget and neither did it",
@@ -323,7 +323,9 @@ def verdicts(rows: list[dict[str, Any]], main: str | None = None) -> None:
         learned = ref["success_hi"] >= LEARNED_AT
         if row["success_lo"] > ref["success_hi"]:
             row["verdict"] = "beats"
-        elif learned and row["success_hi"] >= ref["success_lo"]:
+        elif learned and row["success_hi"] >= max(ref["success_lo"], LEARNED_AT):
+            # A reward that learned nothing does not reach a bonus whose wide interval
+            # touches zero: 0% [0, 0] against 17% [0, 37] is not a replacement.
             row["verdict"] = "reaches"
         elif row["soothing_index"] >= SOOTHING_AT:
             row["verdict"] = "soothes"
