@@ -223,6 +223,8 @@ def test_verdicts_follow_the_stated_rules():
         _row("next_turn", 0.5, 0.3, 0.6, 0.1, 0.3, setting="hard"),  # wholly above
         _row("multi_turn", 0.05, 0.0, 0.2, 0.2, 0.02, setting="hard"),  # overlaps a failure
         _row("emotion_delta", 0.0, 0.0, 0.0, 0.9, 0.0, setting="hard"),
+        # It learned where the bonus did not, but the intervals still overlap.
+        _row("potential_emotion", 0.23, 0.05, 0.43, 0.3, 0.1, setting="hard"),
         # A bonus that learned on some seeds (17% [0, 37]): a reward at 0% [0, 0] overlaps it
         # but learned nothing, so it does not reach it; one at 20% [5, 30] does.
         _row("sparse", 0.17, 0.0, 0.37, 0.4, 0.1, setting="wide"),
@@ -240,6 +242,7 @@ def test_verdicts_follow_the_stated_rules():
         # Learning areas of 0.02 and 0.00 against 0.02: neither learned, no speed to compare.
         ("both fail", ""),
         ("soothes", ""),
+        ("inconclusive", "faster"),
         ("reference", ""),
         ("soothes", "slower"),
         ("reaches", "as fast"),
@@ -251,8 +254,16 @@ def test_verdicts_follow_the_stated_rules():
         "`emotion_delta`: default (soothes), hard (soothes)",
         "`next_turn`: default (falls short)",
         "`multi_turn`: hard (both fail)",
+        "`potential_emotion`: hard (inconclusive)",
     ]
-    assert set(report.RULES) >= {"beats", "reaches", "soothes", "both fail", "falls short"}
+    assert set(report.RULES) >= {
+        "beats",
+        "reaches",
+        "soothes",
+        "both fail",
+        "inconclusive",
+        "falls short",
+    }
 
 
 def test_speed_needs_a_floor_and_a_ratio():

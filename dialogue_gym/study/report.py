@@ -32,6 +32,9 @@ RULES = {
     "soothes": "it does not reach the coarse bonus and its soothing index is at least 0.5 (most "
     "of the emotion it gains comes from users whose need stayed unresolved)",
     "both fail": "the coarse bonus did not learn in this budget and neither did it",
+    "inconclusive": "the coarse bonus did not learn in this budget; this reward did (its "
+    "interval's top is at least 25%) but its interval still overlaps the bonus's: more seeds "
+    "or budget would tell whether it beats it",
     "falls short": "its interval lies wholly below the coarse bonus's, without soothing",
     "faster": "its area under the learning curve (mean success over the evaluations) is at "
     "least 10% and at least 0.05 above the coarse bonus's (slower: below); when neither area "
@@ -330,7 +333,7 @@ def verdicts(rows: list[dict[str, Any]], main: str | None = None) -> None:
         elif row["soothing_index"] >= SOOTHING_AT:
             row["verdict"] = "soothes"
         elif not learned:
-            row["verdict"] = "both fail"
+            row["verdict"] = "inconclusive" if row["success_hi"] >= LEARNED_AT else "both fail"
         else:
             row["verdict"] = "falls short"
         row["speed"] = speed(row["curve_auc"], ref["curve_auc"])
@@ -516,7 +519,7 @@ def answer(rows: list[dict[str, Any]], setting: str) -> list[str]:
             out.append(dropped_line(cell, ref))
             continue
         parts = []
-        for verdict in ("beats", "reaches", "falls short", "soothes", "both fail"):
+        for verdict in ("beats", "reaches", "inconclusive", "falls short", "soothes", "both fail"):
             names = [
                 f"{r['reward']} ("
                 + ", ".join(
