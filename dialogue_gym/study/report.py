@@ -15,7 +15,7 @@ import json
 import platform
 import warnings
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -413,26 +413,36 @@ def section(title: str, intro: str, *body: str) -> list[str]:
     return ["", f"## {title}", "", intro, "", *body]
 
 
-def need_table(rows: list[dict[str, Any]], setting: str) -> str:
-    """Per hidden need: each reward's success there, and whether it solves or soothes it."""
-    cells = [r for r in rows if r["setting"] == setting and "need_success" in r]
+def breakdown_table(
+    rows: list[dict[str, Any]], setting: str, key: str, cell: Callable[[dict[str, Any], str], str]
+) -> str:
+    """A learner x reward table of one setting with a column per entry of each row's ``key``
+    (a need, a problem type), ``cell(row, column)`` in each; empty when no row has ``key``."""
+    cells = [r for r in rows if r["setting"] == setting and key in r]
     if not cells:
         return ""
-    needs = list(cells[0]["need_success"])
+    columns = list(cells[0][key])
     lines = [
-        "| learner | reward | " + " | ".join(needs) + " |",
-        "|---|---|" + "---|" * len(needs),
+        "| learner | reward | " + " | ".join(columns) + " |",
+        "|---|---|" + "---|" * len(columns),
     ]
     for r in cells:
-        soothing = r.get("need_soothing", {})
-        entries = []
-        for need in needs:
-            success = r["need_success"].get(need, float("nan"))
-            tag = need_verdict(success, soothing.get(need))
-            extra = f" ({soothing[need]:.2f})" if tag == "soothes" else ""
-            entries.append(f"{success:.0%} {tag}{extra}")
+        entries = [cell(r, column) for column in columns]
         lines.append(f"| {r['learner']} | {r['reward']} | " + " | ".join(entries) + " |")
     return "\n".join(lines)
+
+
+def need_table(rows: list[dict[str, Any]], setting: str) -> str:
+    """Per hidden need: each reward's success there, and whether it solves or soothes it."""
+
+    def cell(r: dict[str, Any], need: str) -> str:
+        soothing = r.get("need_soothing", {})
+        success = r["need_success"].get(need, float("nan"))
+        tag = need_verdict(success, soothing.get(need))
+        extra = f" ({soothing[need]:.2f})" if tag == "soothes" else ""
+        return f"{success:.0%} {tag}{extra}"
+
+    return breakdown_table(rows, setting, "need_success", cell)
 
 
 def need_summary(rows: list[dict[str, Any]], setting: str) -> list[str]:
@@ -457,18 +467,12 @@ def need_summary(rows: list[dict[str, Any]], setting: str) -> list[str]:
 
 def problem_table(rows: list[dict[str, Any]], setting: str) -> str:
     """Per problem type (ESConv's): each reward's success rate on the test cards of that type."""
-    cells = [r for r in rows if r["setting"] == setting and "problem_success" in r]
-    if not cells:
-        return ""
-    problems = list(cells[0]["problem_success"])
-    lines = [
-        "| learner | reward | " + " | ".join(problems) + " |",
-        "|---|---|" + "---|" * len(problems),
-    ]
-    for r in cells:
-        entries = [f"{r['problem_success'].get(p, float('nan')):.0%}" for p in problems]
-        lines.append(f"| {r['learner']} | {r['reward']} | " + " | ".join(entries) + " |")
-    return "\n".join(lines)
+    return breakdown_table(
+        rows,
+        setting,
+        "problem_success",
+        lambda r, problem: f"{r['problem_success'].get(problem, float('nan')):.0%}",
+    )
 
 
 def unsettled(rows: list[dict[str, Any]], setting: str) -> list[str]:
