@@ -17,6 +17,7 @@ from pathlib import Path
 import tyro
 
 from dialogue_gym.evaluation import audit
+from dialogue_gym.study.llm_level import paired_difference
 
 
 @dataclasses.dataclass
@@ -81,17 +82,18 @@ def paired(runs: list[Path], reps: int = 2000, seed: int = 0) -> str:
         " episode return, after − before [95% CI] | cue phrases per turn, after − before |",
         "|---|---:|---:|---:|",
     ]
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(seed)  # one generator over every run and field, in order
     for run in runs:
-        before = {(e["card"], e["seed"]): e for e in _episodes(run, "before")}
-        after = {(e["card"], e["seed"]): e for e in _episodes(run, "after")}
+        episodes = {phase: _episodes(run, phase) for phase in ("before", "after")}
+        before = {(e["card"], e["seed"]): e for e in episodes["before"]}
+        after = {(e["card"], e["seed"]): e for e in episodes["after"]}
         keys = sorted(before.keys() & after.keys())
         cells = []
         for field in ("final_emotion", "return"):
-            diff = np.array([after[k][field] - before[k][field] for k in keys], dtype=float)
-            boot = rng.choice(diff, size=(reps, len(diff))).mean(axis=1)
-            lo, hi = np.quantile(boot, [0.025, 0.975])
-            cells.append(f"{diff.mean():+.3g} [{lo:+.3g}, {hi:+.3g}]")
+            mean, lo, hi = paired_difference(
+                episodes["before"], episodes["after"], field, seed=rng, reps=reps
+            )
+            cells.append(f"{mean:+.3g} [{lo:+.3g}, {hi:+.3g}]")
         cues = [
             audit.utterance_stats([after[k] for k in keys])["cue_phrases_mean"]
             - audit.utterance_stats([before[k] for k in keys])["cue_phrases_mean"]

@@ -98,12 +98,17 @@ def study_label(reward: str, reward_kwargs: dict[str, Any]) -> str:
 
 
 def paired_difference(
-    before: Sequence[dict[str, Any]], after: Sequence[dict[str, Any]], key: str, seed: int = 0
+    before: Sequence[dict[str, Any]],
+    after: Sequence[dict[str, Any]],
+    key: str,
+    seed: int | np.random.Generator = 0,
+    reps: int = PAIRED_REPS,
 ) -> tuple[float, float, float] | None:
     """Mean of after minus before over the test users both played, and its 95% interval.
 
     Users are matched by card and seed (train-llm plays the same ones before and after); the
-    interval is a percentile bootstrap over users (:data:`PAIRED_REPS`, seeded).
+    interval is a percentile bootstrap over users (``reps`` resamples drawn from ``seed``, or
+    from the generator given, which a caller can share over several differences).
 
     Returns:
         ``(mean, lo, hi)``, or None when no user is in both.
@@ -120,7 +125,7 @@ def paired_difference(
     if not keys:
         return None
     diff = np.array([float(now[k][key]) - float(then[k][key]) for k in keys])
-    picks = np.random.default_rng(seed).integers(len(diff), size=(PAIRED_REPS, len(diff)))
+    picks = np.random.default_rng(seed).integers(len(diff), size=(reps, len(diff)))
     lo, hi = np.percentile(diff[picks].mean(axis=1), [2.5, 97.5])
     return float(diff.mean()), float(lo), float(hi)
 
