@@ -259,12 +259,11 @@ def read_role(line: str, name: str | None = None) -> RoleReading:
             match = pattern.search(sentence)
             if match and not _SAYS_RE.search(sentence[: match.start()]):
                 found.add("consoles")
-        if _ADVISES.search(sentence):
-            found.add("advises")
-        if _SUPPORTER.search(sentence):
-            found.add("supporter")
-        if _META.search(sentence):
-            found.add("meta")
+        found.update(
+            kind
+            for kind, pattern in (("advises", _ADVISES), ("supporter", _SUPPORTER), ("meta", _META))
+            if pattern.search(sentence)
+        )
         if name:
             third, claimed, vocative = _name_patterns(name)
             if vocative.search(sentence):
@@ -643,12 +642,11 @@ def read_acts(line: str, cue: str | None = None) -> frozenset[str]:
     acts = set()
     if _THANK.search(text) and not re.search(r"\bno,? thanks?\b|\bthanks for nothing\b", text):
         acts.add("thank")
-    if _LEAVE.search(text):
-        acts.add("leave")
-    if _RESIST.search(text):
-        acts.add("resist")
-    if _AGREE.search(text):
-        acts.add("agree")
+    acts.update(
+        act
+        for act, pattern in (("leave", _LEAVE), ("resist", _RESIST), ("agree", _AGREE))
+        if pattern.search(text)
+    )
     if _asks(text):
         acts.add("ask")
     if cue and _conveys_cue(line, cue):
