@@ -280,8 +280,10 @@ def tool_call_bias(tokenizer: Any, said: tuple[str, ...]) -> dict[tuple[int, ...
     return bias
 
 
-@pytest.mark.slow
-def test_two_grpo_steps_through_environment_factory(tmp_path: Any) -> None:
+def tool_trainer(tmp_path: Any, factory: Any, **config: Any) -> Any:
+    """A ``GRPOTrainer`` of a tiny policy against ``factory``'s tool envs, nudged to call the
+    ``reply`` tool with a Question and an Others line; ``config`` over the tool tests' GRPO
+    settings (4 completions a step, one group, two tool calls at most)."""
     from trl import GRPOTrainer
 
     tokenizer = smollm2_tokenizer()
@@ -289,27 +291,32 @@ def test_two_grpo_steps_through_environment_factory(tmp_path: Any) -> None:
     model, tokenizer = tiny_policy(tokenizer)
     data = episode_dataset("train", n=8, seed=0, system_prompt=TOOL_SYSTEM_PROMPT)
     said = ("What happened?", "Thanks for telling me.")  # a Question, and Others
+    settings = {
+        "per_device_train_batch_size": 4,
+        "num_generations": 4,
+        "max_completion_length": 160,
+        "max_tool_calling_iterations": 2,
+        "generation_kwargs": {"sequence_bias": tool_call_bias(tokenizer, said)},
+    }
+    return GRPOTrainer(
+        model=model,
+        processing_class=tokenizer,
+        train_dataset=data,
+        environment_factory=factory,
+        args=grpo_config(tmp_path, **{**settings, **config}),
+    )
+
+
+@pytest.mark.slow
+def test_two_grpo_steps_through_environment_factory(tmp_path: Any) -> None:
     made: list[DialogueToolEnv] = []
 
     def factory() -> DialogueToolEnv:
         made.append(DialogueToolEnv.factory(reward=REWARD, max_turns=2)())
         return made[-1]
 
-    config = grpo_config(
-        tmp_path,
-        per_device_train_batch_size=4,
-        num_generations=4,
-        max_completion_length=160,
-        max_tool_calling_iterations=2,
-        generation_kwargs={"sequence_bias": tool_call_bias(tokenizer, said)},
-    )
-    trainer = GRPOTrainer(
-        model=model,
-        processing_class=tokenizer,
-        train_dataset=data,
-        environment_factory=factory,
-        args=config,
-    )
+    trainer = tool_trainer(tmp_path, factory)
+    model = trainer.model
     before = _parameters(model)
     trainer.train()
     assert _changed(before, model)

@@ -23,7 +23,7 @@ pytest.importorskip("openenv", reason="OpenEnv: pip install 'dialogue_gym[serve]
 
 import torch  # noqa: E402
 from openenv_servers import serve_process, served, server_pool  # noqa: E402
-from test_trl import grpo_config, tool_call_bias  # noqa: E402  (the GRPO tests' own helpers)
+from test_trl import grpo_config, tool_trainer  # noqa: E402  (the GRPO tests' own helpers)
 
 from dialogue_gym import InvalidArgument  # noqa: E402
 from dialogue_gym.integrations.trl import (  # noqa: E402
@@ -34,7 +34,6 @@ from dialogue_gym.integrations.trl import (  # noqa: E402
     episode_dataset,
     smollm2_tokenizer,
     tiny_policy,
-    tool_chat_template,
 )
 
 os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
@@ -256,31 +255,9 @@ def test_two_grpo_steps_against_dialogue_gym_serve(tmp_path):
 @pytest.mark.server
 @pytest.mark.slow
 def test_a_grpo_step_through_environment_factory_against_a_served_user(server, tmp_path):
-    from trl import GRPOTrainer
-
     url = server(max_sessions=8, **{**USER, "scenarios": "train", "max_turns": 2})
-    tokenizer = smollm2_tokenizer()
-    tokenizer.chat_template = tool_chat_template()
-    model, tokenizer = tiny_policy(tokenizer)
-    data = episode_dataset("train", n=8, seed=0, system_prompt=TOOL_SYSTEM_PROMPT)
-    said = ("What happened?", "Thanks for telling me.")
     factory = DialogueToolEnv.factory(reward=REWARD, max_turns=2, base_url=url)
-    config = grpo_config(
-        tmp_path,
-        per_device_train_batch_size=4,
-        num_generations=4,
-        max_steps=1,
-        max_completion_length=160,
-        max_tool_calling_iterations=2,
-        generation_kwargs={"sequence_bias": tool_call_bias(tokenizer, said)},
-    )
-    trainer = GRPOTrainer(
-        model=model,
-        processing_class=tokenizer,
-        train_dataset=data,
-        environment_factory=factory,
-        args=config,
-    )
+    trainer = tool_trainer(tmp_path, factory, max_steps=1)
     with factory:
         trainer.train()
         assert _active(url) == 4  # TRL's pool: one instance, one session, a conversation
