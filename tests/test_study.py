@@ -549,10 +549,12 @@ def test_each_user_is_planned_checked_and_fingerprinted_apart():
     # The sweep moves the first user's simulator only.
     swept = study.plan(dataclasses.replace(two, sweep=True))
     assert {s.env for s in swept if s.setting != "default"} == {"EmpathyDialogue-v0"}
-    # --resume names the difference; an args.json without envs counts as the default user.
+    # --resume may add a user (the records' fingerprints keep the users apart) but names one
+    # taken away; an args.json without envs counts as the default user.
     saved = dataclasses.asdict(args)
-    assert study.settings_differences(saved, two) == [
-        "envs: EmpathyDialogue-v0 in the folder, EmpathyDialogue-v0 EmpathyDialogueHard-v0 now"
+    assert study.settings_differences(saved, two) == []
+    assert study.settings_differences(dataclasses.asdict(two), args) == [
+        "envs: EmpathyDialogue-v0 EmpathyDialogueHard-v0 in the folder, EmpathyDialogue-v0 now"
     ]
     del saved["envs"]
     assert study.settings_differences(saved, args) == []
@@ -717,3 +719,37 @@ def test_two_learners_train_their_own_budgets(tmp_path, capsys):
     assert "steps per learner: ppo=256 hppo=128 in the folder, ppo=256 hppo=256 now" in (
         capsys.readouterr().err
     )
+    # Grown by a learner, the resumed study trains that learner's run only and reports all three.
+    assert cli([*argv, "--learners", "ppo", "hppo", "a2c", "--resume"]) == 0
+    assert "2 already in the folder (--resume), 1 to train" in capsys.readouterr().out
+    summary = json.loads((folder / "summary.json").read_text())
+    assert {r["learner"] for r in summary["rows"]} == {"ppo", "hppo", "a2c"}
+
+
+def test_resume_may_grow_the_grid_but_never_shrink_it():
+    args = study.Args(rewards=("sparse",), learners=("ppo",), seeds=2, budgets="plateau")
+    saved = dataclasses.asdict(args) | {study.BUDGETS_KEY: study.learner_budgets(args)}
+    grown = dataclasses.replace(
+        args,
+        learners=("ppo", "recurrent_ppo"),
+        rewards=("next_turn", "sparse"),
+        seeds=3,
+        sweep=True,
+        envs=("EmpathyDialogue-v0", "EmpathyDialogueHard-v0"),
+    )
+    assert study.settings_differences(saved, grown) == []
+    # The new runs are planned; the old ones keep their fingerprints, so they are reused.
+    old = {study.run_fingerprint(s, args) for s in study.plan(args)}
+    assert old < {study.run_fingerprint(s, grown) for s in study.plan(grown)}
+    # Shrinking (the report would hide runs of the folder) and other budgets are differences.
+    assert study.settings_differences(dataclasses.asdict(grown), args) == [
+        "rewards: next_turn sparse in the folder, sparse now",
+        "envs: EmpathyDialogue-v0 EmpathyDialogueHard-v0 in the folder, EmpathyDialogue-v0 now",
+        "learners: ppo recurrent_ppo in the folder, ppo now",
+        "seeds: 3 in the folder, 2 now",
+        "sweep: True in the folder, False now",
+    ]
+    longer = dataclasses.replace(grown, learner_steps=("ppo=99",))
+    assert study.settings_differences(saved, longer) == [
+        f"steps per learner: ppo={study.PLATEAU_STEPS['ppo']} in the folder, ppo=99 now"
+    ]

@@ -469,12 +469,32 @@ def _shown(value: Any) -> str:
     return str(value)
 
 
+#: The fields that only say which runs the grid has: ``--resume`` may grow them (more users,
+#: learners, rewards or seeds; the sweep turned on), because each record's fingerprint already
+#: says the settings it was trained under. Shrinking one is still a difference: a resumed
+#: study never hides runs of its folder from its report.
+GRID_FIELDS = ("envs", "learners", "rewards", "seeds", "sweep", "sweep_seeds")
+
+
+def _grows(then: Any, now: Any) -> bool:
+    """Whether a grid field's value ``now`` holds everything ``then`` did (and maybe more)."""
+    if isinstance(then, bool) or isinstance(now, bool):
+        return now or not then
+    if isinstance(then, int) and isinstance(now, int):
+        return now >= then
+    if isinstance(then, tuple) and isinstance(now, tuple):
+        return set(then) <= set(now)
+    return False
+
+
 def settings_differences(saved: dict[str, Any], args: Args) -> list[str]:
     """Each result-changing field where ``args`` differs from a folder's ``args.json``.
 
     Every field but the ``NEUTRAL_FIELDS`` is compared; the sweep's learner and seeds only
     when either study sweeps. A field the saved file lacks (an older version's) counts as
-    its default.
+    its default. The ``GRID_FIELDS`` may grow (``--learners`` gains one, ``--seeds`` rises,
+    ``--sweep`` is turned on), and the budgets are compared for the learners both name: a
+    study extended this way trains only its new runs.
 
     Args:
         saved: The folder's ``args.json``, as read.
@@ -487,6 +507,8 @@ def settings_differences(saved: dict[str, Any], args: Args) -> list[str]:
         >>> saved = dataclasses.asdict(Args(steps=256, workers=1))
         >>> settings_differences(saved, Args(steps=4096, workers=4))
         ['steps: 256 in the folder, 4096 now']
+        >>> settings_differences(saved, Args(steps=256, seeds=8))  # grown: more seeds
+        []
     """
     sweeping = bool(saved.get("sweep", Args.sweep)) or args.sweep
     differences = []
@@ -501,7 +523,7 @@ def settings_differences(saved: dict[str, Any], args: Args) -> list[str]:
             continue
         then = _comparable(f.name, saved.get(f.name, _field_default(f)))
         now = _comparable(f.name, getattr(args, f.name))
-        if then != now:
+        if then != now and not (f.name in GRID_FIELDS and _grows(then, now)):
             flag = f.name.replace("_", "-")
             differences.append(f"{flag}: {_shown(then)} in the folder, {_shown(now)} now")
     return differences
@@ -536,6 +558,10 @@ def _budget_differences(saved: dict[str, Any], args: Args) -> list[str]:
     if isinstance(recorded, dict):  # as trained (PLATEAU_STEPS may have changed since)
         then = {k: v for k, v in recorded.items() if k in then} or then
     now = learner_budgets(args)
+    if then and set(then) != set(now):  # a learner added (or dropped): compare the shared ones
+        shared = then.keys() & now.keys()
+        then = {k: v for k, v in then.items() if k in shared}
+        now = {k: v for k, v in now.items() if k in shared}
     if then == now:
         return []
     uniform = all(len(set(b.values())) <= 1 for b in (then, now)) and then
