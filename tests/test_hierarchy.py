@@ -213,6 +213,9 @@ def test_short_ppo_over_options_beats_the_random_high_level_policy():
 
     learned = success(lambda o, rng: int(model.predict(o, deterministic=True)[0]))
     random = success(lambda o, rng: int(rng.integers(len(BUILTIN_OPTIONS))))
+    # A trained agent on this machine, not a committed figure; the margin is wide because one
+    # seed's success moves across CPUs (the tutorial's manager: 0.90 where it was written,
+    # random options about 0.1).
     assert learned > random + 0.2
 
 

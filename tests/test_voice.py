@@ -681,7 +681,11 @@ def test_llm_realiser_and_cue(llm_voice: LLMUserVoice) -> None:
     said = realiser.say([agent_turn(s, seed=s) for s in (0, 5)])
     assert len(said) == 2 and all(t and len(t) <= MAX_CHARS for t in said)
     text = llm_voice.speak([user_turn("disclose", seed=5, cue=CUE)])[0]
-    assert "staffing" in text and len(text) <= MAX_CHARS
+    # The voice's own cue check, not one word of it: which of the cue's words a sampled line
+    # keeps depends on the model's floats, which differ across CPUs.
+    from dialogue_gym.user.voices.cleaning import _conveys
+
+    assert _conveys(text, CUE) and len(text) <= MAX_CHARS
 
 
 @pytest.mark.llm
