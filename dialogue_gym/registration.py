@@ -178,5 +178,12 @@ def __getattr__(name: str) -> Any:
 
 register_env("EmpathyDialogue-v0", "dialogue_gym.envs.empathy:EmpathyDialogueEnv")
 register_env("EmpathyDialogueText-v0", "dialogue_gym.envs.text:EmpathyDialogueTextEnv")
+# The hearing user: how the words are said moves the user, not only the strategy they carry.
+register_env(
+    "EmpathyDialogueText-v1",
+    "dialogue_gym.envs.text:EmpathyDialogueTextEnv",
+    listener="embedding",
+    recogniser="embedding",
+)
 # The default env with a harder user (HARD_USER_SIM under any sim the caller passes).
 register_env("EmpathyDialogueHard-v0", "dialogue_gym.envs.hard:EmpathyDialogueHardEnv")

@@ -48,6 +48,7 @@ from gymnasium import spaces
 
 from dialogue_gym.core.affect import AffectiveCore, Appraisal
 from dialogue_gym.core.config import SimConfig
+from dialogue_gym.core.delivery import Delivery, reaction
 from dialogue_gym.core.render import episode_outcome, render_frame, render_transcript
 from dialogue_gym.core.scenario import ScenarioCard, load_scenarios
 from dialogue_gym.core.transcript import Message, Transcript
@@ -608,9 +609,13 @@ class EmpathyDialogueEnv(gym.Env[dict[str, np.ndarray], int]):
                     )
                 ]
             )[0]
-        appraisal = (
-            core.step(act) if self.judge is None else self._appraise(act, agent_text, user_before)
-        )
+        delivery = None if given_text is None else self._hear(act, agent_text)
+        if self.judge is not None:
+            appraisal = self._appraise(act, agent_text, user_before)
+        elif delivery is None:
+            appraisal = core.step(act)
+        else:
+            appraisal = core.step(act, delivery)
         emotion = appraisal.emotion
         cue = appraisal.cue
         if cue is not None:
@@ -630,6 +635,8 @@ class EmpathyDialogueEnv(gym.Env[dict[str, np.ndarray], int]):
                     history=(*history, agent_msg)[-window:] if window else (),
                     turn=turn + 1,
                     seed=voice_seed + 2 * turn + 2,
+                    answer=None if delivery is None else delivery.answer,
+                    reaction=None if delivery is None else self._reaction(delivery),
                 )
             ]
         )[0]
@@ -805,6 +812,15 @@ class EmpathyDialogueEnv(gym.Env[dict[str, np.ndarray], int]):
     def appraisal_failure_rate(self) -> float:
         """SAGE mode: the share of judge replies that failed validation (0.0 before any)."""
         return self.appraisal_failures / self.appraisal_calls if self.appraisal_calls else 0.0
+
+    def _hear(self, act: int, text: str) -> Delivery | None:
+        """How the agent's own words were delivered, as the user heard them; ``None`` (this
+        env) appraises the strategy alone. The hearing text env overrides it."""
+        return None
+
+    def _reaction(self, delivery: Delivery) -> str | None:
+        c = self.config
+        return reaction(delivery, c.hostile_at, c.relevance_needed, c.clarity_needed)
 
     def _interpret_action(self, action: Any) -> tuple[int, str | None]:
         """The strategy an action stands for, and its words if the action carries them.

@@ -18,6 +18,7 @@ from gymnasium import spaces
 
 from dialogue_gym.core.affect import AffectiveCore
 from dialogue_gym.core.config import SimConfig
+from dialogue_gym.core.delivery import Delivery
 from dialogue_gym.core.scenario import ScenarioCard
 from dialogue_gym.core.validation import Spec, check_all, integer, registered
 from dialogue_gym.envs.empathy import (
@@ -29,6 +30,7 @@ from dialogue_gym.envs.empathy import (
 )
 from dialogue_gym.llm.backends import BackendSpec
 from dialogue_gym.llm.client import BackendClient
+from dialogue_gym.user.hearing import LISTENERS, Heard, HearingContext, make_listener
 from dialogue_gym.user.recognise import RECOGNISERS, Recognition, make_recogniser
 
 __all__ = [
@@ -53,6 +55,7 @@ TEXT_SIMULATOR_VIEW: tuple[str, ...] = (*SIMULATOR_VIEW, "max_length")
 #: strategy env's, but for the realiser (the agent's own words are said), plus these two.
 TEXT_ENV_ARGUMENTS: Mapping[str, Spec] = {
     "recogniser": registered(RECOGNISERS.names, RECOGNISERS.kind),
+    "listener": registered(LISTENERS.names, LISTENERS.kind),
     "max_length": integer(1),
     **{name: spec for name, spec in ENV_ARGUMENTS.items() if name != "agent_voice"},
 }
@@ -336,9 +339,12 @@ class EmpathyDialogueTextEnv(EmpathyDialogueEnv):
         render_mode: str | None = None,
         history_window: int = 4,
         core: str = "rule",
+        listener: str | None = None,
     ) -> None:
         # The rest are checked by the strategy env's constructor.
-        own = {"recogniser": recogniser, "max_length": max_length}
+        own: dict[str, Any] = {"recogniser": recogniser, "max_length": max_length}
+        if listener is not None:  # None: the user hears the strategy alone (v0)
+            own["listener"] = listener
         check_all(type(self).__name__, TEXT_ENV_ARGUMENTS, own)
         super().__init__(
             voice=voice,
@@ -361,6 +367,8 @@ class EmpathyDialogueTextEnv(EmpathyDialogueEnv):
             }
         )
         self._recognition: Recognition | None = None
+        self.listener = None if listener is None else make_listener(listener)
+        self._heard: Heard | None = None
 
     def step(self, action: str) -> tuple[dict[str, Any], float, bool, bool, dict[str, Any]]:
         """Say ``action`` (the agent's utterance) to the user and see how they respond."""
@@ -372,6 +380,8 @@ class EmpathyDialogueTextEnv(EmpathyDialogueEnv):
             if rec is not None:
                 info["acts"] = rec.names
                 info["recognition"] = rec.to_info()
+            if self._heard is not None:
+                info["heard"] = self._heard.to_info()
             return obs, reward, terminated, truncated, info
         finally:
             if claimed:
@@ -386,6 +396,21 @@ class EmpathyDialogueTextEnv(EmpathyDialogueEnv):
     def check_action(self, action: Any) -> None:
         """As ``EmpathyDialogueEnv.check_action``: the utterance check of :func:`check_text`."""
         check_text(action, self.max_length)
+
+    def _hear(self, act: int, text: str) -> Delivery | None:
+        """The listener's reading of the agent's words (``None`` without a listener: v0)."""
+        if self.listener is None:
+            return None
+        core = self._require_core()
+        rec = self._recognition
+        context = HearingContext(
+            card=core.card,
+            user_utterance=self.messages[-1]["content"],
+            earlier=tuple(m["content"] for m in self.messages if m["role"] == "assistant"),
+            acts=rec.labels if rec is not None else (act,),
+        )
+        self._heard = self.listener.hear([text], [context])[0]
+        return self._heard.delivery
 
     def _interpret_action(self, action: Any) -> tuple[int, str | None]:
         text = check_text(action, self.max_length)
@@ -410,9 +435,11 @@ class EmpathyDialogueTextEnv(EmpathyDialogueEnv):
         """
         claimed = _claim(self)  # one thread at a time, as the strategy env
         try:
-            self._recognition = None
+            self._recognition = self._heard = None
             obs, info = super().reset(seed=seed, options=options)
             info["voice_config"]["agent"] = self.recogniser.describe()
+            if self.listener is not None:
+                info["voice_config"]["listener"] = self.listener.describe()
             return obs, info
         finally:
             if claimed:

@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from dialogue_gym.core.config import SimConfig
+from dialogue_gym.core.delivery import Delivery
 from dialogue_gym.core.scenario import ScenarioCard
 from dialogue_gym.core.vocabulary import (
     AFFIRMATION,
@@ -209,11 +210,17 @@ class AffectiveCore:
         s, c = self.state, self.config
         return s.understanding >= c.understanding_needed and s.trust >= c.trust_needed
 
-    def step(self, act: int) -> Appraisal:
+    def step(self, act: int, delivery: Delivery | None = None) -> Appraisal:
         """Appraise one agent act, update the state, and say how the user responds.
 
         Args:
             act: Index into ``STRATEGIES``.
+            delivery: How the act was said, as the user heard it (the hearing text env);
+                ``None``, as in the strategy env, appraises the act alone, exactly as before
+                deliveries existed. A hostile turn costs emotion and trust and may make the
+                user leave, an off-topic one costs patience; neither does what its strategy
+                would. Otherwise the strategy's effect is scaled by the delivery's quality
+                (:meth:`quality`), and a muddled turn cannot meet the need.
 
         Returns:
             The appraisal of the act.
@@ -222,31 +229,48 @@ class AffectiveCore:
         before = s.emotion
         delta = 0.0
         cue = None
-        resolved_now = premature = False
+        resolved_now = premature = walkout = False
+        quality, clear = 1.0, True
+        if delivery is not None:
+            quality, clear = self.quality(delivery), delivery.coherence >= c.clarity_needed
 
-        if act in GROUNDING_ACTS:
-            delta, reason, cue = self._explore(act)
+        hostile = delivery is not None and delivery.hostility >= c.hostile_at
+        off_topic = delivery is not None and not hostile and delivery.relevance < c.relevance_needed
+        if hostile:
+            delta = -c.hostility_penalty * delivery.hostility  # type: ignore[union-attr]
+            s.trust = max(0.0, s.trust - c.hostility_trust_loss * delivery.hostility)  # type: ignore[union-attr]
+            walkout = s.trust <= c.walkout_trust
+            reason = "That was hurtful. They are not on my side at all."
+        elif off_topic:
+            delta = -c.off_topic_penalty
+            reason = "That has nothing to do with what I told them."
+        elif act in GROUNDING_ACTS:
+            delta, reason, cue = self._explore(act, quality)
         elif act in COMFORT_ACTS or act == SELF_DISCLOSURE:
-            if act in self.resolvers and not s.resolved and self.ready_for_help():
+            if act in self.resolvers and not s.resolved and self.ready_for_help() and clear:
                 resolved_now, reason = True, "That is exactly what I needed to hear."
             elif act == SELF_DISCLOSURE:
-                delta, reason = self._disclose()
+                delta, reason = self._disclose(quality)
             else:
-                delta, reason = self._comfort(act)
+                delta, reason = self._comfort(act, quality)
         elif act in HELP_ACTS:
             if not self.ready_for_help():
                 premature = True
                 delta = -c.premature_penalty
                 s.trust = max(0.0, s.trust - c.premature_trust_loss)
                 reason = "They jumped to advice before they understood what I'm going through."
-            elif act in self.resolvers and not s.resolved:
+            elif act in self.resolvers and not s.resolved and clear:
                 resolved_now, reason = True, "That is exactly the help I needed."
+            elif act in self.resolvers and not s.resolved:
+                reason = "I can't tell what they are actually suggesting."
             else:
                 delta = -c.wrong_help_penalty
                 reason = "That isn't really what I need right now."
         else:
             delta = c.others_effect
             reason = "That doesn't seem to have much to do with what I'm going through."
+        if not (clear or hostile or off_topic):
+            reason += " So many stock phrases at once; I'm not sure what they mean."
 
         repeated = act == s.last_act
         s.run_length = s.run_length + 1 if repeated else 1
@@ -275,7 +299,7 @@ class AffectiveCore:
             delta = min(max(s.emotion + delta, 0.0), 100.0) - s.emotion
         s.emotion += delta
         success = s.resolved and s.emotion >= c.success_threshold
-        left = not success and s.emotion <= c.leave_threshold
+        left = not success and (s.emotion <= c.leave_threshold or walkout)
         s.left = left
         s.user_act = self._user_act(cue, resolved_now, premature, success, left, rule_delta)
         return Appraisal(
@@ -292,7 +316,27 @@ class AffectiveCore:
             left=left,
         )
 
-    def _explore(self, act: int) -> tuple[float, str, str | None]:
+    def quality(self, delivery: Delivery) -> float:
+        """The factor a well-meant turn's effect is scaled by, for how it was delivered.
+
+        Muddle, verbatim repetition and a cold tone weaken it; being about this user's
+        situation strengthens it. 1.0 for a clear, neutral, generic first saying.
+
+        Example:
+            >>> from dialogue_gym.core.scenario import load_scenarios
+            >>> core = AffectiveCore(load_scenarios("test")[0], SimConfig(), ())
+            >>> core.quality(Delivery()), core.quality(Delivery(coherence=0.5)) < 1.0
+            (1.0, True)
+        """
+        c = self.config
+        return (
+            (1.0 - c.muddle_weight * (1.0 - delivery.coherence))
+            * (1.0 - c.repeat_damping * delivery.repetition)
+            * (1.0 - c.cold_discount * delivery.coldness)
+            * (1.0 + c.specific_bonus * delivery.specificity)
+        )
+
+    def _explore(self, act: int, quality: float = 1.0) -> tuple[float, str, str | None]:
         s, c = self.state, self.config
         if s.understanding >= c.overexplore_at:
             return -c.overexplore_penalty, "I've already told them everything that matters.", None
@@ -302,6 +346,9 @@ class AffectiveCore:
         else:
             gain *= c.restatement_factor
             lift, reason = c.restatement_lift, "They put it in their own words; I feel heard."
+        # quality is 1.0 without a delivery: multiplying by it leaves every float as it was.
+        gain *= quality
+        lift *= quality
         s.understanding = min(1.0, s.understanding + gain)
         s.trust = min(1.0, s.trust + c.trust_gain)
         cue = self._reveal_cues()
@@ -321,10 +368,11 @@ class AffectiveCore:
                 text = need_cue.text
         return text
 
-    def _comfort(self, act: int) -> tuple[float, str]:
+    def _comfort(self, act: int, quality: float = 1.0) -> tuple[float, str]:
         s, c = self.state, self.config
         ceiling = c.soothing_ceiling + c.comfort_understanding_bonus * s.understanding
         gain = c.comfort_rate * (c.comfort_decay**s.comfort_count) * max(0.0, ceiling - s.emotion)
+        gain *= quality
         s.comfort_count += 1
         s.trust = min(1.0, s.trust + c.trust_gain)
         if gain >= 1.0:
@@ -333,10 +381,11 @@ class AffectiveCore:
             return gain, "They noticed how I feel; that helps a little."
         return gain, "The comfort sounds kind, but they don't really get it yet."
 
-    def _disclose(self) -> tuple[float, str]:
+    def _disclose(self, quality: float = 1.0) -> tuple[float, str]:
         s, c = self.state, self.config
         if s.trust >= c.trust_needed:
-            return c.disclosure_lift, "It helps a bit to know they've been through something too."
+            lift = c.disclosure_lift * quality
+            return lift, "It helps a bit to know they've been through something too."
         return -c.disclosure_lift, "Now we're talking about them instead of me."
 
     def _user_act(

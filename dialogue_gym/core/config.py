@@ -141,6 +141,34 @@ class SimConfig:
         resolvers: For each need, the strategies that meet it once it is understood: every
             need, each a non-empty tuple of strategy indices in [0, 7].
 
+    How an utterance is delivered (the hearing user of ``EmpathyDialogueText-v1``; the strategy
+    env and ``EmpathyDialogueText-v0`` never read these, see :mod:`dialogue_gym.core.delivery`):
+
+    Attributes:
+        hostile_at: Hostility at or above which a turn is heard as hostile: whatever strategy
+            it carried, it builds no understanding, comforts nobody and resolves nothing. Blame
+            and contempt cancel the act they come in. In [0, 1].
+        hostility_penalty: Emotion lost on a hostile turn of hostility 1 (scaled by the
+            hostility). Above ``max_change`` only the clip binds. In [0, 100].
+        hostility_trust_loss: Trust lost on a hostile turn of hostility 1. In [0, 1].
+        walkout_trust: Trust at or below which a user who has just been treated with hostility
+            leaves (a user who still trusts the agent gives it another chance). In [0, 1].
+        relevance_needed: Relevance below which a turn is heard as off topic: it builds no
+            understanding or trust and lands no help, whatever strategy it carried. In [0, 1].
+        off_topic_penalty: Emotion lost on an off-topic turn (patience running out). In
+            [0, 100].
+        clarity_needed: Coherence below which help or comfort cannot meet the need (the user
+            cannot tell what was meant among the piled-up phrases). In [0, 1].
+        muddle_weight: How much incoherence weakens a turn: its effect is multiplied by
+            ``1 - muddle_weight * (1 - coherence)``. In [0, 1].
+        repeat_damping: Share of a turn's effect lost when it repeats an earlier turn word for
+            word (scaled by the repetition): being told the same thing again moves less. In
+            [0, 1].
+        specific_bonus: Extra effect of a turn about this user's situation over a generic one
+            (the effect is multiplied by ``1 + specific_bonus * specificity``). In [0, 1].
+        cold_discount: Share of a turn's positive effect lost to a cold delivery (scaled by
+            the coldness). In [0, 1].
+
     Example:
         >>> SimConfig(noise=float("inf"))
         Traceback (most recent call last):
@@ -189,6 +217,17 @@ class SimConfig:
         lambda: dict(DEFAULT_RESOLVERS),
         mapping(sequence(integer(0, len(STRATEGIES) - 1), min_len=1), keys=NEEDS),
     )
+    hostile_at: float = _param(0.5, _UNIT)
+    hostility_penalty: float = _param(8.0, _POINTS)
+    hostility_trust_loss: float = _param(0.25, _UNIT)
+    walkout_trust: float = _param(0.1, _UNIT)
+    relevance_needed: float = _param(0.35, _UNIT)
+    off_topic_penalty: float = _param(2.0, _POINTS)
+    clarity_needed: float = _param(0.5, _UNIT)
+    muddle_weight: float = _param(0.6, _UNIT)
+    repeat_damping: float = _param(0.5, _UNIT)
+    specific_bonus: float = _param(0.3, _UNIT)
+    cold_discount: float = _param(0.4, _UNIT)
 
     def __post_init__(self) -> None:
         for name, spec in SIM_SPECS.items():

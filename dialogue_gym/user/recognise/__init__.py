@@ -117,9 +117,17 @@ def make_recogniser(
         >>> make_recogniser("vibes")
         Traceback (most recent call last):
         ...
-        ValueError: unknown recogniser 'vibes'; valid: 'lexical', 'llm', 'classifier'
+        ValueError: unknown recogniser 'vibes'; valid: 'lexical', 'llm', 'classifier', 'embedding'
     """
     return build(RECOGNISERS, kind, backend, kwargs)
+
+
+def _embedding(**kwargs: Any) -> Any:
+    # Imported when built: the model loads only for envs that read with it.
+    from dialogue_gym.user.recognise.embedding import EmbeddingRecogniser
+
+    kwargs.pop("backend", None)
+    return EmbeddingRecogniser(**kwargs)
 
 
 def _lexical(backend: BackendSpec = None, **_: Any) -> LexicalRecogniser:
@@ -131,6 +139,13 @@ RECOGNISERS.register("lexical", _lexical)
 RECOGNISERS.register("llm", LLMRecogniser, doc="a backend names the strategy (lexical fallback)")
 RECOGNISERS.register(
     "classifier", ClassifierRecogniser, doc="n-gram classifier fitted on the labelled set"
+)
+
+
+RECOGNISERS.register(
+    "embedding",
+    _embedding,
+    doc="sentence embeddings and cue scores (the default reader of EmpathyDialogueText-v1)",
 )
 
 

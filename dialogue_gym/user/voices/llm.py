@@ -284,6 +284,14 @@ def retry_seed(seed: int, attempt: int) -> int:
     return _mix(int(seed) * 0x100 + attempt) % (2**31 - 1)
 
 
+def _cue_line(turn: UserTurn) -> str:
+    """What the user must convey this turn: the need cue, the answer to a fact question."""
+    line = f' Make sure you tell them this: "{turn.cue}"' if turn.cue else ""
+    if turn.answer:
+        line += f' They asked you something you know: answer "{turn.answer}"'
+    return line
+
+
 class LLMUserVoice(LLMVoice):
     """The user's words from an LLM, checked, resampled when wrong, one batched call per round.
 
@@ -377,7 +385,7 @@ class LLMUserVoice(LLMVoice):
             if turn.reason
             else "",
             goal=goal.format(topic=topic),
-            cue_line=f' Make sure you tell them this: "{turn.cue}"' if turn.cue else "",
+            cue_line=_cue_line(turn),
             example_a=example_a,
             example_b=example_b,
         )
@@ -407,7 +415,10 @@ class LLMUserVoice(LLMVoice):
 
     def finish(self, turn: UserTurn, text: str) -> str:
         if turn.cue and not _conveys(text, turn.cue):
-            return _with_cue(text, turn.cue)
+            text = _with_cue(text, turn.cue)
+        # The hearing user answers a question their facts answer (the Q&A the card promises).
+        if turn.answer and not _conveys(text, turn.answer):
+            text = _with_cue(text, turn.answer)
         return text
 
     def speak(self, turns: Sequence[UserTurn]) -> list[str]:

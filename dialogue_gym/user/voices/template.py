@@ -20,6 +20,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from dialogue_gym.core.vocabulary import USER_ACTS
+from dialogue_gym.user.hearing.lexicon import reactions
 from dialogue_gym.user.voices.cleaning import _echo, second_person
 from dialogue_gym.user.voices.fragments import _OPENING, BANDS, Fragments, load_fragments
 from dialogue_gym.user.voices.turns import AgentTurn, UserTurn, _check_strategy
@@ -35,6 +36,14 @@ def _mix(seed: int) -> int:
     z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _M64
     z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _M64
     return z ^ (z >> 31)
+
+
+def _heard(text: str, turn: UserTurn) -> str:
+    """The hearing user's additions: the reaction to the delivery first, the answer last."""
+    if turn.reaction is not None:
+        options = reactions()[turn.reaction]
+        text = f"{options[_mix(turn.seed + 7) % len(options)]} {text}"
+    return f"{text} {turn.answer}" if turn.answer else text
 
 
 class TemplateUserVoice:
@@ -78,6 +87,8 @@ class TemplateUserVoice:
             text = options[_mix(t.seed) % len(options)]
             if "{" in text:
                 text = text.format(name=t.card.persona.name, topic=t.card.topic)
+            if t.reaction is not None or t.answer is not None:
+                text = _heard(text, t)
             out.append(f"{text} {t.cue}" if t.cue else text)
         return out
 

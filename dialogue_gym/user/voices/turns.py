@@ -42,6 +42,11 @@ class UserTurn:
             ``"assistant"`` (the agent); extra keys are ignored.
         turn: The turn index (0 at the opening).
         seed: Seed for this turn's wording.
+        answer: The hearing user only: the answer to a question the card's facts answer,
+            which the user must give.
+        reaction: The hearing user only: how the delivery struck them (``"hurt"``,
+            ``"off_topic"``, ``"muddled"``, ``"repeated"``), which the user voices; ``None``
+            when it landed as meant.
     """
 
     card: ScenarioCard
@@ -54,6 +59,8 @@ class UserTurn:
     history: tuple[Mapping[str, str], ...]
     turn: int
     seed: int
+    answer: str | None = None
+    reaction: str | None = None
 
 
 # Not frozen: a frozen dataclass costs microseconds to build, and one is built per turn
