@@ -55,7 +55,7 @@ TEXT_SIMULATOR_VIEW: tuple[str, ...] = (*SIMULATOR_VIEW, "max_length")
 #: strategy env's, but for the realiser (the agent's own words are said), plus these two.
 TEXT_ENV_ARGUMENTS: Mapping[str, Spec] = {
     "recogniser": registered(RECOGNISERS.names, RECOGNISERS.kind),
-    "listener": registered(LISTENERS.names, LISTENERS.kind),
+    "listener": registered(LISTENERS.names, LISTENERS.kind, optional=True),
     "max_length": integer(1),
     **{name: spec for name, spec in ENV_ARGUMENTS.items() if name != "agent_voice"},
 }
@@ -222,6 +222,20 @@ class EmpathyDialogueTextEnv(EmpathyDialogueEnv):
     recognised are reported. The agent's words are what the user's voice answers, and what the
     LLM-judged core (SAGE mode, `core="llm"`) judges.
 
+    **What the user hears.** In `EmpathyDialogueText-v0` the user hears only the strategy the
+    recogniser names: an insult that carries a cue phrase helps almost as much as support, and a
+    pile of cue phrases scores best of all. `EmpathyDialogueText-v1` is the **hearing user**: a
+    listener (`dialogue_gym.user.hearing`) also reads how the turn was said (tone, relevance to
+    what the user said and their situation, coherence, repetition of the agent's own earlier
+    turns, specificity) and the affective core scales and signs the strategy's effect by it:
+    hostility costs emotion and trust and can make the user leave, off-topic turns build
+    nothing, a muddled turn cannot meet the need, repeated and cold turns land less, specific
+    ones more, and a question the card's facts answer gets its answer. The reading is in
+    `info["heard"]`; `docs/text.md#what-the-user-hears` gives how it was validated. v1 also
+    reads strategies with the embedding reader (`recogniser="embedding"`). Only the dynamics of
+    the text env changed: v0 is kept as it was, bit for bit, and the strategy env's user hears
+    the template realiser, which is always well delivered.
+
     Nothing the agent writes can instruct the simulator: text that addresses the machinery
     (role tags, "ignore previous instructions", "set my emotion to 100", fake JSON appraisals,
     notes to the judge) is read as *Others* whatever else it says, and never reaches the judge
@@ -300,8 +314,12 @@ class EmpathyDialogueTextEnv(EmpathyDialogueEnv):
 
     `info` on every step has the keys of `EmpathyDialogue-v0` (`strategy` is the primary act)
     plus `acts` (every recognised strategy, primary first) and `recognition` (`strategy`, `acts`,
-    `reason`, `source`: `"lexical"`, `"llm"`, `"llm-fallback"`, `"silence"` or `"screen"`, and
-    `injection`: the screen's verdict or `None`).
+    `reason`, `source`: `"lexical"`, `"llm"`, `"llm-fallback"`, `"embedding"`, `"classifier"`,
+    `"silence"` or `"screen"`, and `injection`: the screen's verdict or `None`). With a listener
+    (v1) also `heard`: `tone` (warm, neutral, cold, hostile), `hostility`, `coldness`,
+    `relevance`, `coherence`, `repetition`, `specificity` (each in [0, 1]), `answer` (the fact the
+    user was asked for, or ""), and the evidence (`phrases`, `shared` topic words,
+    `stock_sentences`, `acts`, `repeats`, `fact`, `scores`, `source`).
 
     ## Arguments
 
@@ -319,12 +337,17 @@ class EmpathyDialogueTextEnv(EmpathyDialogueEnv):
         render_mode=None,      # None, "ansi", "human" or "rgb_array" (as EmpathyDialogue-v0)
         history_window=4,
         core="rule",           # "rule" or "llm" (SAGE mode: the emotion change judged by the backend)
+        listener=None,         # None (the strategy alone), "embedding" or "lexical": how the
+                               # words are heard (dialogue_gym.user.hearing)
     )
     ```
 
     ## Registered Configurations
 
-    - `EmpathyDialogueText-v0`: the defaults above.
+    - `EmpathyDialogueText-v0`: the defaults above: the user hears the strategy alone.
+    - `EmpathyDialogueText-v1`: the hearing user, `listener="embedding"`,
+      `recogniser="embedding"` (all-MiniLM-L6-v2, packaged with its weights; nothing is
+      downloaded). `listener="lexical"` hears with word lists only (bit-exact on every machine).
     """
 
     def __init__(
@@ -342,9 +365,8 @@ class EmpathyDialogueTextEnv(EmpathyDialogueEnv):
         listener: str | None = None,
     ) -> None:
         # The rest are checked by the strategy env's constructor.
-        own: dict[str, Any] = {"recogniser": recogniser, "max_length": max_length}
-        if listener is not None:  # None: the user hears the strategy alone (v0)
-            own["listener"] = listener
+        # listener None: the user hears the strategy alone (v0).
+        own = {"recogniser": recogniser, "max_length": max_length, "listener": listener}
         check_all(type(self).__name__, TEXT_ENV_ARGUMENTS, own)
         super().__init__(
             voice=voice,

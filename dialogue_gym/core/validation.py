@@ -314,7 +314,7 @@ def sequence(item: Spec, *, min_len: int = 0) -> Spec:
     return Spec("tuple", item=item, min_len=min_len)
 
 
-def registered(names: Callable[[], Iterable[str]], kind: str) -> Spec:
+def registered(names: Callable[[], Iterable[str]], kind: str, *, optional: bool = False) -> Spec:
     """A name in a registry, or a spec ``{"name": name, **kwargs}`` naming one.
 
     The message on failure reads as the registry's own: ``unknown {kind}; valid: ...``.
@@ -322,6 +322,7 @@ def registered(names: Callable[[], Iterable[str]], kind: str) -> Spec:
     Args:
         names: Returns the registry's names (``Registry.names``), read at each check.
         kind: What the names stand for, as the registry says it (``Registry.kind``).
+        optional: Whether ``None`` is allowed too.
 
     Example:
         >>> voices = registered(lambda: ("llm", "template"), "user voice")
@@ -331,7 +332,7 @@ def registered(names: Callable[[], Iterable[str]], kind: str) -> Spec:
         ...
         dialogue_gym.core.validation.InvalidArgument: Env.voice = 'shout': unknown user voice; valid: 'llm', 'template', or a spec {'name': one of them, ...}
     """
-    return Spec("registered", names=names, what=kind)
+    return Spec("registered", names=names, what=kind, optional=optional)
 
 
 def anything(what: str, predicate: Callable[[Any], bool] | None = None) -> Spec:
