@@ -128,7 +128,7 @@ def tone(text: str) -> Tone:
     warm = _found(norm, lex.warm)
 
     def total(hits: list[tuple[_Phrase, str]]) -> float:
-        return round(min(1.0, sum(p.weight for p, _ in hits)), 6)
+        return round(min(1.0, float(sum(p.weight for p, _ in hits))), 6)
 
     return Tone(
         hostility=total(hostile),
