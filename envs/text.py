@@ -37,12 +37,19 @@ __all__ = [
     "CHARSET",
     "DEFAULT_MAX_LENGTH",
     "EXAMPLE_UTTERANCES",
+    "HEARING_ENV_ID",
     "TEXT_ENV_ARGUMENTS",
+    "TEXT_ENV_IDS",
     "TEXT_SIMULATOR_VIEW",
     "EmpathyDialogueTextEnv",
     "check_text",
     "to_action",
 ]
+
+#: The text env ids: v0 hears the strategy alone, v1 (the hearing user) how it is said too.
+TEXT_ENV_IDS: tuple[str, ...] = ("EmpathyDialogueText-v0", "EmpathyDialogueText-v1")
+#: The text env the LLM-policy tools use unless told otherwise (TRL, train-llm, verl, the UI).
+HEARING_ENV_ID = "EmpathyDialogueText-v1"
 
 #: The longest utterance by default (characters).
 DEFAULT_MAX_LENGTH = 1000

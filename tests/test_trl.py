@@ -184,8 +184,7 @@ def test_rollout_ids_are_the_policy_tokens_and_the_user_turns(tmp_path: Any) -> 
         # and the completion so far: token in, token out.
         card, seed, _ = rollout.user_of(prompt)
         env = gym.make(
-            ENV_ID, voice="template", recogniser="lexical", scenarios="test", max_turns=3,
-            reward=REWARD,
+            ENV_ID, voice="template", scenarios="test", max_turns=3, reward=REWARD,
         )  # fmt: skip
         env.reset(seed=seed, options={"card": card})
         total = 0.0

@@ -39,9 +39,9 @@ from dialogue_gym.integrations.trl import (  # noqa: E402
 os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
 
 REWARD = "emotion_delta"  # pays every turn: a transcript's rewards say more than one number
-#: The user every test plays, in process and served: the template voice and the lexical
-#: recogniser are the adapter's defaults (DEFAULT_ENV_KWARGS); the server is told them.
-USER = {"reward": REWARD, "max_turns": 3, "recogniser": "lexical", "scenarios": "test"}
+#: The user every test plays, in process and served: the template voice is the adapter's
+#: default (DEFAULT_ENV_KWARGS) and the recogniser ENV_ID's own; the server is told them.
+USER = {"reward": REWARD, "max_turns": 3, "scenarios": "test"}
 LINES = (
     "What has been the hardest part of all this for you?",
     "It sounds like you're feeling really alone with this.",
@@ -189,7 +189,7 @@ def test_the_server_publishes_its_settings_but_not_a_backends_url():
     # The env's defaults are published too: a client compares values, not how they were given.
     assert (settings["reward"], settings["recogniser"], settings["max_turns"]) == (
         "sparse",
-        "lexical",
+        "embedding",  # EmpathyDialogueText-v1's reader
         10,
     )
 

@@ -41,7 +41,7 @@ SCRIPT = [EXAMPLE_UTTERANCES[i % len(EXAMPLE_UTTERANCES)] for i in (0, 2, 1, 4, 
 def _in_process(seed: int, card: str | int, texts: list[str], reward: str = "final_emotion"):
     """The env itself, as the interaction is configured by default, played with ``texts``."""
     kwargs = DEFAULT_CONFIG["env_kwargs"]
-    env = gym.make("EmpathyDialogueText-v0", reward=reward, **kwargs)
+    env = gym.make(DEFAULT_CONFIG["env_id"], reward=reward, **kwargs)
     _, info = env.reset(seed=seed, options={"card": card})
     opening, turns = info["user_utterance"], []
     for text in texts:

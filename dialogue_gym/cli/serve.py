@@ -25,6 +25,7 @@ from typing import Any
 
 import dialogue_gym
 from dialogue_gym.cli.common import UsageError, _add_env_args, _port, _positive_int
+from dialogue_gym.envs.text import TEXT_ENV_IDS
 from dialogue_gym.rewards import REWARDS
 from dialogue_gym.user.recognise import RECOGNISERS
 
@@ -32,8 +33,8 @@ __all__ = ["EXTRA", "add_serve_parser", "cmd_serve", "serve_env_kwargs"]
 
 #: The extra that installs what ``serve`` needs.
 EXTRA = "serve"
-#: The env id that takes free text (the others take a strategy index).
-TEXT_ENV = "EmpathyDialogueText-v0"
+#: The env ids that take free text (the others take a strategy index).
+TEXT_ENVS = TEXT_ENV_IDS
 
 
 def _seconds(text: str) -> float:
@@ -90,7 +91,7 @@ def add_serve_parser(sub: Any) -> None:
         "--recogniser",
         choices=RECOGNISERS.names(),
         default=None,
-        help=f"{TEXT_ENV} only: what reads the agent's words as strategies (default: lexical)",
+        help="text envs only: what reads the agent's words as strategies (default: the id's own)",
     )
     serve.add_argument(
         "--backend",
@@ -119,12 +120,14 @@ def serve_env_kwargs(args: argparse.Namespace) -> dict[str, Any]:
         "max_turns": args.max_turns,
         "reward": args.reward,
     }
-    if args.env == TEXT_ENV:
-        # The text env says the agent's own words: no realiser, a recogniser instead.
-        kwargs["recogniser"] = args.recogniser or "lexical"
+    if args.env in TEXT_ENVS:
+        # The text env says the agent's own words: no realiser, a recogniser (the id's own
+        # unless named) instead.
+        if args.recogniser is not None:
+            kwargs["recogniser"] = args.recogniser
     else:
         if args.recogniser is not None:
-            raise UsageError(f"--recogniser applies to {TEXT_ENV} only, not {args.env}")
+            raise UsageError(f"--recogniser applies to {', '.join(TEXT_ENVS)} only, not {args.env}")
         kwargs["agent_voice"] = args.agent_voice
     if args.backend is not None:
         kwargs["backend"] = args.backend

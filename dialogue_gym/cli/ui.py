@@ -62,8 +62,9 @@ def add_ui_parser(sub: Any) -> None:
     ui.add_argument(
         "--env",
         choices=list(dialogue_gym.ENV_IDS),
-        default="EmpathyDialogueText-v0",
-        help="the Play tab's env: typed words, or strategy buttons with EmpathyDialogue-v0",
+        default="EmpathyDialogueText-v1",
+        help="the Play tab's env: typed words (v1 hears how they are said, v0 the strategy "
+        "alone), or strategy buttons with EmpathyDialogue-v0 (default: EmpathyDialogueText-v1)",
     )
     ui.add_argument(
         "--voice",

@@ -17,6 +17,9 @@ training:
   :func:`~dialogue_gym.user.recognise.lexical.cue_hits`), the most frequent n-grams, distinct-n.
 - **The injection screen** (:func:`dialogue_gym.user.injection.screen`) on the policy's text:
   :func:`injection_counts`.
+- **What the hearing user hears** (:func:`dialogue_gym.evaluation.hearing.heard_stats`): the
+  shares of hostile, cold, warm, off-topic, muddled and repeated turns, and the mean relevance,
+  coherence and specificity, as ``EmpathyDialogueText-v1``'s listener reads them.
 - :func:`audit_report`: all of it, before vs after, as a markdown section, with the best- and
   worst-scored episodes' transcripts (:func:`best_and_worst`, :func:`format_transcript`).
 
@@ -649,10 +652,13 @@ def format_transcript(episode: Any, max_chars: int = 400) -> str:
 def audit(episodes: Any, top: int = 5) -> dict[str, Any]:
     """Every audit figure for one set of episodes: ``readers``, ``stats``, ``injection``."""
     eps = as_episodes(episodes)
+    from dialogue_gym.evaluation.hearing import heard_stats
+
     return {
         "readers": reader_agreement(eps, top=top),
         "stats": utterance_stats(eps, top=top),
         "injection": injection_counts(eps),
+        "heard": heard_stats(eps),
     }
 
 
@@ -806,6 +812,21 @@ def audit_report(
             f"- **{c}**: bigrams {_counted(s['ngrams'][2])}; trigrams "
             f"{_counted(s['ngrams'][3])}; cue phrases {_counted(s['top_cues'])}."
         )
+    lines += ["", "### What the hearing user hears (the lexical listener)", ""]
+    lines += _table(
+        header,
+        [
+            row("hostile turns", lambda f: f["heard"]["hostile"], _pct),
+            row("cold turns", lambda f: f["heard"]["cold"], _pct),
+            row("warm turns", lambda f: f["heard"]["warm"], _pct),
+            row("off-topic turns", lambda f: f["heard"]["off_topic"], _pct),
+            row("muddled turns (a pile of cue phrases)", lambda f: f["heard"]["muddled"], _pct),
+            row("repeated turns", lambda f: f["heard"]["repeated"], _pct),
+            row("relevance (mean)", lambda f: f["heard"]["relevance"], _f2),
+            row("coherence (mean)", lambda f: f["heard"]["coherence"], _f2),
+            row("specificity (mean)", lambda f: f["heard"]["specificity"], _f2),
+        ],
+    )
     lines += ["", "### The injection screen on the policy's text", ""]
     lines += _table(
         header,

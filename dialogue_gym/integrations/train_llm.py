@@ -1,4 +1,5 @@
-"""Train a language-model policy on EmpathyDialogueText-v0 with TRL's GRPO, and audit it.
+"""Train a language-model policy on the text env (v1, the hearing user, by default) with TRL's
+GRPO, and audit it.
 
 CleanRL style: one :class:`Args` dataclass (tyro), one :func:`main`. What ``dialogue-gym
 train-llm`` and ``benchmarks/train_llm.py`` run (in the package so the command works from an
@@ -39,6 +40,7 @@ from typing import Any
 import numpy as np
 
 from dialogue_gym.core.vocabulary import STRATEGIES
+from dialogue_gym.envs.text import HEARING_ENV_ID, TEXT_ENV_IDS
 from dialogue_gym.evaluation.episodes import EpisodeResult
 from dialogue_gym.evaluation.metrics import (
     grounding_rate,
@@ -59,7 +61,10 @@ EVAL_SEED = 12345
 
 @dataclasses.dataclass
 class Args:
-    """GRPO on EmpathyDialogueText-v0 (template user voice, lexical recogniser)."""
+    """GRPO on the text env (template user voice): the hearing user by default."""
+
+    env: str = HEARING_ENV_ID
+    """the text env id: EmpathyDialogueText-v1 (the hearing user) or -v0 (hears the strategy alone)"""
 
     reward: str = "sparse"
     """the reward wrapper (a name in dialogue_gym.rewards.REWARDS)"""
@@ -106,6 +111,8 @@ def parse_args(argv: Sequence[str] | None = None) -> Args:
     import tyro
 
     args = tyro.cli(Args, args=None if argv is None else list(argv))
+    if args.env not in TEXT_ENV_IDS:
+        raise SystemExit(f"--env: {args.env!r} is not a text env; valid: {', '.join(TEXT_ENV_IDS)}")
     if args.reward not in REWARDS:
         valid = ", ".join(map(repr, REWARDS))
         raise SystemExit(f"--reward: unknown reward {args.reward!r}; valid: {valid}")
@@ -236,7 +243,7 @@ def report(args: Args, before: dict, after: dict, curves: list[dict], wall: floa
         "strategy_entropy",
     ]
     lines = [
-        f"# GRPO on EmpathyDialogueText-v0: reward `{args.reward}`",
+        f"# GRPO on {args.env}: reward `{args.reward}`",
         "",
         f"Model: {args.model or ('tiny random-weights' if args.tiny else 'SmolLM2-135M-Instruct')};"
         f" {args.steps} GRPO steps x {args.prompts_per_step} users x {args.num_generations} "
@@ -335,6 +342,7 @@ def main(args: Args) -> dict[str, Any]:
         reward_kwargs=json.loads(args.reward_kwargs),
         max_turns=args.max_turns,
         turn_tokens=args.turn_tokens,
+        env_kwargs={"env_id": args.env},
     )
     rollout.add(test_rows)
     config = rollout.grpo_config(

@@ -62,7 +62,7 @@ import numpy as np
 
 import dialogue_gym  # noqa: F401  (registers the envs)
 from dialogue_gym.core.validation import InvalidArgument
-from dialogue_gym.envs.text import to_action
+from dialogue_gym.envs.text import HEARING_ENV_ID, to_action
 
 if TYPE_CHECKING:  # pragma: no cover
     import datasets
@@ -88,10 +88,10 @@ __all__ = [
 ]
 
 #: The env every form plays.
-ENV_ID = "EmpathyDialogueText-v0"
+ENV_ID = HEARING_ENV_ID
 #: What the policy talks to unless told otherwise: the fast template voice, the lexical
 #: recogniser, 4 turns (the CPU budget; RLVER uses 8).
-DEFAULT_ENV_KWARGS: dict[str, Any] = {"voice": "template", "recogniser": "lexical", "max_turns": 4}
+DEFAULT_ENV_KWARGS: dict[str, Any] = {"voice": "template", "max_turns": 4}
 #: The system message of the rollout form's prompts.
 SYSTEM_PROMPT = (
     "You are a warm, supportive listener. The person writing to you is going through a hard "
@@ -273,11 +273,13 @@ def make_dialogue_env(
         split: The scenario cards (``"train"``, ``"test"``, ``"all"`` or a folder).
         reward: A name in ``dialogue_gym.rewards.REWARDS`` (``None``: the env's own bonus).
         reward_kwargs: The reward wrapper's arguments.
-        **env_kwargs: Other arguments of ``EmpathyDialogueText-v0`` (they override the
-            defaults).
+        **env_kwargs: Other arguments of the text env (they override the defaults), and
+            ``env_id``: :data:`ENV_ID` (``EmpathyDialogueText-v1``, the hearing user) by
+            default, ``"EmpathyDialogueText-v0"`` for the user who hears the strategy alone.
     """
     kwargs = {**DEFAULT_ENV_KWARGS, "scenarios": split, **env_kwargs}
-    return gym.make(ENV_ID, reward=reward, reward_kwargs=dict(reward_kwargs or {}), **kwargs)
+    env_id = kwargs.pop("env_id", ENV_ID)
+    return gym.make(env_id, reward=reward, reward_kwargs=dict(reward_kwargs or {}), **kwargs)
 
 
 def _remote_settings(
@@ -298,12 +300,14 @@ def _remote_settings(
         )
     from dialogue_gym.integrations.openenv import check_server
 
+    kwargs = {**DEFAULT_ENV_KWARGS, **env_kwargs}
+    env_id = kwargs.pop("env_id", ENV_ID)
     expected = {
         "reward": reward,
         "reward_kwargs": dict(reward_kwargs or {}),
-        **{k: v for k, v in {**DEFAULT_ENV_KWARGS, **env_kwargs}.items() if k != "scenarios"},
+        **{k: v for k, v in kwargs.items() if k != "scenarios"},
     }
-    return check_server(base_url, ENV_ID, expected, owner=owner)
+    return check_server(base_url, env_id, expected, owner=owner)
 
 
 def _client_kwargs(owner: str, value: Any) -> dict[str, Any]:

@@ -96,15 +96,16 @@ INTERACTION_NAME = "dialogue_gym"
 AGENT_NAME = "dialogue_gym_user"
 
 #: What the interaction config's ``config:`` may set, and the defaults (RLVER's layout: the
-#: final-emotion reward, 8 turns; the template voice and the lexical recogniser, which need no
-#: model; every card, since the dataset rows name the card of each conversation).
+#: final-emotion reward, 8 turns; the hearing user (EmpathyDialogueText-v1, whose listener and
+#: reader use the packaged MiniLM; "env_id": "EmpathyDialogueText-v0" for the user who hears the
+#: strategy alone); the template voice, which needs no model; every card, since the dataset
+#: rows name the card of each conversation).
 DEFAULT_CONFIG: dict[str, Any] = {
-    "env_id": "EmpathyDialogueText-v0",
+    "env_id": "EmpathyDialogueText-v1",
     "reward": "final_emotion",
     "reward_kwargs": {},
     "env_kwargs": {
         "voice": "template",
-        "recogniser": "lexical",
         "scenarios": "all",
         "max_turns": 8,
     },

@@ -45,6 +45,7 @@ from dialogue_gym.ui.play import (
     RANDOM_CARD,
     SPLITS,
     TEXT_ENV,
+    TEXT_ENVS,
     PlayInputError,
     PlayOptions,
     PlaySession,
@@ -198,7 +199,7 @@ def _say(text: str, session: PlaySession | None) -> tuple[Any, ...]:
 
 
 def _mode(env_id: str) -> tuple[Any, Any]:
-    text = env_id == TEXT_ENV
+    text = env_id in TEXT_ENVS
     return gr.update(visible=text), gr.update(visible=not text)
 
 
@@ -272,7 +273,7 @@ def _play_tab(defaults: UiDefaults) -> None:
         with gr.Column(scale=3):
             status = gr.Markdown("Press **Start** to meet a simulated user.", elem_id="play-status")
             chat = gr.Chatbot([], label="conversation", height=460, elem_id="play-chat")
-            with gr.Row(visible=defaults.env_id == TEXT_ENV) as text_row:
+            with gr.Row(visible=defaults.env_id in TEXT_ENVS) as text_row:
                 text = gr.Textbox(
                     "",
                     placeholder="What you say to them (Enter sends)",
@@ -283,7 +284,7 @@ def _play_tab(defaults: UiDefaults) -> None:
                     elem_id="play-text",
                 )
                 say = gr.Button("Say", elem_id="play-say", scale=1)
-            with gr.Row(visible=defaults.env_id != TEXT_ENV) as button_row:
+            with gr.Row(visible=defaults.env_id not in TEXT_ENVS) as button_row:
                 buttons = [
                     gr.Button(name, size="sm", elem_id=f"strategy-{i}")
                     for i, name in enumerate(STRATEGIES)

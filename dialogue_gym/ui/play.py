@@ -42,6 +42,7 @@ import numpy as np
 import dialogue_gym
 from dialogue_gym.core.scenario import ScenarioCard, load_scenarios
 from dialogue_gym.core.vocabulary import NEEDS, STRATEGIES
+from dialogue_gym.envs.text import HEARING_ENV_ID, TEXT_ENV_IDS
 from dialogue_gym.rewards import REWARDS
 
 __all__ = [
@@ -63,7 +64,9 @@ __all__ = [
 
 #: The env ids: strategy indices, or the agent's own words.
 STRATEGY_ENV = "EmpathyDialogue-v0"
-TEXT_ENV = "EmpathyDialogueText-v0"
+TEXT_ENV = HEARING_ENV_ID
+#: Every env id the page plays typed words in (v0 hears the strategy alone).
+TEXT_ENVS = TEXT_ENV_IDS
 #: The card splits a person may draw from (``gym.make``'s ``scenarios``).
 SPLITS = ("test", "train", "all")
 #: The card choice that lets the seed draw the card, as ``gym.make`` does.
@@ -167,7 +170,7 @@ class PlayOptions:
     @property
     def is_text(self) -> bool:
         """Whether the person types words (else they pick strategies)."""
-        return self.env_id == TEXT_ENV
+        return self.env_id in TEXT_ENVS
 
     def make_kwargs(self) -> dict[str, Any]:
         """``gym.make``'s keyword arguments for these options.
@@ -198,8 +201,8 @@ class PlayOptions:
             raise PlayInputError(
                 f"No env {self.env_id!r}: choose one of {', '.join(dialogue_gym.ENV_IDS)}."
             )
-        if self.env_id not in (STRATEGY_ENV, TEXT_ENV):
-            raise PlayInputError(f"The page plays {STRATEGY_ENV} and {TEXT_ENV} only.")
+        if self.env_id not in (STRATEGY_ENV, *TEXT_ENVS):
+            raise PlayInputError(f"The page plays {STRATEGY_ENV} and {', '.join(TEXT_ENVS)} only.")
         if self.reward != NO_REWARD and self.reward not in REWARDS:
             raise PlayInputError(
                 f"No reward {self.reward!r}: choose one of {', '.join(sorted(REWARDS))}."

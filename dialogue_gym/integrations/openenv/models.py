@@ -104,6 +104,7 @@ DialogueAction = StrategyAction | UtteranceAction
 ACTION_CLASSES: dict[str, type[Action]] = {
     "EmpathyDialogue-v0": StrategyAction,
     "EmpathyDialogueText-v0": UtteranceAction,
+    "EmpathyDialogueText-v1": UtteranceAction,
 }
 
 

@@ -80,13 +80,15 @@ class HearingContext:
     """What the user hears a turn against.
 
     Attributes:
-        card: The user's scenario card (topic, situation, facts, name).
+        card: The user's scenario card (topic, situation, facts, name); ``None`` when it is not
+            known (an audit of logged words): the turn is then heard against the user's words
+            alone.
         user_utterance: The user's last words.
         earlier: The agent's earlier turns in this conversation, oldest first.
         acts: The strategies the recogniser read in this turn (coherence counts them).
     """
 
-    card: ScenarioCard
+    card: ScenarioCard | None
     user_utterance: str = ""
     earlier: tuple[str, ...] = ()
     acts: tuple[int, ...] = ()
@@ -159,6 +161,13 @@ def _card_words(card: ScenarioCard) -> frozenset[str]:
     return frozenset().union(*(content_words(p) for p in parts))
 
 
+def _refs(context: HearingContext) -> list[str]:
+    """What a turn is compared with for relevance: the user's words, their situation, topic."""
+    card = context.card
+    refs = [context.user_utterance] + ([card.situation, card.topic] if card is not None else [])
+    return [r for r in refs if r]
+
+
 def _jaccard(a: str, b: str) -> float:
     wa, wb = set(_WORDS.findall(normalise(a))), set(_WORDS.findall(normalise(b)))
     if len(wa) < 3 or len(wb) < 3:
@@ -199,14 +208,16 @@ class Listener:
     def _tone_opinion(self, text: str, context: HearingContext) -> tuple[float, dict]:
         return 0.0, {}
 
-    def _card(self, card: ScenarioCard) -> frozenset[str]:
+    def _card(self, card: ScenarioCard | None) -> frozenset[str]:
+        if card is None:
+            return frozenset()
         words = self._card_cache.get(card.id)
         if words is None:
             words = self._card_cache[card.id] = _card_words(card)
         return words
 
     def _fact(self, text: str, context: HearingContext) -> tuple[str | None, str | None]:
-        if "?" not in text:
+        if "?" not in text or context.card is None:
             return None, None
         asked = content_words(text)
         best, best_share = None, 0.0
@@ -337,15 +348,13 @@ class EmbeddingListener(Listener):
     def _prepare(self, texts: Sequence[str], contexts: Sequence[HearingContext]) -> None:
         batch = [t for t in texts if t.strip()]
         for c in contexts:
-            batch += [c.user_utterance, c.card.situation, c.card.topic]
+            batch += _refs(c)
         self.encoder.encode([t for t in batch if t])  # one forward pass for what is new
 
     def _relevance(self, text: str, context: HearingContext, shared: int) -> tuple[float, dict]:
         from dialogue_gym.user.hearing.embedding import similarity
 
-        refs = [
-            r for r in (context.user_utterance, context.card.situation, context.card.topic) if r
-        ]
+        refs = _refs(context)
         turn = self.encoder.encode([text])
         to_context = float(similarity(turn, self.encoder.encode(refs)).max()) if refs else 0.0
         to_support = float(similarity(turn, self._support).max())
@@ -362,9 +371,7 @@ class EmbeddingListener(Listener):
 
         turn = self.encoder.encode([text])
         to_hostile = float(similarity(turn, self._hostile).max())
-        refs = [
-            r for r in (context.user_utterance, context.card.situation, context.card.topic) if r
-        ]
+        refs = _refs(context)
         # Closer to contempt than to support *and* to the user's own situation: a turn about
         # their mum's drinking is not "drink it away" however near the two words sit.
         nearest_kind = float(similarity(turn, self._support).max())
