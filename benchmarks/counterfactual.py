@@ -11,9 +11,10 @@ every env given, side by side: ``EmpathyDialogueText-v0`` hears only the strateg
 ``EmpathyDialogueText-v1`` hears the words.
 
 The lines were written apart from the simulator, before it was tuned, by another author
-(``benchmarks/data/counterfactual_dev.yaml`` and ``counterfactual_held_out.yaml``, 6 lines per
-style and strategy in each); the held-out half was not looked at while tuning. ``--split`` picks
-which half is played. Targets for v1 (issue 22, ``docs/text.md#what-the-user-hears``): natural >=
+(``dialogue_gym/user/data/counterfactual_*.yaml``, 6 lines per style and strategy in each). The
+dev half was used while tuning; the first held-out half was played once, for the first report,
+and has since been used to fit the tone model; the second held-out set, written later by another
+author, has been used for nothing but the report. ``--split`` picks which set is played. Targets for v1 (issue 22, ``docs/text.md#what-the-user-hears``): natural >=
 90% of the example lines' success; hostile <= 5% success with >= 50% of users leaving; off-topic
 <= 10%; cue salad at least 30 points below natural; repeated below varied.
 
@@ -48,7 +49,10 @@ from dialogue_gym.envs.text import EXAMPLE_UTTERANCES
 from dialogue_gym.user.voices.cleaning import second_person
 
 EVAL_SEED = 10_000
-DATA = Path(__file__).parent / "data"
+#: The sets of lines, in the order they were written.
+SPLITS = ("dev", "held_out", "held_out_2")
+#: The lines, packaged with the data they were written beside (dialogue_gym/user/data/).
+DATA = Path(dialogue_gym.__file__).parent / "user" / "data"
 #: Every style the benchmark plays, in table order.
 STYLES = (
     "example",
@@ -66,8 +70,8 @@ STYLES = (
 class Args:
     envs: tuple[str, ...] = ("EmpathyDialogueText-v0", "EmpathyDialogueText-v1")
     """env ids to play side by side"""
-    split: str = "held_out"
-    """which half of the lines: held_out (the report's) or dev (the tuning half)"""
+    split: str = "held_out_2"
+    """which lines: held_out_2 (the report's), held_out (the first report's) or dev"""
     styles: tuple[str, ...] = STYLES
     """styles to play"""
     listener: str | None = None
@@ -86,8 +90,8 @@ class Args:
 
 def load_lines(split: str) -> dict[str, dict[int, list[str]]]:
     """Style -> strategy index -> lines, for one half of the committed sets."""
-    if split not in ("dev", "held_out"):
-        raise SystemExit(f"--split must be 'dev' or 'held_out', got {split!r}")
+    if split not in SPLITS:
+        raise SystemExit(f"--split must be one of {', '.join(SPLITS)}, got {split!r}")
     raw = yaml.safe_load((DATA / f"counterfactual_{split}.yaml").read_text("utf-8"))["styles"]
     return {
         style: {STRATEGIES.index(s): list(lines) for s, lines in by.items()}

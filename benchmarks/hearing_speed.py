@@ -23,7 +23,7 @@ import yaml
 
 import dialogue_gym  # noqa: F401  (registers the envs)
 
-LINES = Path(__file__).parent / "data" / "counterfactual_dev.yaml"
+LINES = Path(dialogue_gym.__file__).parent / "user" / "data" / "counterfactual_dev.yaml"
 CONFIGS = (
     ("EmpathyDialogueText-v0", {}),
     ("EmpathyDialogueText-v1", {"listener": "lexical", "recogniser": "lexical"}),

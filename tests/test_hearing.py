@@ -242,3 +242,46 @@ def test_counterfactual_benchmark_quick(tmp_path) -> None:
     assert rows[("EmpathyDialogueText-v1", "hostile")]["left"] > 0.0
     assert rows[("EmpathyDialogueText-v0", "hostile")]["left"] == 0.0
     assert (tmp_path / "r.json").is_file()
+
+
+def test_the_tone_model_hears_contempt_no_list_holds() -> None:
+    from dialogue_gym.user.hearing.tone_model import fitted
+
+    unlisted = "Did it ever occur to you that this is nobody's fault but yours?"
+    assert tone(unlisted).hostility < SimConfig().hostile_at  # the word lists miss it
+    kind = "I'm here for you, take your time."
+    p_unlisted, p_kind = fitted().hostile_probability([unlisted, kind])
+    assert p_unlisted > p_kind
+    # Kindness the words show overrules the model: "fault" near "not your" is not blame.
+    listener = make_listener("embedding")
+    heard = listener.hear(
+        ["It's not your fault, and I'm glad you told me."], [HearingContext(CARDS[0], "")]
+    )[0]
+    assert heard.delivery.tone == "warm" and heard.delivery.hostility == 0.0
+
+
+def test_the_tone_model_is_kept_between_processes(tmp_path, monkeypatch) -> None:
+    from dialogue_gym.user.hearing import tone_model
+
+    monkeypatch.setenv("DIALOGUE_GYM_CACHE", str(tmp_path))
+    monkeypatch.setattr(tone_model, "training_lines", lambda: (("You idiot.", 1), ("Hi.", 0)))
+    tone_model.fitted.cache_clear()
+    try:
+        first = tone_model.fitted()
+        kept = list(tmp_path.glob("tone_model-*.pkl"))
+        tone_model.fitted.cache_clear()
+        again = tone_model.fitted()
+    finally:
+        tone_model.fitted.cache_clear()
+    assert len(kept) == 1 and again is not first
+    assert np.array_equal(
+        first.hostile_probability(["You idiot."]), again.hostile_probability(["You idiot."])
+    )
+
+
+def test_the_embedding_reader_reads_natural_support() -> None:
+    from dialogue_gym.user.recognise import make_recogniser
+
+    reader = make_recogniser("embedding")
+    lines = ("When my dad was ill I barely slept for a year.", "How long has it been like this?")
+    assert [r.strategy for r in reader.recognise(lines)] == ["Self-disclosure", "Question"]

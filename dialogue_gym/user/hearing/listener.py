@@ -8,7 +8,8 @@ it for ``info["heard"]``. Five parts, each measured in ``docs/simulator.md#the-h
 - **tone** (hostility, coldness, warmth): phrases of blame, mockery, dismissal, minimising,
   sarcasm and harmful advice, and of warmth, from ``data/hearing.yaml``, a negation or a
   reported self-view ("you said you feel stupid") cancelling them; the embedding listener adds a
-  second opinion from the turn's closeness to hostile rather than supportive prototypes;
+  second opinion from a learned tone model (:mod:`~dialogue_gym.user.hearing.tone_model`:
+  contempt said in words no list holds is heard as cold, and when the model is sure, hostile);
 - **relevance**: whether the turn engages with what the user said and their situation. The
   embedding listener: the best similarity of the turn to the user's last words, their card's
   situation and topic, or a supportive turn in general; the lexical listener: shared topic words,
@@ -63,6 +64,8 @@ _PER_STOCK, _PER_ACT = 0.3, 0.15
 _WORDS = re.compile(r"[a-z']+")
 #: The similarities ``info["heard"]["scores"]`` reports (0.0 where the listener has none).
 _SCORE_KEYS = ("context", "support", "elsewhere", "hostile")
+#: The hostility the tone model's opinion gives a turn it hears as hostile.
+_MODEL_HOSTILITY = 0.6
 _FEELING = re.compile(
     r"\b(?:feel\w*|felt|hurt\w*|sad\w*|alone|lonely|scared|afraid|fear\w*|anxi\w*|worr\w*|"
     r"stress\w*|overwhelm\w*|exhaust\w*|tired|drained|worn|hopeless|helpless|guilt\w*|shame\w*|"
@@ -205,8 +208,9 @@ class Listener:
     def _relevance(self, text: str, context: HearingContext, shared: int) -> tuple[float, dict]:
         raise NotImplementedError
 
-    def _tone_opinion(self, text: str, context: HearingContext) -> tuple[float, dict]:
-        return 0.0, {}
+    def _tone_opinion(self, text: str, context: HearingContext) -> tuple[float, float, dict]:
+        """A second opinion on tone: (hostility, coldness, scores); none by default."""
+        return 0.0, 0.0, {}
 
     def _card(self, card: ScenarioCard | None) -> frozenset[str]:
         if card is None:
@@ -237,9 +241,11 @@ class Listener:
             silent = Delivery(tone="cold", coldness=1.0, relevance=0.0)
             return Heard(silent, self.kind)
         found = tone(text)
-        opinion, tone_scores = self._tone_opinion(text, context)
+        opinion, cold_opinion, tone_scores = self._tone_opinion(text, context)
         # A second opinion never overrules warmth the words show.
-        hostility = found.hostility if found.warmth >= 0.4 else max(found.hostility, opinion)
+        warm = found.warmth >= 0.4
+        hostility = found.hostility if warm else max(found.hostility, opinion)
+        coldness = found.coldness if warm else max(found.coldness, cold_opinion)
         words = content_words(text)
         shared = sorted(words & self._card(context.card))
         relevance, scores = self._relevance(text, context, len(shared))
@@ -257,9 +263,9 @@ class Listener:
         fact, answer = self._fact(text, context)
         specificity = round(min(1.0, len(shared) / 2.0 + (0.5 if fact else 0.0)), 6)
         delivery = Delivery(
-            tone=_label(hostility, found.coldness, found.warmth),
+            tone=_label(hostility, coldness, found.warmth),
             hostility=round(hostility, 6),
-            coldness=found.coldness,
+            coldness=round(coldness, 6),
             relevance=relevance,
             coherence=coherence,
             repetition=repetition,
@@ -304,15 +310,14 @@ class EmbeddingListener(Listener):
     Relevance maps a margin from [``low``, ``high``] onto [0, 1]: the best of the turn's
     similarities to the user's last words, the card's situation and topic, and the supportive
     prototypes, less its similarity to chatter about something else (the off-topic
-    prototypes); shared topic words lift it to 1 as in the lexical listener. A turn much closer to the hostile
-    prototypes than to the supportive ones is heard as hostile even without a listed phrase.
+    prototypes); shared topic words lift it to 1 as in the lexical listener.
 
     Args:
         low: Margin at or below which a turn is about something else (relevance 0).
         high: Margin at or above which it fully engages (relevance 1).
-        hostile_margin: How much closer to the hostile prototypes than to the supportive ones
-            a turn must be for the second opinion to call it hostile.
-        hostile_floor: ...and how close to a hostile prototype, at least.
+        cold_p: The tone model's probability of contempt from which a turn is heard as cold
+            (coldness rising to 1 at ``hostile_p``).
+        hostile_p: ...and from which it is heard as hostile (hostility 0.6).
     """
 
     kind = "embedding"
@@ -321,18 +326,17 @@ class EmbeddingListener(Listener):
         self,
         low: float = -0.1,
         high: float = 0.1,
-        hostile_margin: float = 0.15,
-        hostile_floor: float = 0.45,
+        cold_p: float = 0.6,
+        hostile_p: float = 0.7,
     ) -> None:
         super().__init__()
         from dialogue_gym.user.hearing.embedding import SentenceEncoder
 
         self.low, self.high = low, high
-        self.hostile_margin, self.hostile_floor = hostile_margin, hostile_floor
+        self.cold_p, self.hostile_p = cold_p, hostile_p
         self.encoder = SentenceEncoder.shared()
         lex = lexicon()
         self._support = self.encoder.encode(list(lex.support_prototypes))
-        self._hostile = self.encoder.encode(list(lex.hostile_prototypes))
         self._elsewhere = self.encoder.encode(list(lex.off_topic_prototypes))
 
     def describe(self) -> dict[str, Any]:
@@ -341,8 +345,8 @@ class EmbeddingListener(Listener):
             "model": "sentence-transformers/all-MiniLM-L6-v2",
             "low": self.low,
             "high": self.high,
-            "hostile_margin": self.hostile_margin,
-            "hostile_floor": self.hostile_floor,
+            "cold_p": self.cold_p,
+            "hostile_p": self.hostile_p,
         }
 
     def _prepare(self, texts: Sequence[str], contexts: Sequence[HearingContext]) -> None:
@@ -366,20 +370,11 @@ class EmbeddingListener(Listener):
         scores = {"context": to_context, "support": to_support, "elsewhere": elsewhere}
         return round(relevance, 3), scores
 
-    def _tone_opinion(self, text: str, context: HearingContext) -> tuple[float, dict]:
-        from dialogue_gym.user.hearing.embedding import similarity
+    def _tone_opinion(self, text: str, context: HearingContext) -> tuple[float, float, dict]:
+        from dialogue_gym.user.hearing.tone_model import fitted
 
-        turn = self.encoder.encode([text])
-        to_hostile = float(similarity(turn, self._hostile).max())
-        refs = _refs(context)
-        # Closer to contempt than to support *and* to the user's own situation: a turn about
-        # their mum's drinking is not "drink it away" however near the two words sit.
-        nearest_kind = float(similarity(turn, self._support).max())
-        if refs:
-            nearest_kind = max(
-                nearest_kind, float(similarity(turn, self.encoder.encode(refs)).max())
-            )
-        hostile = (
-            to_hostile >= self.hostile_floor and to_hostile - nearest_kind >= self.hostile_margin
-        )
-        return (0.6 if hostile else 0.0), {"hostile": to_hostile}
+        p = round(float(fitted().hostile_probability([text])[0]), 3)
+        hostility = _MODEL_HOSTILITY if p >= self.hostile_p else 0.0
+        span = self.hostile_p - self.cold_p
+        coldness = min(1.0, (p - self.cold_p) / span) if p >= self.cold_p else 0.0
+        return hostility, round(coldness, 3), {"hostile": p}
