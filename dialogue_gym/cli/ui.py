@@ -13,7 +13,7 @@ Example:
     >>> add_ui_parser(parser.add_subparsers(dest="command"))
     >>> args = parser.parse_args(["ui", "--port", "7861", "--logs", "a.jsonl", "runs/"])
     >>> args.host, args.port, args.logs, args.voice, args.env
-    ('127.0.0.1', 7861, ['a.jsonl', 'runs/'], 'template', 'EmpathyDialogueText-v0')
+    ('127.0.0.1', 7861, ['a.jsonl', 'runs/'], 'template', 'EmpathyDialogueText-v1')
 """
 
 from __future__ import annotations
