@@ -287,8 +287,11 @@ class EmpathyDialogueEnv(gym.Env[dict[str, np.ndarray], int]):
 
     `info` on every step: `emotion`, `emotion_before`, `change`, `reason`, `user_act`,
     `user_utterance`, `agent_utterance`, `strategy`, `cue`, `premature`, `resolved`,
-    `messages` (the chat with roles; user turns have `trainable: False`), `card_id`,
-    `turn`, `voice`, `voice_seed`; at the end also `success`, `user_left`, `need`. `reset`'s
+    `messages` (the chat with roles; user turns have `trainable: False`), `card_id` (an opaque
+    key of the card, `card-` and 12 hex digits: the card's own id spells its hidden need, so
+    nothing an agent or an offline learner reads on every step names it),
+    `turn`, `voice`, `voice_seed`; at the end also `success`, `user_left`, `need` and `card` (the
+    card's full id). `reset(options={"card": ...})` takes either the id or the key. `reset`'s
     `info` adds `voice_config` (model, sampling parameters of both voices). With a voice that
     checks its lines (`voice="llm"`) every `info` also has `voice_check`: `{"retries": k,
     "fallback": bool}` for the user's line (resamples, and whether the template line stood in).
@@ -374,7 +377,10 @@ class EmpathyDialogueEnv(gym.Env[dict[str, np.ndarray], int]):
         check_all(type(self).__name__, ENV_ARGUMENTS, arguments)
         self.config = SimConfig.coerce(sim)
         self.cards = load_scenarios(scenarios)
+        # By id and by the opaque key info["card_id"] shows: reset(options={"card": ...}) takes
+        # either.
         self._card_index = {card.id: i for i, card in enumerate(self.cards)}
+        self._card_index.update({card.key: i for i, card in enumerate(self.cards)})
         self._fresh_cores: dict[str, AffectiveCore] = {}
         self.max_turns = int(max_turns)
         self.render_mode = render_mode
@@ -525,7 +531,7 @@ class EmpathyDialogueEnv(gym.Env[dict[str, np.ndarray], int]):
                 "user_act": "vent",
                 "user_utterance": text,
                 "messages": Transcript((message,)),
-                "card_id": card.id,
+                "card_id": card.key,  # opaque: the card's id spells its hidden need
                 "turn": 0,
                 "voice": self.voice.kind,
                 "voice_seed": voice_seed,
@@ -660,7 +666,7 @@ class EmpathyDialogueEnv(gym.Env[dict[str, np.ndarray], int]):
             "premature": appraisal.premature,
             "resolved": state.resolved,
             "messages": Transcript(messages),
-            "card_id": card.id,
+            "card_id": card.key,
             "turn": state.turn,
             "voice": self.voice.kind,
             "voice_seed": voice_seed,
@@ -672,6 +678,7 @@ class EmpathyDialogueEnv(gym.Env[dict[str, np.ndarray], int]):
             info["success"] = success
             info["user_left"] = appraisal.left
             info["need"] = core.need
+            info["card"] = card.id
         if self.render_mode == "human":
             self.render()
         return self._observation(core), float(success), terminated, truncated, info

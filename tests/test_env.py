@@ -190,7 +190,16 @@ def test_card_option_and_splits(make_env):
     test_env = make_env(scenarios="test")
     card = test_env.unwrapped.cards[3]
     _, info = test_env.reset(seed=0, options={"card": card.id})
-    assert info["card_id"] == card.id
+    # What every step shows is an opaque key, which never spells the hidden need; reset takes it.
+    assert info["card_id"] == card.key and card.hidden_need not in info["card_id"]
+    assert test_env.unwrapped.card is card
+    test_env.reset(seed=0, options={"card": card.key})
+    assert test_env.unwrapped.card is card
+    done, action = False, test_env.action_space.sample()
+    while not done:
+        *_, terminated, truncated, info = test_env.step(action)
+        done = terminated or truncated
+    assert info["card"] == card.id  # the full id: the terminal info only
     train_sits = {c.situation_id for c in make_env(scenarios="train").unwrapped.cards}
     assert not train_sits & {c.situation_id for c in test_env.unwrapped.cards}
 

@@ -6,6 +6,8 @@ loading and validation live below the dataclasses.
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import math
 import numbers
 import os
@@ -113,6 +115,27 @@ class ScenarioCard:
     def __deepcopy__(self, memo: dict) -> ScenarioCard:
         # Cards are immutable; sharing them keeps fork() and gym.make's deep copies cheap.
         return self
+
+    @property
+    def key(self) -> str:
+        """An opaque id of the card, for what an agent or an offline learner can read.
+
+        The card's ``id`` spells its hidden need (``...-be_heard``); ``info["card_id"]`` on
+        every step of ``EmpathyDialogueText-v1`` is this key instead, and the full ``id`` is only
+        in the terminal info (``info["card"]``). ``reset(options={"card": key})`` takes it.
+
+        Example:
+            >>> card = load_scenarios("test")[0]
+            >>> card.key.startswith("card-") and card.hidden_need not in card.key
+            True
+        """
+        return card_key(self.id)
+
+
+@functools.cache  # one per card: the env reads it on every step
+def card_key(card_id: str) -> str:
+    """The opaque key of the card ``card_id`` (see :attr:`ScenarioCard.key`)."""
+    return "card-" + hashlib.sha256(card_id.encode("utf-8")).hexdigest()[:12]
 
 
 # --- Loading and validation ----------------------------------------------------------------

@@ -297,7 +297,8 @@ class EpisodeLogger(gym.Wrapper):
             "schema": SCHEMA_VERSION,
             "episode": self.episodes_written,
             "env_id": self.env_id,
-            "card_id": info.get("card_id", episode.card_id),
+            # The card's full id, from the terminal info (each step shows an opaque key).
+            "card_id": info.get("card", info.get("card_id", episode.card_id)),
             "need": info.get("need", episode.need),
             "seed": episode.seed,
             "voice": episode.voice,

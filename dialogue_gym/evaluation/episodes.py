@@ -131,7 +131,7 @@ class _EpisodeLog:
         info = self.last
         messages = info.get("messages")
         return EpisodeResult(
-            card_id=info["card_id"],
+            card_id=info.get("card", info["card_id"]),  # the full id: only the terminal info
             need=info["need"],
             success=bool(info["success"]),
             user_left=bool(info["user_left"]),

@@ -109,7 +109,8 @@ INFO_SCHEMA: dict[str, tuple[type, Any]] = {
     "strategy": (str, ""),
     "reason": (str, ""),
     "cue": (str, ""),
-    "card_id": (str, ""),
+    "card_id": (str, ""),  # the card's opaque key: its full id spells the hidden need
+    "card": (str, ""),  # the card's full id: the terminal row only
     "turn": (int, 0),
     "resolved": (bool, False),
     "premature": (bool, False),
@@ -255,7 +256,7 @@ class DialogueEpisodeMetadata(EpisodeMetadataCallback):
         infos = episode.get("infos") or {}
         if "card_id" in infos:
             metadata.update(
-                card_id=_text(infos["card_id"][0]),
+                card_id=_text(infos["card"][-1]) if "card" in infos else _text(infos["card_id"][0]),
                 turns=len(episode["rewards"]),
                 success=bool(infos["success"][-1]),
                 user_left=bool(infos["user_left"][-1]),
