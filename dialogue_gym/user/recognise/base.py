@@ -9,13 +9,16 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+import numpy as np
 
 from dialogue_gym.core.vocabulary import OTHERS, STRATEGIES
 from dialogue_gym.user.injection import screen
 
-__all__ = ["Recognition", "pre_read", "screened", "silence"]
+__all__ = ["Recognition", "from_probabilities", "pre_read", "screened", "silence"]
 
 
 @dataclass(frozen=True)
@@ -76,3 +79,32 @@ def pre_read(text: str) -> Recognition | None:
         return silence()
     kind = screen(text)
     return screened(kind) if kind is not None else None
+
+
+def from_probabilities(
+    texts: Sequence[str],
+    probabilities: Callable[[list[str]], np.ndarray],
+    label_probability: float,
+    source: str,
+    unread: Callable[[str], Recognition | None] = lambda text: None,
+) -> list[Recognition]:
+    """The readings of a reader that gives strategy probabilities (the classifier, the
+    embedding reader): silence and text addressed to the simulator first (:func:`pre_read`),
+    then ``unread`` (a reading the reader gives without its model, or None), then the most
+    probable strategy, with every other one of probability at least ``label_probability`` as a
+    further label. ``probabilities`` is called once, on the texts still to read.
+    """
+    out: list[Recognition | None] = [pre_read(t) for t in texts]
+    for i, r in enumerate(out):
+        if r is None:
+            out[i] = unread(texts[i])
+    todo = [i for i, r in enumerate(out) if r is None]
+    if todo:
+        probs = probabilities([texts[i] for i in todo])
+        for i, p in zip(todo, probs, strict=True):
+            order = [int(s) for s in np.argsort(-p, kind="stable")]
+            primary = order[0]
+            labels = [primary] + [s for s in order[1:] if p[s] >= label_probability]
+            reason = f"{STRATEGIES[primary]} (p={p[primary]:.2f})"
+            out[i] = Recognition(primary, tuple(labels), reason, source)
+    return [r for r in out if r is not None]

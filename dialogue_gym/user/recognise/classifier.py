@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 
 from dialogue_gym.core.vocabulary import OTHERS, STRATEGIES
-from dialogue_gym.user.recognise.base import Recognition, pre_read
+from dialogue_gym.user.recognise.base import Recognition, from_probabilities
 from dialogue_gym.user.recognise.labelled import LabelledUtterance, load_labelled
 
 __all__ = [
@@ -351,19 +351,12 @@ class ClassifierRecogniser:
     ) -> list[Recognition]:
         """Recognise a batch of utterances (``seeds`` is accepted for the protocol, unused)."""
         clf = trained_classifier()
-        out: list[Recognition | None] = [pre_read(t) for t in texts]
-        todo = [i for i, r in enumerate(out) if r is None]
-        if todo:
-            probs = clf.probabilities([texts[i] for i in todo])
-            for i, p in zip(todo, probs, strict=True):
-                if not clf.knows_a_word(texts[i]):
-                    out[i] = Recognition(
-                        OTHERS, (OTHERS,), "no word the classifier knows", "classifier"
-                    )
-                    continue
-                order = [int(s) for s in np.argsort(-p, kind="stable")]
-                primary = order[0]
-                labels = [primary] + [s for s in order[1:] if p[s] >= self.label_probability]
-                reason = f"{STRATEGIES[primary]} (p={p[primary]:.2f})"
-                out[i] = Recognition(primary, tuple(labels), reason, "classifier")
-        return [r for r in out if r is not None]
+
+        def unread(text: str) -> Recognition | None:
+            if clf.knows_a_word(text):
+                return None
+            return Recognition(OTHERS, (OTHERS,), "no word the classifier knows", "classifier")
+
+        return from_probabilities(
+            texts, clf.probabilities, self.label_probability, "classifier", unread
+        )

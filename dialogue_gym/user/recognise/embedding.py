@@ -29,8 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from dialogue_gym.core.vocabulary import STRATEGIES
-from dialogue_gym.user.recognise.base import Recognition, pre_read
+from dialogue_gym.user.recognise.base import Recognition, from_probabilities
 from dialogue_gym.user.recognise.classifier import _fit_dual, _softmax
 from dialogue_gym.user.recognise.labelled import LabelledUtterance, load_labelled
 from dialogue_gym.user.recognise.lexical import LexicalRecogniser
@@ -122,14 +121,4 @@ class EmbeddingRecogniser:
         self, texts: Sequence[str], seeds: Sequence[int] | None = None
     ) -> list[Recognition]:
         """Recognise a batch (one embedding pass; ``seeds`` is accepted for the protocol)."""
-        out: list[Recognition | None] = [pre_read(t) for t in texts]
-        todo = [i for i, r in enumerate(out) if r is None]
-        if todo:
-            probs = self.probabilities([texts[i] for i in todo])
-            for i, p in zip(todo, probs, strict=True):
-                order = [int(s) for s in np.argsort(-p, kind="stable")]
-                primary = order[0]
-                labels = [primary] + [s for s in order[1:] if p[s] >= self.label_probability]
-                reason = f"{STRATEGIES[primary]} (p={p[primary]:.2f})"
-                out[i] = Recognition(primary, tuple(labels), reason, "embedding")
-        return [r for r in out if r is not None]
+        return from_probabilities(texts, self.probabilities, self.label_probability, "embedding")
