@@ -36,6 +36,8 @@ CONFIGS = (
 class Args:
     steps: int = 300
     """timed turns per configuration"""
+    users: int = 8
+    """users of the vector env (gym.make_vec) timed with and without one embedding pass a step"""
 
 
 def time_steps(env_id: str, kwargs: dict, lines: list[str], steps: int, tag: str) -> float:
@@ -59,6 +61,38 @@ def time_steps(env_id: str, kwargs: dict, lines: list[str], steps: int, tag: str
     return (time.perf_counter() - started) / steps * 1000
 
 
+def time_vector(users: int, lines: list[str], steps: int, batched: bool, tag: str) -> float:
+    """Milliseconds per user-turn of ``gym.make_vec("EmpathyDialogueText-v1", users)``, with
+    the vector env's one embedding pass a step (``batched``) or with each user embedding its own
+    words."""
+    import dialogue_gym.envs.vector as vector
+
+    saved = vector.prime_embeddings
+    if not batched:
+        vector.prime_embeddings = lambda envs, actions: 0
+    try:
+        envs = gym.make_vec(
+            "EmpathyDialogueText-v1", num_envs=users, voice="template", scenarios="test"
+        )
+        envs.reset(seed=0)
+        rounds = max(1, steps // users)
+        k = 0
+
+        def turn() -> None:
+            nonlocal k
+            envs.step([f"{lines[(k + i) % len(lines)]} ({tag} {k} {i})" for i in range(users)])
+            k += 1
+
+        for _ in range(3):
+            turn()
+        started = time.perf_counter()
+        for _ in range(rounds):
+            turn()
+        return (time.perf_counter() - started) / (rounds * users) * 1000
+    finally:
+        vector.prime_embeddings = saved
+
+
 def main(args: Args) -> None:
     torch.set_num_threads(1)
     styles = yaml.safe_load(LINES.read_text("utf-8"))["styles"]
@@ -69,6 +103,10 @@ def main(args: Args) -> None:
         ms = time_steps(env_id, kwargs, lines, args.steps, f"run{i}")
         base = base or ms
         print(f"{env_id} {kwargs or '(defaults)'}: {ms:.2f} ms/step ({ms / base:.1f}x v0)")
+    for batched in (False, True):
+        ms = time_vector(args.users, lines, args.steps, batched, f"vec{batched}")
+        how = "one embedding pass a step" if batched else "each user embeds its own words"
+        print(f"make_vec EmpathyDialogueText-v1 x{args.users}, {how}: {ms:.2f} ms/user-turn")
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import copy
 import unicodedata
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +43,7 @@ __all__ = [
     "TEXT_SIMULATOR_VIEW",
     "EmpathyDialogueTextEnv",
     "check_text",
+    "prime_embeddings",
     "to_action",
 ]
 
@@ -416,6 +417,18 @@ class EmpathyDialogueTextEnv(EmpathyDialogueEnv):
             if claimed:
                 del _USERS[id(self)]
 
+    def words_to_embed(self, action: Any) -> list[str]:
+        """The texts a step with ``action`` will embed (the embedding listener and reader read
+        the agent's words and the user's last line); ``[]`` when nothing embeds or the action
+        is not text. The vector env embeds every user's at once before any steps, so a batch
+        of users costs one model pass (:func:`prime_embeddings`)."""
+        embeds = getattr(self.listener, "kind", None) == "embedding" or (
+            getattr(self.recogniser, "kind", None) == "embedding"
+        )
+        if not embeds or not isinstance(action, str) or not action.strip() or not self.messages:
+            return []
+        return [action, self.messages[-1]["content"]]
+
     def backend_clients(self) -> list[BackendClient]:
         """As ``EmpathyDialogueEnv.backend_clients``, plus the LLM recogniser's handle."""
         client = getattr(self.recogniser, "client", None)
@@ -473,3 +486,22 @@ class EmpathyDialogueTextEnv(EmpathyDialogueEnv):
         finally:
             if claimed:
                 del _USERS[id(self)]
+
+
+def prime_embeddings(envs: Sequence[Any], actions: Sequence[Any]) -> int:
+    """Embed, in one pass, every text that stepping ``envs`` with ``actions`` will embed.
+
+    Each env then finds its texts in the shared encoder's cache: a vector env of N hearing users
+    runs the sentence model once per step, not N times. Envs without ``words_to_embed`` (the
+    strategy env) add nothing. Returns how many texts were embedded.
+    """
+    texts: list[str] = []
+    for env, action in zip(envs, actions, strict=True):
+        words = getattr(env.unwrapped, "words_to_embed", None)
+        if words is not None:
+            texts += words(action)
+    if texts:
+        from dialogue_gym.user.hearing.embedding import SentenceEncoder
+
+        SentenceEncoder.shared().encode(texts)
+    return len(texts)

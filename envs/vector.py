@@ -53,6 +53,7 @@ from dialogue_gym.core.validation import (
     integer,
     text,
 )
+from dialogue_gym.envs.text import prime_embeddings
 from dialogue_gym.llm.batching import Batcher
 from dialogue_gym.llm.client import BackendClient
 
@@ -261,6 +262,11 @@ class EmpathyDialogueVectorEnv(VectorEnv):
         for i, (env, action) in enumerate(zip(self.envs, actions, strict=True)):
             if not self._autoreset[i]:
                 env.unwrapped.check_action(action)
+        # Hearing users embed the agent's words: one model pass for the whole batch.
+        prime_embeddings(
+            [e for e, done in zip(self.envs, self._autoreset, strict=True) if not done],
+            [a for a, done in zip(actions, self._autoreset, strict=True) if not done],
+        )
         same_step = self.metadata["autoreset_mode"] == AutoresetMode.SAME_STEP
         jobs = []
         for i, (env, action) in enumerate(zip(self.envs, actions, strict=True)):
