@@ -285,3 +285,15 @@ def test_the_embedding_reader_reads_natural_support() -> None:
     reader = make_recogniser("embedding")
     lines = ("When my dad was ill I barely slept for a year.", "How long has it been like this?")
     assert [r.strategy for r in reader.recognise(lines)] == ["Self-disclosure", "Question"]
+
+
+def test_a_vector_env_of_hearing_users_embeds_a_step_in_one_pass() -> None:
+    from dialogue_gym.user.hearing.embedding import SentenceEncoder
+
+    envs = gym.make_vec("EmpathyDialogueText-v1", num_envs=3, voice="template", scenarios="test")
+    envs.reset(seed=0)
+    envs.step(["What happened?"] * 3)  # the cards' situations and topics are embedded once
+    encoder = SentenceEncoder.shared()
+    before = encoder.calls
+    envs.step([f"How long has this been weighing on you, {k} weeks?" for k in range(3)])
+    assert encoder.calls - before == 1
