@@ -492,12 +492,13 @@ def prime_embeddings(envs: Sequence[Any], actions: Sequence[Any]) -> int:
     """Embed, in one pass, every text that stepping ``envs`` with ``actions`` will embed.
 
     Each env then finds its texts in the shared encoder's cache: a vector env of N hearing users
-    runs the sentence model once per step, not N times. Envs without ``words_to_embed`` (the
-    strategy env) add nothing. Returns how many texts were embedded.
+    runs the sentence model once per step, not N times, and so does a GRPO group
+    (``dialogue_gym.integrations.trl.DialogueRollout``). Envs without ``words_to_embed`` (the
+    strategy env, a served user) add nothing. Returns how many texts were embedded.
     """
     texts: list[str] = []
     for env, action in zip(envs, actions, strict=True):
-        words = getattr(env.unwrapped, "words_to_embed", None)
+        words = getattr(getattr(env, "unwrapped", env), "words_to_embed", None)
         if words is not None:
             texts += words(action)
     if texts:

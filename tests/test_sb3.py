@@ -52,7 +52,7 @@ def test_each_env_gets_its_own_options(build):
     assert [c.id for c in venv.get_attr("card")[:2]] == [cards[1].id, cards[5].id]
     # The episodes go on from there: a step sees the chosen users.
     _, _, _, infos = venv.step(np.array([0, 0, 0]))
-    assert [info["card_id"] for info in infos[:2]] == [cards[1].id, cards[5].id]
+    assert [info["card_id"] for info in infos[:2]] == [cards[1].key, cards[5].key]
     # SB3 forgets options after a reset: the next one draws every card again.
     venv.seed(7)
     venv.reset()
@@ -62,10 +62,10 @@ def test_each_env_gets_its_own_options(build):
 
 def test_the_same_options_for_every_env_and_a_wrong_count():
     venv = make_sb3_vec_env(n_envs=2, seed=0, **KWARGS)
-    card = venv.envs[0].unwrapped.cards[4].id
-    venv.set_options({"card": card})
+    card = venv.envs[0].unwrapped.cards[4]
+    venv.set_options({"card": card.id})
     venv.reset()
-    assert [info["card_id"] for info in venv.reset_infos] == [card, card]
+    assert [info["card_id"] for info in venv.reset_infos] == [card.key, card.key]
     venv.set_options([{"card": 1}])
     with pytest.raises(ValueError, match=r"options.*1 .*2 envs"):
         venv.reset()

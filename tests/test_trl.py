@@ -73,7 +73,7 @@ def test_a_group_shares_one_simulated_user(test_rows: Any) -> None:
     for _ in range(2):
         env = gym.make(ENV_ID, voice="template", recogniser="lexical", scenarios="test")
         _, info = env.reset(seed=row["seed"], options={"card": row["card"]})
-        assert info["card_id"] == row["card"]
+        assert env.unwrapped.card.id == row["card"] and info["card_id"] == env.unwrapped.card.key
         assert info["user_utterance"] == row["prompt"][-1]["content"]
         said.append(env.step("What has been the hardest part?")[-1]["user_utterance"])
     assert said[0] == said[1]

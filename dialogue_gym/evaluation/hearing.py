@@ -43,7 +43,7 @@ HEARD_KEYS = (
 
 @cache
 def _cards() -> dict[str, ScenarioCard]:
-    return {c.id: c for c in load_scenarios("all")}
+    return {name: c for c in load_scenarios("all") for name in (c.id, c.key)}
 
 
 def heard_stats(episodes: Any, listener: str = "lexical") -> dict[str, Any]:

@@ -62,7 +62,7 @@ import numpy as np
 
 import dialogue_gym  # noqa: F401  (registers the envs)
 from dialogue_gym.core.validation import InvalidArgument
-from dialogue_gym.envs.text import HEARING_ENV_ID, to_action
+from dialogue_gym.envs.text import HEARING_ENV_ID, prime_embeddings, to_action
 
 if TYPE_CHECKING:  # pragma: no cover
     import datasets
@@ -806,6 +806,13 @@ class DialogueRollout:
             tick = time.perf_counter()
             tokens, logprobs = self._generate(trainer, sequences, eos)
             self._clock["generate_s"] += time.perf_counter() - tick
+            tick = time.perf_counter()
+            # Hearing users embed the policy's words: one model pass for the whole group.
+            said = [
+                to_action(tokenizer.decode(ids, skip_special_tokens=True).strip()) for ids in tokens
+            ]
+            prime_embeddings([envs[i] for i in active], said)
+            self._clock["env_s"] += time.perf_counter() - tick
             for i, ids, lps in zip(active, tokens, logprobs, strict=True):
                 self._advance(episodes[i], envs[i], ids, lps, tokenizer, eos)
 

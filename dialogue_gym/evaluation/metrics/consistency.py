@@ -388,7 +388,8 @@ def _cards_by_id(
         cards = load_scenarios("all")
     if isinstance(cards, Mapping):
         return cards
-    return {card.id: card for card in cards}
+    # By id and by the opaque key a step's info names a card with.
+    return {name: card for card in cards for name in (card.id, card.key)}
 
 
 def prompt_to_line_consistency(

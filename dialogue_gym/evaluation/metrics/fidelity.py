@@ -865,6 +865,8 @@ def fidelity_table(
         (0.5, 0.5)
     """
     total, model = _Tally(), _Tally()
+    if cards:  # records made from step infos name a card by its opaque key
+        cards = {**cards, **{card.key: card for card in cards.values()}}
     names = {cid: card.persona.name for cid, card in (cards or {}).items()}
     checks = [r.get("voice_check") for r in records]
     episodes: dict[Any, list[Mapping[str, Any]]] = defaultdict(list)
