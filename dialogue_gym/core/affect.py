@@ -234,7 +234,7 @@ class AffectiveCore:
         if delivery is not None:
             quality, clear = self.quality(delivery), delivery.coherence >= c.clarity_needed
 
-        hostile = delivery is not None and delivery.hostility >= c.hostile_at
+        hostile = delivery is not None and delivery.hostile(c.hostile_at)
         off_topic = delivery is not None and not hostile and delivery.relevance < c.relevance_needed
         if hostile:
             delta = -c.hostility_penalty * delivery.hostility  # type: ignore[union-attr]

@@ -74,7 +74,7 @@ def reaction(
         >>> reaction(Delivery(relevance=0.1), 0.5, 0.35, 0.5), reaction(Delivery(), 0.5, 0.35, 0.5)
         ('off_topic', None)
     """
-    if delivery.hostility >= hostile_at:
+    if delivery.hostile(hostile_at):
         return "hurt"
     if delivery.relevance < relevance_needed:
         return "off_topic"

@@ -2,7 +2,8 @@
 
 ``dialogue_gym/user/data/hearing.yaml`` holds the tone phrases (hostile: blame, mockery,
 dismissal, sarcasm, harmful advice; cold; warm), the words that carry no topic, and the
-prototypes of supportive and hostile turns that the embedding listener compares a turn with.
+prototypes of supportive turns and of off-topic chatter that the embedding listener compares a turn
+with.
 Everything here is pure Python and deterministic: the same words give the same reading on every
 machine.
 
@@ -50,7 +51,6 @@ class _Lexicon:
     reported: re.Pattern[str]
     stopwords: frozenset[str]
     support_prototypes: tuple[str, ...]
-    hostile_prototypes: tuple[str, ...]
     off_topic_prototypes: tuple[str, ...]
     reactions: dict[str, tuple[str, ...]]
 
@@ -73,7 +73,6 @@ def lexicon() -> _Lexicon:
         reported=re.compile(raw["reported"]),
         stopwords=frozenset(raw["stopwords"].split()),
         support_prototypes=tuple(raw["support_prototypes"]),
-        hostile_prototypes=tuple(raw["hostile_prototypes"]),
         off_topic_prototypes=tuple(raw["off_topic_prototypes"]),
         reactions={k: tuple(v) for k, v in raw["reactions"].items()},
     )

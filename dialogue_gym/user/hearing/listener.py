@@ -205,7 +205,9 @@ class Listener:
     def _prepare(self, texts: Sequence[str], contexts: Sequence[HearingContext]) -> None:
         """Batch work before the turns are read one by one (the embedding listener encodes)."""
 
-    def _relevance(self, text: str, context: HearingContext, shared: int) -> tuple[float, dict]:
+    def _relevance(
+        self, text: str, context: HearingContext, shared: int, warmth: float
+    ) -> tuple[float, dict]:
         raise NotImplementedError
 
     def _tone_opinion(self, text: str, context: HearingContext) -> tuple[float, float, dict]:
@@ -248,7 +250,7 @@ class Listener:
         coldness = found.coldness if warm else max(found.coldness, cold_opinion)
         words = content_words(text)
         shared = sorted(words & self._card(context.card))
-        relevance, scores = self._relevance(text, context, len(shared))
+        relevance, scores = self._relevance(text, context, len(shared), found.warmth)
         stock = sum(
             1
             for s in sentences(text)
@@ -294,12 +296,15 @@ class LexicalListener(Listener):
 
     kind = "lexical"
 
-    def _relevance(self, text: str, context: HearingContext, shared: int) -> tuple[float, dict]:
+    def _relevance(
+        self, text: str, context: HearingContext, shared: int, warmth: float
+    ) -> tuple[float, dict]:
+        # Stopwords again: a stem ("feels" -> "feel") can be one.
         said = content_words(context.user_utterance) - lexicon().stopwords
-        echoes = len(content_words(text) & said)
+        echoes = content_words(text) & said
         if shared or echoes:
             return 1.0, {}
-        if _FEELING.search(normalise(text)) or tone(text).warmth >= 0.4:
+        if _FEELING.search(normalise(text)) or warmth >= 0.4:
             return 0.8, {}
         return 0.2, {}
 
@@ -355,7 +360,9 @@ class EmbeddingListener(Listener):
             batch += _refs(c)
         self.encoder.encode([t for t in batch if t])  # one forward pass for what is new
 
-    def _relevance(self, text: str, context: HearingContext, shared: int) -> tuple[float, dict]:
+    def _relevance(
+        self, text: str, context: HearingContext, shared: int, warmth: float
+    ) -> tuple[float, dict]:
         from dialogue_gym.user.hearing.embedding import similarity
 
         refs = _refs(context)
@@ -366,7 +373,7 @@ class EmbeddingListener(Listener):
         margin = max(to_context, to_support) - elsewhere
         relevance = min(1.0, max(0.0, (margin - self.low) / (self.high - self.low)))
         if shared:
-            relevance = max(relevance, 1.0)
+            relevance = 1.0
         scores = {"context": to_context, "support": to_support, "elsewhere": elsewhere}
         return round(relevance, 3), scores
 
