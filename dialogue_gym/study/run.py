@@ -852,10 +852,13 @@ def run_one(spec: RunSpec, args: Args, episodes_dir: str) -> dict[str, Any]:
         log = {"tb_log_name": spec.run_id}
     curve_env = eval_env(spec.sim, args.max_turns, probe_rewards=False, env_id=spec.env)
     checkpoints = np.linspace(0, steps, args.eval_points + 1)[1:].astype(int)
-    curve, done = [], 0
+    curve, asked, done = [], 0, 0
     for i, target in enumerate(checkpoints):
-        model.learn(int(target - done), reset_num_timesteps=False, **log)
-        done = int(target)
+        model.learn(int(target - asked), reset_num_timesteps=False, **log)
+        asked = int(target)
+        # On-policy learners finish whole rollouts (PPO's 7,200-step chunk trains 7,680): the
+        # record counts the decisions trained, not those asked for.
+        done = int(getattr(model, "num_timesteps", asked))
         if i < len(checkpoints) - 1:
             results = play_test_cards(curve_env, as_policy(model, spec.learner))
             curve.append(
@@ -900,7 +903,8 @@ def run_one(spec: RunSpec, args: Args, episodes_dir: str) -> dict[str, Any]:
         "reward": spec.reward,
         "learner": spec.learner,
         "seed": spec.seed,
-        "steps": steps,
+        "steps": done,
+        "budget": steps,
         "train_seconds": round(train_seconds, 2),
         "curve": curve,
         "metrics": metrics,
