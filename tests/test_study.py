@@ -15,7 +15,7 @@ import pytest
 from dialogue_gym import InvalidArgument
 from dialogue_gym.cli import main as cli
 from dialogue_gym.evaluation.episode_log import read_episodes
-from dialogue_gym.study import report
+from dialogue_gym.study import intervals, report, verdicts
 from dialogue_gym.study import run as study
 
 TINY = [
@@ -59,7 +59,7 @@ def test_the_terminal_says_what_runs_first_and_ends_with_the_answer(tiny_output)
     assert lines[0].startswith("study: 4 runs (default setting: 2 rewards x 2 learners x 1 seeds")
     assert "no simulator sweep: --sweep adds" in lines[0]
     # At the end: the answer in words and where the report and the plots are.
-    assert "The answer:" in printed and "- ppo — the coarse bonus reaches" in printed
+    assert "The answer:" in printed and "- ppo — the coarse bonus scores" in printed
     assert f"report: {folder / 'report.md'}" in printed
     assert str(folder / "learning_curves.png") in printed and str(folder / "needs.png") in printed
     table = lines[lines.index("Main setting: default (test cards)") : lines.index("The answer:")]
@@ -95,7 +95,8 @@ def test_smoke_run_writes_every_file(tiny_run, capsys):
         (w, lrn) for w in ("sparse", "emotion_delta") for lrn in ("ppo", "hppo")
     }
     for r in runs:
-        assert [p["steps"] for p in r["curve"]] == [128, 256]
+        # PPO (and hppo, PPO over options) trains whole 512-step rollouts: 128 asked, 512 done.
+        assert r["budget"] == 256 and [p["steps"] for p in r["curve"]] == [512, 1024]
         assert len(r["card_success"]) == 72 and len(r["emotion_trajectory"]) == 11
         # Every reward's return is measured, whatever the run trained on.
         assert not math.isnan(r["metrics"]["return/multi_turn"])
@@ -199,8 +200,9 @@ def test_bad_settings_fail_before_anything_runs(argv, message, tmp_path, capsys)
     assert not any(tmp_path.iterdir())
 
 
-def _row(reward, iqm, lo, hi, soothing, auc, setting="default"):
-    return {
+def _row(reward, iqm, lo, hi, soothing, auc, setting="default", diff=None):
+    """A constructed row; ``diff``: its difference interval against the bonus (lo, hi)."""
+    row = {
         "setting": setting,
         "learner": "ppo",
         "reward": reward,
@@ -210,31 +212,35 @@ def _row(reward, iqm, lo, hi, soothing, auc, setting="default"):
         "soothing_index": soothing,
         "curve_auc": auc,
     }
+    if diff is not None:
+        row |= {"diff_iqm": (diff[0] + diff[1]) / 2, "diff_lo": diff[0], "diff_hi": diff[1]}
+    return row
 
 
 def test_verdicts_follow_the_stated_rules():
     rows = [
         _row("sparse", 0.8, 0.7, 0.9, 0.1, 0.5),
-        _row("final_emotion", 0.75, 0.65, 0.85, 0.2, 0.6),  # overlaps, AUC +20%
-        _row("emotion_delta", 0.1, 0.05, 0.2, 0.9, 0.1),  # below, soothing
-        _row("next_turn", 0.4, 0.3, 0.5, 0.2, 0.3),  # below, not soothing
+        _row("final_emotion", 0.75, 0.65, 0.85, 0.2, 0.6, diff=(-0.08, 0.02)),  # within δ
+        _row("emotion_delta", 0.1, 0.05, 0.2, 0.9, 0.1, diff=(-0.8, -0.6)),  # below, soothing
+        _row("next_turn", 0.4, 0.3, 0.5, 0.2, 0.3, diff=(-0.5, -0.3)),  # below, not soothing
         # A setting where the coarse bonus itself did not learn:
         _row("sparse", 0.0, 0.0, 0.1, 0.8, 0.02, setting="hard"),
-        _row("next_turn", 0.5, 0.3, 0.6, 0.1, 0.3, setting="hard"),  # wholly above
-        _row("multi_turn", 0.05, 0.0, 0.2, 0.2, 0.02, setting="hard"),  # overlaps a failure
-        _row("emotion_delta", 0.0, 0.0, 0.0, 0.9, 0.0, setting="hard"),
-        # It learned where the bonus did not, but the intervals still overlap.
-        _row("potential_emotion", 0.23, 0.05, 0.43, 0.3, 0.1, setting="hard"),
-        # A bonus that learned on some seeds (17% [0, 37]): a reward at 0% [0, 0] overlaps it
-        # but learned nothing, so it does not reach it; one at 20% [5, 30] does.
+        _row("next_turn", 0.5, 0.3, 0.6, 0.1, 0.3, setting="hard", diff=(0.2, 0.55)),
+        _row("multi_turn", 0.05, 0.0, 0.2, 0.2, 0.02, setting="hard", diff=(-0.05, 0.15)),
+        _row("emotion_delta", 0.0, 0.0, 0.0, 0.9, 0.0, setting="hard", diff=(-0.1, 0.0)),
+        # It learned where the bonus did not, but the difference straddles -δ.
+        _row("potential_emotion", 0.23, 0.05, 0.43, 0.3, 0.1, setting="hard", diff=(-0.2, 0.4)),
+        # A bonus that learned on some seeds (17% [0, 37]): a reward at 0% [0, 0] is not
+        # shown to fall more than δ below it (its difference reaches 0): inconclusive, not a
+        # replacement; one at 20% [5, 30] is within δ of it.
         _row("sparse", 0.17, 0.0, 0.37, 0.4, 0.1, setting="wide"),
-        _row("final_emotion", 0.0, 0.0, 0.0, 1.0, 0.0, setting="wide"),
-        _row("next_turn", 0.2, 0.05, 0.3, 0.1, 0.1, setting="wide"),
+        _row("final_emotion", 0.0, 0.0, 0.0, 1.0, 0.0, setting="wide", diff=(-0.37, 0.0)),
+        _row("next_turn", 0.2, 0.05, 0.3, 0.1, 0.1, setting="wide", diff=(-0.09, 0.2)),
     ]
-    report.verdicts(rows)
+    verdicts.verdicts(rows)
     assert [(r["verdict"], r["speed"]) for r in rows] == [
         ("reference", ""),
-        ("reaches", "faster"),
+        ("matches", "faster"),
         ("soothes", "slower"),
         ("falls short", "slower"),
         ("reference", ""),
@@ -244,21 +250,21 @@ def test_verdicts_follow_the_stated_rules():
         ("soothes", ""),
         ("inconclusive", "faster"),
         ("reference", ""),
-        ("soothes", "slower"),
-        ("reaches", "as fast"),
+        ("inconclusive", "slower"),
+        ("matches", "as fast"),
     ]
     can, cannot = report.conditions(rows, "ppo")
     assert can == ["`final_emotion`: default", "`next_turn`: hard, wide"]
     assert cannot == [
-        "`final_emotion`: wide (soothes)",
+        "`final_emotion`: wide (inconclusive)",
         "`emotion_delta`: default (soothes), hard (soothes)",
         "`next_turn`: default (falls short)",
         "`multi_turn`: hard (both fail)",
         "`potential_emotion`: hard (inconclusive)",
     ]
-    assert set(report.RULES) >= {
+    assert set(verdicts.rules()) >= {
         "beats",
-        "reaches",
+        "matches",
         "soothes",
         "both fail",
         "inconclusive",
@@ -267,30 +273,30 @@ def test_verdicts_follow_the_stated_rules():
 
 
 def test_speed_needs_a_floor_and_a_ratio():
-    assert report.speed(0.0, 0.0) == report.speed(0.04, 0.0) == ""  # neither learned
-    assert report.speed(0.06, 0.0) == "faster"
-    assert report.speed(0.30, 0.27) == "as fast"  # +11% but only 0.03
-    assert report.speed(0.5, 0.3) == "faster" and report.speed(0.1, 0.3) == "slower"
+    assert verdicts.speed(0.0, 0.0) == verdicts.speed(0.04, 0.0) == ""  # neither learned
+    assert verdicts.speed(0.06, 0.0) == "faster"
+    assert verdicts.speed(0.30, 0.27) == "as fast"  # +11% but only 0.03
+    assert verdicts.speed(0.5, 0.3) == "faster" and verdicts.speed(0.1, 0.3) == "slower"
 
 
 def test_unsettled_verdicts_are_those_with_a_curve_still_climbing():
     rows = [
         {**_row("sparse", 0.6, 0.4, 0.8, 0.0, 0.3), "flattened": False},
-        {**_row("next_turn", 0.9, 0.85, 1.0, 0.0, 0.6), "flattened": True},
-        {**_row("final_emotion", 0.0, 0.0, 0.0, 1.0, 0.0), "flattened": True},
+        {**_row("next_turn", 0.9, 0.85, 1.0, 0.0, 0.6, diff=(0.1, 0.5)), "flattened": True},
+        {**_row("final_emotion", 0.0, 0.0, 0.0, 1.0, 0.0, diff=(-0.8, -0.4)), "flattened": True},
     ]
-    report.verdicts(rows)
+    verdicts.verdicts(rows)
     assert [r["settled"] for r in rows[1:]] == [False, False]  # the bonus still climbs
     assert report.verdict_cell(rows[1]) == "beats, faster (unsettled)"
     assert report.unsettled(rows, "default") == [
         "- **ppo**: next_turn, final_emotion (still climbing at the last evaluation: sparse)"
     ]
     rows[0]["flattened"] = True
-    report.verdicts(rows)
+    verdicts.verdicts(rows)
     assert [r["settled"] for r in rows[1:]] == [True, True] and not report.unsettled(
         rows, "default"
     )
-    assert report.flattened([0.0, 0.5, 0.54]) and not report.flattened([0.0, 0.5, 0.55])
+    assert verdicts.flattened([0.0, 0.5, 0.54]) and not verdicts.flattened([0.0, 0.5, 0.55])
 
 
 def test_the_breakdown_solves_and_soothes_per_need():
@@ -353,7 +359,7 @@ def test_tensorboard_without_the_package_fails_at_once(monkeypatch):
 
 def test_task_scores_stratify_by_need():
     rec = {"card_success": [1.0, 0.0, 1.0, 1.0], "card_need": ["b", "a", "a", "b"]}
-    assert report.task_scores([rec, rec]).tolist() == [[0.5, 1.0], [0.5, 1.0]]
+    assert intervals.task_scores([rec, rec]).tolist() == [[0.5, 1.0], [0.5, 1.0]]
 
 
 @pytest.mark.slow
@@ -451,21 +457,6 @@ def test_resume_trains_only_the_missing_runs(tiny_run, tmp_path, capsys):
     assert len({json.loads(x)["run"] for x in lines[2:]}) == 2  # only the two missing runs
 
 
-def test_intervals_are_seeded_and_leave_numpy_global_state_alone():
-    import numpy as np
-
-    rng = np.random.default_rng(1)
-    groups = {"a": rng.random((3, 6)), "b": rng.random((3, 6))}
-    np.random.seed(5)
-    expected_next = np.random.random()
-    np.random.seed(5)
-    first = report.iqm_intervals(groups, 300)
-    assert np.random.random() == expected_next
-    assert report.iqm_intervals(groups, 300) == first
-    for mid, lo, hi in first.values():
-        assert lo <= mid <= hi
-
-
 @pytest.mark.slow
 def test_tensorboard_logs_each_run_and_change_no_number(tiny_run, tmp_path):
     pytest.importorskip("tensorboard")
@@ -497,8 +488,8 @@ def test_a_learner_that_never_learns_the_bonus_is_dropped_from_the_verdicts():
     def learner(name, auc, chance=0.06):
         rows = [
             _row("sparse", 0.01, 0.0, 0.08, 0.3, auc),
-            _row("multi_turn", 0.15, 0.05, 0.3, 0.5, 0.09),
-            _row("next_turn", 0.0, 0.0, 0.02, 0.2, 0.01),
+            _row("multi_turn", 0.15, 0.05, 0.3, 0.5, 0.09, diff=(-0.05, 0.25)),
+            _row("next_turn", 0.0, 0.0, 0.02, 0.2, 0.01, diff=(-0.4, -0.2)),
         ]
         for row in rows:
             row |= {"learner": name, "chance_success": chance, "curve_steps": [6000, 12000]}
@@ -509,28 +500,29 @@ def test_a_learner_that_never_learns_the_bonus_is_dropped_from_the_verdicts():
     # A2C and recurrent PPO in the full study: areas 0.03 and 0.07 against chance 0.06.
     rows = learner("a2c", 0.03) + learner("recurrent_ppo", 0.07) + learner("dqn", 0.25)
     rows[6] |= {"success_iqm": 0.28, "success_lo": 0.17, "success_hi": 0.42}  # DQN learned
-    report.verdicts(rows, "default")
+    verdicts.verdicts(rows, "default")
     assert [r["verdict"] for r in rows[:6]] == ["reference", "dropped", "dropped"] * 2
     assert all(r["dropped"] for r in rows[:6]) and not any(r["dropped"] for r in rows[6:])
-    assert [r["verdict"] for r in rows[6:]] == ["reference", "reaches", "falls short"]
+    assert [r["verdict"] for r in rows[6:]] == ["reference", "matches", "falls short"]
     assert report.verdict_cell(rows[1]) == "dropped (bonus unlearned)"
     assert "both fail" not in {r["verdict"] for r in rows}
     lines = report.answer(rows, "default")
     assert lines[0] == (
-        "- **a2c** — the coarse bonus reaches 1% [0%, 8%]: dropped from the verdicts, it never "
+        "- **a2c** — the coarse bonus scores 1% [0%, 8%]: dropped from the verdicts, it never "
         "learned the coarse bonus in 12000 decisions (learning area 0.03, below the random "
         "policy's success 0.06 + 0.05). Without verdicts: multi_turn 15%, next_turn 0%."
     )
-    assert lines[2].startswith("- **dqn** — the coarse bonus reaches 28% [17%, 42%]. **reaches**")
+    assert lines[2].startswith("- **dqn** — the coarse bonus scores 28% [17%, 42%]. **matches**")
     # Nothing dropped stays unsettled; the sweep's cells keep "both fail" (the setting is hard,
     # not the learner), and without a main setting nothing is dropped.
     assert report.unsettled(rows, "default") == []
     swept = [{**r, "setting": "resolution_uplift=15"} for r in learner("ppo", 0.0)]
-    report.verdicts(swept, "default")
-    assert [r["verdict"] for r in swept] == ["reference", "soothes", "both fail"]
-    report.verdicts(rows)
+    verdicts.verdicts(swept, "default")
+    # (multi_turn's difference, [-5, +25] points, lies above -δ: it matches the unlearned bonus)
+    assert [r["verdict"] for r in swept] == ["reference", "matches", "both fail"]
+    verdicts.verdicts(rows)
     assert not any(r["dropped"] for r in rows)
-    assert report.learns_bonus({"curve_auc": 0.11, "chance_success": 0.06})
+    assert verdicts.learns_bonus({"curve_auc": 0.11, "chance_success": 0.06})
 
 
 def test_each_user_is_planned_checked_and_fingerprinted_apart():
@@ -701,16 +693,14 @@ def test_two_learners_train_their_own_budgets(tmp_path, capsys):
     runs = {
         r["learner"]: r for r in map(json.loads, (folder / "runs.jsonl").read_text().splitlines())
     }
-    assert (runs["ppo"]["steps"], runs["hppo"]["steps"]) == (256, 128)
-    assert [p["steps"] for p in runs["ppo"]["curve"]] == [128, 256]
-    assert [p["steps"] for p in runs["hppo"]["curve"]] == [64, 128]
+    # Each run's budget as asked, and the decisions it trained (whole 512-step rollouts).
+    assert (runs["ppo"]["budget"], runs["hppo"]["budget"]) == (256, 128)
+    assert (runs["ppo"]["steps"], runs["hppo"]["steps"]) == (1024, 1024)
+    assert [p["steps"] for p in runs["ppo"]["curve"]] == [512, 1024]
     summary = json.loads((folder / "summary.json").read_text())
-    assert {r["learner"]: r["curve_steps"] for r in summary["rows"]} == {
-        "ppo": [128, 256],
-        "hppo": [64, 128],
-    }
+    assert {r["learner"]: r["budget"] for r in summary["rows"]} == {"ppo": 256, "hppo": 128}
     text = (folder / "report.md").read_text()
-    assert "2 runs, agent decisions per learner: ppo 256, hppo 128," in text
+    assert "2 runs, agent decisions per learner: ppo 256 (1024 trained), hppo 128 (1024 " in text
     assert "--learner-steps hppo=128" in text
     # Resuming with the same budgets trains nothing; with another budget it is refused.
     assert cli([*argv, "--resume"]) == 0

@@ -102,7 +102,7 @@ def test_the_section_shows_each_run_beside_the_strategy_verdict_and_one_answer_f
     rows = [
         {"learner": "ppo", "reward": "sparse", "verdict": "reference", "success_iqm": 0.57},
         {"learner": "ppo", "reward": "final_emotion", "verdict": "soothes", "success_iqm": 0.0},
-        {"learner": "ppo", "reward": "next_turn", "verdict": "reaches", "success_iqm": 0.84},
+        {"learner": "ppo", "reward": "next_turn", "verdict": "matches", "success_iqm": 0.84},
         {"learner": "a2c", "reward": "next_turn", "verdict": "dropped", "dropped": True,
          "success_iqm": 0.3},
     ]  # fmt: skip
@@ -112,7 +112,7 @@ def test_the_section_shows_each_run_beside_the_strategy_verdict_and_one_answer_f
     line = next(x for x in text.splitlines() if x.startswith("| `final_emotion-long`"))
     assert "| 0% → 0% | 40.0 → 45.0 |" in line and "| soothes | ppo: soothes (0%) |" in line
     line = next(x for x in text.splitlines() if x.startswith("| `next_turn`"))
-    assert "no detectable change | ppo: reaches (84%) |" in line  # a2c was dropped: not shown
+    assert "no detectable change | ppo: matches (84%) |" in line  # a2c was dropped: not shown
     assert "20 GRPO steps x 1 users x 4 conversations, 4 turns" in text and "a CPU" in text
 
     both = llm_level.combined_answer(runs, {"in the `default` setting": rows})

@@ -234,7 +234,7 @@ def _model(settings: dict[str, Any]) -> str:
 
 
 def _strategy_cell(rows: Sequence[dict[str, Any]], label: str) -> str:
-    """The strategy level's verdicts for ``label``: ``ppo: reaches; hppo: soothes``."""
+    """The strategy level's verdicts for ``label``: ``ppo: matches; hppo: soothes``."""
     cells = [
         f"{r['learner']}: "
         + (
@@ -330,7 +330,7 @@ def _strategy_clause(rows: Sequence[dict[str, Any]], where: str) -> str:
         if refs and all(r.get("dropped") for r in refs):
             return f"{where}, no learner learned the coarse bonus, so no reward is judged"
         return f"{where}, no reward was compared with the coarse bonus"
-    replaces = [r["reward"] for r in judged if r["verdict"] in ("beats", "reaches")]
+    replaces = [r["reward"] for r in judged if r["verdict"] in ("beats", "matches")]
     soothe = [r["reward"] for r in judged if r["verdict"] == "soothes"]
     return (
         f"{where}, "

@@ -3,9 +3,10 @@
 Aggregates follow Agarwal et al. (2021, the ``rliable`` library): a run's score on a *task* is
 its success rate on the test cards of one hidden need (six tasks); the interquartile mean
 (IQM) pools runs x tasks, and its 95% interval is a stratified bootstrap over runs within each
-task. The verdicts compare every reward with the coarse bonus (``sparse``) for the same
-learner and simulator setting; their rules are stated in the report itself and in
-:data:`RULES`.
+task (:mod:`~dialogue_gym.study.intervals`, each row on a generator of its own). Every reward
+is judged against the coarse bonus (``sparse``) of the same learner, setting and user by the
+interval of their IQM difference and a declared margin (:mod:`~dialogue_gym.study.verdicts`);
+the rules are stated in the report itself.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ from __future__ import annotations
 import csv
 import json
 import platform
-import warnings
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -22,111 +22,76 @@ from typing import Any
 import numpy as np
 
 from dialogue_gym.study import llm_level
+from dialogue_gym.study.intervals import (
+    difference_interval,
+    identity_seed,
+    improvement_interval,
+    iqm_interval,
+    task_scores,
+)
 from dialogue_gym.study.run import DEFAULT_ENV
-
-#: How the report turns numbers into words (quoted in the report).
-RULES = {
-    "beats": "its success IQM interval lies wholly above the coarse bonus's",
-    "reaches": "its interval overlaps the coarse bonus's (or lies above it), and both it and the "
-    "coarse bonus learned (each interval's top is at least 25%)",
-    "soothes": "it does not reach the coarse bonus and its soothing index is at least 0.5 (most "
-    "of the emotion it gains comes from users whose need stayed unresolved)",
-    "both fail": "the coarse bonus did not learn in this budget and neither did it",
-    "inconclusive": "the coarse bonus did not learn in this budget; this reward did (its "
-    "interval's top is at least 25%) but its interval still overlaps the bonus's: more seeds "
-    "or budget would tell whether it beats it",
-    "falls short": "its interval lies wholly below the coarse bonus's, without soothing",
-    "faster": "its area under the learning curve (mean success over the evaluations) is at "
-    "least 10% and at least 0.05 above the coarse bonus's (slower: below); when neither area "
-    "reaches 0.05 (neither learned on the way) no speed is given",
-    "unsettled": "its learning curve or the coarse bonus's has not flattened: the last "
-    "evaluation is at least 5 points of success above the one before (mean over seeds), so "
-    "more decisions may change the verdict",
-    "dropped": "in a main setting, a learner whose area under the coarse bonus's learning curve "
-    "is less than 5 points above the random policy's success on the same test episodes never "
-    "learned the bonus in this budget: its rows are shown without verdicts",
-}
-SOOTHING_AT = 0.5
-LEARNED_AT = 0.25
-#: Learning areas closer than this (and every area below it) are "as fast" / not compared.
-SPEED_FLOOR = 0.05
-#: A learning curve has flattened when its last evaluation gained less than this over the one
-#: before it (mean success over seeds, on the test cards).
-FLAT_DELTA = 0.05
-#: Per hidden need: success at or above this "solves"; below it, a soothing index at or above
-#: SOOTHING_AT "soothes".
-SOLVES_AT = 0.5
-#: A learner learns the coarse bonus when the area under its sparse learning curve (mean
-#: success over the evaluations and seeds) exceeds the random policy's success by at least this.
-#: From the full study (12k decisions, 5 seeds; random 6%): A2C's area 0.03 and recurrent PPO's
-#: 0.07 never left chance (final IQMs 0% and 1%), DQN's 0.25, PPO's 0.29 and hierarchical PPO's
-#: 0.73 did; the quick study's PPO (0.23) and hierarchical PPO (0.71) pass with room.
-LEARNS_MARGIN = 0.05
-
-
-def task_scores(records: Sequence[dict[str, Any]], key: str = "card_success") -> np.ndarray:
-    """Runs x tasks: each run's mean of ``key`` over the test cards of each hidden need.
-
-    Example:
-        >>> rec = {"card_success": [1.0, 0.0, 1.0], "card_need": ["a", "a", "b"]}
-        >>> task_scores([rec]).tolist()
-        [[0.5, 1.0]]
-    """
-    needs = sorted(set(records[0]["card_need"]))
-    rows = []
-    for rec in records:
-        by_need = defaultdict(list)
-        for need, value in zip(rec["card_need"], rec[key], strict=True):
-            by_need[need].append(value)
-        rows.append([float(np.mean(by_need[n])) for n in needs])
-    return np.array(rows)
-
-
-def iqm_intervals(
-    groups: dict[str, np.ndarray], reps: int, seed: int = 0
-) -> dict[str, tuple[float, float, float]]:
-    """IQM and its 95% stratified-bootstrap interval per group (``rliable``), seeded."""
-    from rliable import library as rly
-    from rliable import metrics as rm
-
-    def iqm(scores: np.ndarray) -> np.ndarray:
-        return np.array([rm.aggregate_iqm(scores)])
-
-    # rliable's StratifiedBootstrap draws its resamples from numpy's global generator (it
-    # ignores random_state), so seed that, and give the caller's state back afterwards.
-    saved = np.random.get_state()
-    np.random.seed(seed)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", FutureWarning)  # arch's RandomState deprecation
-            point, interval = rly.get_interval_estimates(
-                groups, iqm, reps=reps, random_state=np.random.RandomState(seed)
-            )
-    finally:
-        np.random.set_state(saved)
-    return {
-        k: (float(point[k][0]), float(interval[k][0, 0]), float(interval[k][1, 0])) for k in groups
-    }
+from dialogue_gym.study.verdicts import (
+    DEFAULT_MARGIN,
+    FLAT_DELTA,
+    LEARNED_AT,
+    LEARNS_MARGIN,
+    REPLACES,
+    SOLVES_AT,
+    SOOTHING_AT,
+    flattened,
+    need_verdict,
+    plateau,
+    rules,
+    verdicts,
+)
 
 
 def aggregate(records: Sequence[dict[str, Any]], reps: int) -> list[dict[str, Any]]:
-    """One row per (setting, learner, reward): IQMs with intervals, metric means over seeds."""
+    """One row per (env, setting, learner, reward): IQMs with intervals, metric means over
+    seeds, each seed's final success, and, beside every row with a coarse bonus to compare
+    with, the IQM difference and the probability of improvement with their intervals.
+
+    Each interval is drawn from a generator seeded by its row's identity (env, setting,
+    learner, reward and seed set; the bonus's too for a difference): adding rows or runs of
+    other rows never moves it.
+    """
     cells: dict[tuple[str, str, str, str], list[dict[str, Any]]] = defaultdict(list)
     for rec in records:
         key = (rec.get("env", DEFAULT_ENV), rec["setting"], rec["learner"], rec["reward"])
         cells[key].append(rec)
-    keys = list(cells)
-    success = iqm_intervals({"|".join(k): task_scores(cells[k]) for k in keys}, reps)
-    emotion = iqm_intervals(
-        {"|".join(k): task_scores(cells[k], "card_final_emotion") / 100.0 for k in keys}, reps
-    )
+    for group in cells.values():  # resampled by position: the records' order must not matter
+        group.sort(key=lambda r: int(r["seed"]))
+    scores = {key: task_scores(group) for key, group in cells.items()}
+
+    def identity(key: tuple[str, ...]) -> list[Any]:
+        return [*key, sorted(int(r["seed"]) for r in cells[key])]
+
     rows = []
-    for key in keys:
-        group = cells[key]
-        name = "|".join(key)
+    for key, group in cells.items():
+        success = iqm_interval(scores[key], reps, identity_seed("success", identity(key)))
+        emotion = iqm_interval(
+            task_scores(group, "card_final_emotion") / 100.0,
+            reps,
+            identity_seed("emotion", identity(key)),
+        )
+        compared: dict[str, Any] = {}
+        ref_key = (*key[:3], "sparse")
+        if key[3] != "sparse" and ref_key in cells:
+            pair = identity_seed("difference", identity(key), identity(ref_key))
+            diff = difference_interval(scores[key], scores[ref_key], reps, pair)
+            poi = improvement_interval(scores[key], scores[ref_key], reps, pair)
+            compared = {
+                "diff_iqm": diff[0],
+                "diff_lo": diff[1],
+                "diff_hi": diff[2],
+                "poi": poi[0],
+                "poi_lo": poi[1],
+                "poi_hi": poi[2],
+            }
         metric_names = group[0]["metrics"].keys()
         curve = np.array([[p["success"] for p in rec["curve"]] for rec in group])
         lo, hi = seed_band(curve)
+        seed_success = [float(r["metrics"]["success_rate"]) for r in group]
         rows.append(
             {
                 "env": key[0],
@@ -134,18 +99,22 @@ def aggregate(records: Sequence[dict[str, Any]], reps: int) -> list[dict[str, An
                 "learner": key[2],
                 "reward": key[3],
                 "seeds": len(group),
-                "success_iqm": success[name][0],
-                "success_lo": success[name][1],
-                "success_hi": success[name][2],
-                "emotion_iqm": 100 * emotion[name][0],
-                "emotion_lo": 100 * emotion[name][1],
-                "emotion_hi": 100 * emotion[name][2],
+                "success_iqm": success[0],
+                "success_lo": success[1],
+                "success_hi": success[2],
+                "emotion_iqm": 100 * emotion[0],
+                "emotion_lo": 100 * emotion[1],
+                "emotion_hi": 100 * emotion[2],
+                **compared,
+                "seed_success": seed_success,
+                "seeds_learned": sum(s >= LEARNED_AT for s in seed_success),
                 "curve_auc": float(curve.mean()),
                 "curve": curve.mean(axis=0).tolist(),
                 "curve_lo": lo,
                 "curve_hi": hi,
                 "curve_steps": [p["steps"] for p in group[0]["curve"]],
                 "steps": group[0].get("steps", group[0]["curve"][-1]["steps"]),
+                "budget": group[0].get("budget", group[0].get("steps")),
                 "flattened": flattened(curve.mean(axis=0).tolist()),
                 "plateau_steps": plateau(
                     [p["steps"] for p in group[0]["curve"]], curve.mean(axis=0).tolist()
@@ -175,43 +144,6 @@ def seed_band(curve: np.ndarray, reps: int = 1000, seed: int = 0) -> tuple[list,
     means = curve[picks].mean(axis=1)  # reps x evaluations
     lo, hi = np.percentile(means, [2.5, 97.5], axis=0)
     return lo.tolist(), hi.tolist()
-
-
-def flattened(curve: Sequence[float]) -> bool | None:
-    """Whether a learning curve (mean success per evaluation) has flattened (``FLAT_DELTA``).
-
-    ``None`` with one evaluation only (nothing to compare).
-
-    Example:
-        >>> flattened([0.1, 0.5, 0.52]), flattened([0.1, 0.3, 0.5]), flattened([0.9])
-        (True, False, None)
-    """
-    if len(curve) < 2:
-        return None
-    return bool(curve[-1] - curve[-2] < FLAT_DELTA)
-
-
-def plateau(steps: Sequence[int], curve: Sequence[float]) -> int | None:
-    """Where a learning curve (mean success per evaluation) reaches its plateau.
-
-    The first evaluation that moved less than ``FLAT_DELTA`` from the one before (the
-    :func:`flattened` rule, read both ways: a drop is no more flat than a climb) and from which
-    every later evaluation stays within ``FLAT_DELTA`` of it; ``None`` if no evaluation does
-    (still climbing, or swinging). docs/study.md#budgets-to-the-plateau measures each learner's.
-
-    Example:
-        >>> steps = [6000, 12000, 18000, 24000, 30000]
-        >>> plateau(steps, [0.1, 0.6, 0.9, 0.91, 0.93]), plateau(steps, [0.1, 0.6, 0.9, 0.91, 0.99])
-        (24000, None)
-        >>> plateau(steps, [0.0, 0.4, 0.8, 0.5, 0.8]), plateau(steps, [0.0, 0.4, 0.8, 0.8, 0.5])
-        (None, None)
-    """
-    for k in range(1, len(curve)):
-        if abs(curve[k] - curve[k - 1]) < FLAT_DELTA and all(
-            abs(later - curve[k]) < FLAT_DELTA for later in curve[k + 1 :]
-        ):
-            return int(steps[k])
-    return None
 
 
 def breakdown(group: Sequence[dict[str, Any]]) -> dict[str, Any]:
@@ -245,20 +177,6 @@ def breakdown(group: Sequence[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def need_verdict(success: float, soothing: float | None) -> str:
-    """``solves``, ``soothes`` or ``fails`` for one reward on one hidden need.
-
-    Example:
-        >>> need_verdict(0.9, 0.0), need_verdict(0.1, 0.8), need_verdict(0.1, 0.2)
-        ('solves', 'soothes', 'fails')
-    """
-    if success >= SOLVES_AT:
-        return "solves"
-    if soothing is not None and soothing >= SOOTHING_AT:
-        return "soothes"
-    return "fails"
-
-
 def add_relative_grounding(rows: list[dict[str, Any]], baselines: list[dict[str, Any]]) -> None:
     """Each row's grounding-act rate as a ratio of the stage heuristic's in the same setting."""
     reference = {
@@ -283,85 +201,6 @@ def add_chance(rows: list[dict[str, Any]], baselines: list[dict[str, Any]]) -> N
         row["chance_success"] = chance.get((row.get("env", DEFAULT_ENV), row["setting"]), 0.0)
 
 
-def learns_bonus(ref: dict[str, Any]) -> bool:
-    """Whether a learner learned the coarse bonus: its sparse row's learning area is at least
-    :data:`LEARNS_MARGIN` above the random policy's success (``chance_success``, 0 if absent).
-
-    Example:
-        >>> learns_bonus({"curve_auc": 0.03, "chance_success": 0.06})
-        False
-        >>> learns_bonus({"curve_auc": 0.25, "chance_success": 0.06})
-        True
-    """
-    return ref["curve_auc"] >= ref.get("chance_success", 0.0) + LEARNS_MARGIN
-
-
-def verdicts(rows: list[dict[str, Any]], main: str | None = None) -> None:
-    """Add ``verdict`` and ``speed`` to each row by comparing it with the sparse row beside it.
-
-    Args:
-        rows: The aggregated rows (one per env, setting, learner and reward).
-        main: The main setting: there a learner that never learned the coarse bonus
-            (:func:`learns_bonus`) is dropped (``verdict`` ``"dropped"``, ``dropped`` true on
-            each of its rows, the sparse one included) instead of getting "both fail" rows.
-            In the sweep's settings, where one learner that can learn meets a harder
-            simulator, "both fail" stays. None: nothing is dropped.
-    """
-    sparse = {
-        (r.get("env", DEFAULT_ENV), r["setting"], r["learner"]): r
-        for r in rows
-        if r["reward"] == "sparse"
-    }
-    for row in rows:
-        ref = sparse.get((row.get("env", DEFAULT_ENV), row["setting"], row["learner"]))
-        dropped = ref is not None and row["setting"] == main and not learns_bonus(ref)
-        row["dropped"] = dropped
-        if dropped:
-            row["verdict"] = "reference" if row is ref else "dropped"
-            row["speed"], row["settled"] = "", None
-            continue
-        if ref is None or row is ref:
-            row["verdict"], row["speed"] = ("reference", "") if row is ref else ("", "")
-            continue
-        learned = ref["success_hi"] >= LEARNED_AT
-        if row["success_lo"] > ref["success_hi"]:
-            row["verdict"] = "beats"
-        elif learned and row["success_hi"] >= max(ref["success_lo"], LEARNED_AT):
-            # A reward that learned nothing does not reach a bonus whose wide interval
-            # touches zero: 0% [0, 0] against 17% [0, 37] is not a replacement.
-            row["verdict"] = "reaches"
-        elif row["soothing_index"] >= SOOTHING_AT:
-            row["verdict"] = "soothes"
-        elif not learned:
-            row["verdict"] = "inconclusive" if row["success_hi"] >= LEARNED_AT else "both fail"
-        else:
-            row["verdict"] = "falls short"
-        row["speed"] = speed(row["curve_auc"], ref["curve_auc"])
-        # None: a curve of one evaluation cannot tell whether it flattened.
-        known = row.get("flattened") is not None and ref.get("flattened") is not None
-        row["settled"] = bool(row["flattened"] and ref["flattened"]) if known else None
-
-
-def speed(auc: float, reference: float) -> str:
-    """``faster``, ``slower``, ``as fast``, or ``""`` when neither learning area reaches
-    ``SPEED_FLOOR`` (neither learned on the way: there is no speed to compare).
-
-    Faster needs the area at least 10% *and* ``SPEED_FLOOR`` above the coarse bonus's.
-
-    Example:
-        >>> speed(0.0, 0.0), speed(0.04, 0.0), speed(0.5, 0.3), speed(0.30, 0.32), speed(0.1, 0.3)
-        ('', '', 'faster', 'as fast', 'slower')
-    """
-    if max(auc, reference) < SPEED_FLOOR:
-        return ""
-    difference = auc - reference
-    if difference >= SPEED_FLOOR and auc >= 1.1 * reference:
-        return "faster"
-    if -difference >= SPEED_FLOOR and auc <= 0.9 * reference:
-        return "slower"
-    return "as fast"
-
-
 # --- words ------------------------------------------------------------------------------------
 
 
@@ -372,12 +211,50 @@ def _fmt_ci(row: dict[str, Any], key: str, pct: bool) -> str:
     return f"{mid:.1f} [{lo:.1f}, {hi:.1f}]"
 
 
+def seeds_cell(row: dict[str, Any]) -> str:
+    """Each seed's final success (percent, in seed order) and how many of them learned.
+
+    Example:
+        >>> seeds_cell({"seed_success": [0.0, 0.82, 0.0, 0.03, 0.01], "seeds_learned": 1})
+        '0 82 0 3 1 (1/5 learned)'
+    """
+    each = row.get("seed_success")
+    if not each:
+        return ""
+    shown = " ".join(f"{100 * s:.0f}" for s in each)
+    return f"{shown} ({row['seeds_learned']}/{len(each)} learned)"
+
+
+def difference_cell(row: dict[str, Any]) -> str:
+    """The IQM difference against the coarse bonus with its interval, in success points, and
+    the probability of improvement with its interval; empty on the bonus's own row.
+
+    Example:
+        >>> difference_cell({"diff_iqm": -0.05, "diff_lo": -0.08, "diff_hi": -0.01,
+        ...                  "poi": 0.31, "poi_lo": 0.2, "poi_hi": 0.45})
+        '-5 [-8, -1] | 0.31 [0.20, 0.45]'
+    """
+    if "diff_iqm" not in row:
+        return " | "
+    return (
+        (
+            f"{100 * row['diff_iqm']:+.0f} [{100 * row['diff_lo']:+.0f}, {100 * row['diff_hi']:+.0f}]"
+            f" | {row['poi']:.2f} [{row['poi_lo']:.2f}, {row['poi_hi']:.2f}]"
+        )
+        .replace("+0 ", "0 ")
+        .replace("[+0,", "[0,")
+        .replace(", +0]", ", 0]")
+        .replace("-0 ", "0 ")
+    )
+
+
 def results_table(rows: list[dict[str, Any]], setting: str) -> str:
     """The Markdown table of one setting's runs."""
     head = (
-        "| learner | reward | success IQM [95% CI] | final emotion IQM [95% CI] | left | turns "
-        "| grounding vs heuristic | soothing index | strategy entropy (bits) | learning AUC "
-        "| verdict vs sparse |\n|---|---|---|---|---|---|---|---|---|---|---|"
+        "| learner | reward | success IQM [95% CI] | success per seed, % | difference vs sparse, "
+        "points [95% CI] | P(better than sparse) [95% CI] | final emotion IQM [95% CI] | left "
+        "| turns | grounding vs heuristic | soothing index | strategy entropy (bits) "
+        "| learning AUC | verdict vs sparse |\n|" + "---|" * 14
     )
     lines = [head]
     for r in rows:
@@ -386,6 +263,7 @@ def results_table(rows: list[dict[str, Any]], setting: str) -> str:
         verdict = verdict_cell(r)
         lines.append(
             f"| {r['learner']} | {r['reward']} | {_fmt_ci(r, 'success', True)} "
+            f"| {seeds_cell(r)} | {difference_cell(r)} "
             f"| {_fmt_ci(r, 'emotion', False)} | {r['user_left_rate']:.0%} | {r['mean_turns']:.1f} "
             f"| {r['grounding_vs_heuristic']:.2f} | {r['soothing_index']:.2f} "
             f"| {r['strategy_entropy']:.2f} | {r['curve_auc']:.2f} | {verdict} |"
@@ -394,15 +272,24 @@ def results_table(rows: list[dict[str, Any]], setting: str) -> str:
 
 
 def verdict_cell(row: dict[str, Any]) -> str:
-    """``reaches, faster``; ``(unsettled)`` added where a curve had not flattened.
+    """``matches, faster``; ``(seeds split)``, ``(unsettled)`` and an inconclusive row's
+    suggested seeds added where they apply.
 
     Example:
         >>> verdict_cell({"verdict": "soothes", "speed": "", "settled": False})
         'soothes (unsettled)'
+        >>> verdict_cell({"verdict": "inconclusive", "speed": "slower", "seeds_needed": 24,
+        ...               "split": True})
+        'inconclusive, slower (~24 seeds) (seeds split)'
     """
     if row.get("dropped"):
         return "dropped (bonus unlearned)"
     text = ", ".join(part for part in (row["verdict"], row.get("speed", "")) if part)
+    if row["verdict"] == "inconclusive":
+        needed = row.get("seeds_needed")
+        text += f" (~{needed} seeds)" if needed else " (more than 100 seeds)"
+    if row.get("split"):
+        text += " (seeds split)"
     if row.get("settled") is False:
         text += " (unsettled)"
     return text
@@ -523,14 +410,16 @@ def answer(rows: list[dict[str, Any]], setting: str) -> list[str]:
             out.append(dropped_line(cell, ref))
             continue
         parts = []
-        for verdict in ("beats", "reaches", "inconclusive", "falls short", "soothes", "both fail"):
+        for verdict in ("beats", "matches", "inconclusive", "falls short", "soothes", "both fail"):
             names = [
                 f"{r['reward']} ("
                 + ", ".join(
                     part
                     for part in (
                         f"{r['success_iqm']:.0%}",
+                        _difference_words(r),
                         r.get("speed", ""),
+                        "seeds split" if r.get("split") else "",
                         "unsettled" if r.get("settled") is False else "",
                     )
                     if part
@@ -549,8 +438,10 @@ def answer(rows: list[dict[str, Any]], setting: str) -> list[str]:
             if r is not ref
         ]
         line = (
-            f"- **{learner}** — the coarse bonus reaches {ref['success_iqm']:.0%} "
-            f"[{ref['success_lo']:.0%}, {ref['success_hi']:.0%}]."
+            f"- **{learner}** — the coarse bonus scores {ref['success_iqm']:.0%} "
+            f"[{ref['success_lo']:.0%}, {ref['success_hi']:.0%}]"
+            + (f" (per seed: {seeds_cell(ref)})" if ref.get("seed_success") else "")
+            + "."
         )
         if parts:
             line += " " + "; ".join(parts) + "."
@@ -558,6 +449,26 @@ def answer(rows: list[dict[str, Any]], setting: str) -> list[str]:
             line += " Costs: " + "; ".join(costs) + "."
         out.append(line)  # (a study of the coarse bonus alone: its line, nothing compared)
     return out
+
+
+def _difference_words(row: dict[str, Any]) -> str:
+    """``-5 points [-8, -1]`` (and an inconclusive row's suggested seeds), for the answer.
+
+    Example:
+        >>> _difference_words({"diff_iqm": -0.32, "diff_lo": -0.6, "diff_hi": 0.05,
+        ...                    "verdict": "inconclusive", "seeds_needed": 40})
+        '-32 points [-60, +5], ~40 seeds would settle it'
+    """
+    if "diff_iqm" not in row:
+        return ""
+    text = (
+        f"{100 * row['diff_iqm']:+.0f} points [{100 * row['diff_lo']:+.0f}, "
+        f"{100 * row['diff_hi']:+.0f}]"
+    )
+    if row.get("verdict") == "inconclusive":
+        needed = row.get("seeds_needed")
+        text += f", ~{needed} seeds would settle it" if needed else ", beyond 100 seeds"
+    return text.replace("+0 ", "0 ").replace("[+0,", "[0,").replace(", +0]", ", 0]")
 
 
 def dropped_line(cell: list[dict[str, Any]], ref: dict[str, Any]) -> str:
@@ -569,12 +480,12 @@ def dropped_line(cell: list[dict[str, Any]], ref: dict[str, Any]) -> str:
         ...        "curve_steps": [6000, 12000]}
         >>> other = {"learner": "a2c", "reward": "multi_turn", "success_iqm": 0.15}
         >>> print(dropped_line([ref, other], ref))
-        - **a2c** — the coarse bonus reaches 0% [0%, 2%]: dropped from the verdicts, it never learned the coarse bonus in 12000 decisions (learning area 0.03, below the random policy's success 0.06 + 0.05). Without verdicts: multi_turn 15%.
+        - **a2c** — the coarse bonus scores 0% [0%, 2%]: dropped from the verdicts, it never learned the coarse bonus in 12000 decisions (learning area 0.03, below the random policy's success 0.06 + 0.05). Without verdicts: multi_turn 15%.
     """
     steps = ref.get("curve_steps") or ["?"]
     others = ", ".join(f"{r['reward']} {r['success_iqm']:.0%}" for r in cell if r is not ref)
     return (
-        f"- **{ref['learner']}** — the coarse bonus reaches {ref['success_iqm']:.0%} "
+        f"- **{ref['learner']}** — the coarse bonus scores {ref['success_iqm']:.0%} "
         f"[{ref['success_lo']:.0%}, {ref['success_hi']:.0%}]: dropped from the verdicts, it "
         f"never learned the coarse bonus in {steps[-1]} decisions (learning area "
         f"{ref['curve_auc']:.2f}, below the random policy's success "
@@ -590,11 +501,11 @@ def conditions(rows: list[dict[str, Any]], learner: str) -> tuple[list[str], lis
     rewards = list(dict.fromkeys(r["reward"] for r in rows if r["reward"] != "sparse"))
     for reward in rewards:
         cells = {r["setting"]: r for r in rows if r["learner"] == learner and r["reward"] == reward}
-        yes = [s for s in settings if s in cells and cells[s]["verdict"] in ("reaches", "beats")]
+        yes = [s for s in settings if s in cells and cells[s]["verdict"] in REPLACES]
         no = [
             f"{s} ({cells[s]['verdict']})"
             for s in settings
-            if s in cells and cells[s]["verdict"] not in ("reaches", "beats", "dropped")
+            if s in cells and cells[s]["verdict"] not in (*REPLACES, "dropped")
         ]
         if yes:
             can.append(f"`{reward}`: {', '.join(yes)}")
@@ -618,7 +529,7 @@ def sensitivity_table(rows: list[dict[str, Any]], learner: str) -> str:
             if r is None:
                 entries.append("")
                 continue
-            tag = "" if r["verdict"] in ("reference", "reaches") else f" **{r['verdict']}**"
+            tag = "" if r["verdict"] in ("reference", "matches") else f" **{r['verdict']}**"
             entries.append(f"{r['success_iqm']:.0%} (soothe {r['soothing_index']:.2f}){tag}")
         lines.append(f"| {s} | " + " | ".join(entries) + " |")
     return "\n".join(lines)
@@ -836,7 +747,8 @@ def write(
     add_relative_grounding(rows, baselines)
     add_chance(rows, baselines)
     main = records[0]["setting"]
-    verdicts(rows, main)
+    margin = getattr(args, "margin", DEFAULT_MARGIN * 100) / 100
+    verdicts(rows, main, margin)
     envs = list(dict.fromkeys(r["env"] for r in rows))
     llm_runs = llm_level.load(args.llm_results) if getattr(args, "llm_results", "") else None
 
@@ -956,7 +868,11 @@ def write(
         "",
         *answers,
         "",
-        "Rules: " + "; ".join(f"*{k}*: {v}" for k, v in RULES.items()) + ".",
+        f"Margin: δ = {100 * margin:g} success points, declared before the study ran "
+        "(`--margin`; in `args.json` and, when not the default, in every run's fingerprint). "
+        "Only *beats* and *matches* say a reward can replace the coarse bonus.",
+        "",
+        "Rules: " + "; ".join(f"*{k}*: {v}" for k, v in rules(margin).items()) + ".",
     ]
     if still:
         lines += [
@@ -996,7 +912,7 @@ def write(
             "per cell)",
             "",
             "Success IQM per setting and reward (soothing index; a verdict where the reward does "
-            "not reach the coarse bonus):",
+            "not match the coarse bonus):",
             "",
             sensitivity_table(by_env[first], sweep_learner),
             "",
@@ -1033,18 +949,31 @@ def write(
 
 
 def budgets_line(records: Sequence[dict[str, Any]]) -> str:
-    """The runs' budgets as the report's first line gives them: one number, or per learner.
+    """The runs' budgets as the report's first line gives them: one number, or per learner,
+    with the decisions trained beside the budget where they differ (on-policy learners train
+    whole rollouts: PPO asked for 36,000 decisions in five chunks trains 38,400).
 
     Example:
         >>> budgets_line([{"learner": "ppo", "steps": 8000}, {"learner": "hppo", "steps": 8000}])
         '8000 agent decisions each'
         >>> budgets_line([{"learner": "ppo", "steps": 40000}, {"learner": "hppo", "steps": 12000}])
         'agent decisions per learner: ppo 40000, hppo 12000'
+        >>> budgets_line([{"learner": "ppo", "budget": 36000, "steps": 38400},
+        ...               {"learner": "a2c", "budget": 36000, "steps": 36000}])
+        '36000 agent decisions each (trained in whole rollouts: ppo 38400)'
     """
-    budgets = {r["learner"]: r.get("steps") for r in records}
-    if len(set(budgets.values())) <= 1:
-        return f"{next(iter(budgets.values()), '?')} agent decisions each"
-    return "agent decisions per learner: " + ", ".join(f"{k} {v}" for k, v in budgets.items())
+    asked = {r["learner"]: r.get("budget", r.get("steps")) for r in records}
+    trained = {r["learner"]: r.get("steps") for r in records}
+    more = {k: v for k, v in trained.items() if v != asked[k]}
+    if len(set(asked.values())) <= 1:
+        text = f"{next(iter(asked.values()), '?')} agent decisions each"
+        if more:
+            text += " (trained in whole rollouts: "
+            text += ", ".join(f"{k} {v}" for k, v in more.items()) + ")"
+        return text
+    return "agent decisions per learner: " + ", ".join(
+        f"{k} {v}" + (f" ({more[k]} trained)" if k in more else "") for k, v in asked.items()
+    )
 
 
 def terminal_summary(summary: dict[str, Any], out: Path, runs: int, elapsed: float) -> str:
@@ -1062,8 +991,8 @@ def terminal_summary(summary: dict[str, Any], out: Path, runs: int, elapsed: flo
     rows = summary["rows"]
     main = rows[0]["setting"] if rows else ""
     envs = list(dict.fromkeys(r.get("env", DEFAULT_ENV) for r in rows))
-    head = f"{'learner':<14} {'reward':<18} {'success IQM [95% CI]':<22} {'turns':>5} "
-    head += f"{'soothe':>6}  verdict vs sparse"
+    head = f"{'learner':<13} {'reward':<17} {'success [95% CI]':<17} "
+    head += f"{'vs sparse, pts':<15} {'soothe':>6}  verdict vs sparse"
     lines: list[str] = []
     for env in envs:
         user = f", {env}" if envs != [DEFAULT_ENV] else ""
@@ -1074,8 +1003,9 @@ def terminal_summary(summary: dict[str, Any], out: Path, runs: int, elapsed: flo
             if r["setting"] != main or r.get("env", DEFAULT_ENV) != env:
                 continue
             ci = f"{r['success_iqm']:.0%} [{r['success_lo']:.0%}, {r['success_hi']:.0%}]"
+            vs = difference_cell(r).split(" | ")[0]
             lines.append(
-                f"{r['learner']:<14} {r['reward']:<18} {ci:<22} {r['mean_turns']:>5.1f} "
+                f"{r['learner']:<13} {r['reward']:<17} {ci:<17} {vs:<15} "
                 f"{r['soothing_index']:>6.2f}  {verdict_cell(r)}"
             )
     lines += ["", "The answer:"]

@@ -203,6 +203,11 @@ class Args:
     """the cluster of --executor ray (HOST:PORT of its head, auto, ray://...); empty: a local one"""
     bootstrap_reps: int = 2000
     """stratified-bootstrap resamples for the intervals (rliable)"""
+    margin: float = 10.0
+    """the non-inferiority margin δ in success points, declared before the study runs: a
+    reward *matches* (replaces) the coarse bonus when the 95% interval of their IQM difference
+    lies wholly above -δ (docs/study.md#aggregates-and-verdicts); recorded in args.json and in
+    every run's fingerprint, so a folder is never re-judged under another margin"""
     out: str = "benchmarks/results"
     """results folder; the run's files go to <out>/<name>/"""
     name: str = ""
@@ -249,7 +254,7 @@ def quick_args(args: Args) -> Args:
 
 #: Each learner's budget at the plateau of its learning curve on the coarse bonus (``sparse``)
 #: with the default user: the first evaluation at which the seed-mean curve moved less than
-#: ``report.FLAT_DELTA`` from the one before and stays within it afterwards (``report.plateau``).
+#: ``verdicts.FLAT_DELTA`` from the one before and stays within it afterwards (``verdicts.plateau``).
 #: ``--budgets plateau`` trains each learner this long. Measured 2026-11-30 on 2 cores (AMD EPYC,
 #: Python 3.11) with ``dialogue-gym study --rewards sparse --learners ppo a2c dqn recurrent_ppo
 #: hppo --seeds 4 --steps 60000 --eval-points 10 --name sparse60k4`` (evaluations every 6k;
@@ -438,6 +443,10 @@ def run_fingerprint(spec: RunSpec, args: Args) -> str:
     # The run's own budget in the place of --steps: a run whose learner trains --steps (no
     # per-learner budget) keeps the fingerprint it had before per-learner budgets existed.
     identity["steps"] = spec.steps or args.steps
+    if float(args.margin) != Args.margin:
+        # The margin is declared before the runs: records judged under one margin are not
+        # taken for those of another (absent at the default, so older records keep theirs).
+        identity["margin"] = float(args.margin)
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -1127,6 +1136,10 @@ def check(args: Args) -> None:
             raise ValueError(f"--{name.replace('_', '-')} must be at least 1")
     if args.steps < args.eval_points:
         raise ValueError("--steps must be at least --eval-points")
+    if not (isinstance(args.margin, (int, float)) and 0 <= float(args.margin) < 100):
+        raise InvalidArgument(
+            "study", "margin", args.margin, "must be a number of success points in [0, 100)"
+        )
     if args.budgets not in ("steps", "plateau"):
         raise InvalidArgument("study", "budgets", args.budgets, "must be one of steps, plateau")
     explicit = parse_learner_steps(args.learner_steps)
