@@ -661,12 +661,37 @@ def test_per_learner_budgets_flow_into_the_plan_and_the_fingerprints():
 
 
 def test_the_plateau_budgets_fill_each_learners_steps():
-    assert set(study.PLATEAU_STEPS) <= set(study.LEARNERS)
-    assert all(isinstance(v, int) and v >= 1 for v in study.PLATEAU_STEPS.values())
+    for table in study.PLATEAU_STEPS.values():
+        assert set(table) <= set(study.LEARNERS)
+        assert all(isinstance(v, int) and v >= 1 for v in table.values())
     args = study.Args(budgets="plateau", steps=777)
     budgets = study.learner_budgets(args)
     for learner in args.learners:
-        assert budgets[learner] == study.PLATEAU_STEPS.get(learner, 777)
+        assert budgets[learner] == study.PLATEAU_STEPS[study.DEFAULT_ENV].get(learner, 777)
+    # Each user trains to its own plateau; a user nobody measured gets the default user's.
+    hard = "EmpathyDialogueHard-v0"
+    both = dataclasses.replace(args, envs=(study.DEFAULT_ENV, hard))
+    assert study.user_budgets(both) == {
+        study.DEFAULT_ENV: budgets,
+        hard: {k: study.PLATEAU_STEPS[hard].get(k, 777) for k in args.learners},
+    }
+    assert {(s.env, s.learner, s.steps) for s in study.plan(both)} == {
+        (env, learner, steps)
+        for env, table in study.user_budgets(both).items()
+        for learner, steps in table.items()
+    }
+    assert study.plateau_steps("SomeoneElse-v0") == study.PLATEAU_STEPS[study.DEFAULT_ENV]
+    line = study.describe_plan(both, study.plan(both), 0, study.Path("out"))
+    if study.PLATEAU_STEPS[hard] != study.PLATEAU_STEPS[study.DEFAULT_ENV]:
+        assert f"({hard}: " in line
+    # The folder records each user's budgets; resuming under another table is refused, per user.
+    saved = dataclasses.asdict(both) | {
+        study.BUDGETS_KEY: study.learner_budgets(both),
+        study.USER_BUDGETS_KEY: {**study.user_budgets(both), hard: {"ppo": 5}},
+    }
+    assert study.settings_differences(saved, both) == [
+        f"steps per learner of {hard}: ppo=5 in the folder, ppo={study.PLATEAU_STEPS[hard]['ppo']} now"
+    ]
     # --learner-steps wins over the preset for the learner it names.
     given = dataclasses.replace(args, learner_steps=("ppo=1234",))
     assert study.learner_budgets(given)["ppo"] == 1234
@@ -741,5 +766,26 @@ def test_resume_may_grow_the_grid_but_never_shrink_it():
     ]
     longer = dataclasses.replace(grown, learner_steps=("ppo=99",))
     assert study.settings_differences(saved, longer) == [
-        f"steps per learner: ppo={study.PLATEAU_STEPS['ppo']} in the folder, ppo=99 now"
+        f"steps per learner: ppo={study.PLATEAU_STEPS[study.DEFAULT_ENV]['ppo']} in the folder, "
+        "ppo=99 now"
+    ]
+
+
+@pytest.mark.slow
+def test_the_report_is_rebuilt_from_the_records_alone(tiny_run, tmp_path):
+    # A folder of committed records (runs.jsonl and args.json) rebuilds the whole report: the
+    # reference policies are seeded template episodes, measured again to the same numbers.
+    folder = tmp_path / "tiny"
+    folder.mkdir()
+    for name in ("runs.jsonl", "args.json"):
+        (folder / name).write_bytes((tiny_run / name).read_bytes())
+    _run(tmp_path, "tiny", "--report-only", "--no-plots")
+    assert json.loads((folder / "baselines.json").read_text()) == json.loads(
+        (tiny_run / "baselines.json").read_text()
+    )
+    rebuilt = json.loads((folder / "summary.json").read_text())["rows"]
+    original = json.loads((tiny_run / "summary.json").read_text())["rows"]
+    drop = ("train_seconds",)
+    assert [{k: v for k, v in r.items() if k not in drop} for r in rebuilt] == [
+        {k: v for k, v in r.items() if k not in drop} for r in original
     ]

@@ -266,13 +266,34 @@ def quick_args(args: Args) -> Args:
 #: seeds of four unlearning the bonus: a budget at that "plateau" would judge every reward
 #: against a collapsed bonus, so a learner whose seed-mean peak is more than FLAT_DELTA above
 #: its plateau gets the budget of its peak instead (6k), and the docs report the collapse.
-PLATEAU_STEPS: dict[str, int] = {
-    "ppo": 36_000,
-    "a2c": 60_000,
-    "dqn": 60_000,
-    "recurrent_ppo": 54_000,
-    "hppo": 6_000,
+PLATEAU_STEPS: dict[str, dict[str, int]] = {
+    DEFAULT_ENV: {
+        "ppo": 36_000,
+        "a2c": 60_000,
+        "dqn": 60_000,
+        "recurrent_ppo": 54_000,
+        "hppo": 6_000,
+    },
+    # The hard user's, by the same rules: HARD_PLATEAU_NOTE.
+    "EmpathyDialogueHard-v0": {
+        "ppo": 36_000,
+        "a2c": 60_000,
+        "dqn": 60_000,
+        "recurrent_ppo": 54_000,
+        "hppo": 6_000,
+    },
 }
+
+
+def plateau_steps(env_id: str) -> dict[str, int]:
+    """The plateau budgets measured on ``env_id``; a user nobody measured gets the default
+    user's (and the study says so where it prints the plan).
+
+    Example:
+        >>> plateau_steps("NoSuchUser-v0") == plateau_steps(DEFAULT_ENV)
+        True
+    """
+    return PLATEAU_STEPS.get(env_id, PLATEAU_STEPS[DEFAULT_ENV])
 
 
 def parse_learner_steps(pairs: tuple[str, ...]) -> dict[str, int]:
@@ -312,9 +333,10 @@ def parse_learner_steps(pairs: tuple[str, ...]) -> dict[str, int]:
     return budgets
 
 
-def steps_of(args: Args, learner: str) -> int:
-    """The agent decisions ``learner`` trains for: ``--learner-steps``, else ``--budgets``'
-    table (``PLATEAU_STEPS`` for ``plateau``), else ``--steps``.
+def steps_of(args: Args, learner: str, env_id: str | None = None) -> int:
+    """The agent decisions ``learner`` trains for with the user ``env_id`` (default: the
+    first of ``--envs``): ``--learner-steps``, else ``--budgets``' table (that user's
+    ``PLATEAU_STEPS`` for ``plateau``), else ``--steps``.
 
     Example:
         >>> args = Args(steps=8000, learner_steps=("hppo=20000",))
@@ -324,15 +346,22 @@ def steps_of(args: Args, learner: str) -> int:
     explicit = parse_learner_steps(args.learner_steps)
     if learner in explicit:
         return explicit[learner]
-    if args.budgets == "plateau" and learner in PLATEAU_STEPS:
-        return PLATEAU_STEPS[learner]
+    table = plateau_steps(env_id or args.envs[0])
+    if args.budgets == "plateau" and learner in table:
+        return table[learner]
     return args.steps
 
 
-def learner_budgets(args: Args) -> dict[str, int]:
-    """Learner -> agent decisions per run, for each learner the study trains (the sweep's too)."""
+def learner_budgets(args: Args, env_id: str | None = None) -> dict[str, int]:
+    """Learner -> agent decisions per run with the user ``env_id`` (default: the first of
+    ``--envs``, the one the sweep also trains with), for each learner the study trains."""
     learners = (*args.learners, *((args.sweep_learner,) if args.sweep else ()))
-    return {learner: steps_of(args, learner) for learner in dict.fromkeys(learners)}
+    return {learner: steps_of(args, learner, env_id) for learner in dict.fromkeys(learners)}
+
+
+def user_budgets(args: Args) -> dict[str, dict[str, int]]:
+    """User -> :func:`learner_budgets` with that user, for each of ``--envs``."""
+    return {env_id: learner_budgets(args, env_id) for env_id in args.envs}
 
 
 def budgets_text(budgets: dict[str, int]) -> str:
@@ -544,11 +573,15 @@ def settings_differences(saved: dict[str, Any], args: Args) -> list[str]:
 BUDGET_FIELDS = ("steps", "learner_steps", "budgets")
 #: The key of ``args.json`` that records each learner's budget as the study trained it.
 BUDGETS_KEY = "steps_per_learner"
+#: The key of ``args.json`` that records them per user (``--envs``), where plateaus differ.
+USER_BUDGETS_KEY = "steps_per_user"
 
 
 def _budget_differences(saved: dict[str, Any], args: Args) -> list[str]:
-    """The budget difference between a folder's ``args.json`` and ``args``, in one line (or
-    none): ``steps: A in the folder, B now`` where both give every learner ``--steps``."""
+    """The budget differences between a folder's ``args.json`` and ``args``, one line per
+    user whose budgets differ: ``steps: A in the folder, B now`` where both give every
+    learner ``--steps``, else ``steps per learner: ...`` (``... of USER`` for a user after
+    the first)."""
     values = {
         name: saved.get(name, _field_default(Args.__dataclass_fields__[name]))
         for name in BUDGET_FIELDS
@@ -560,27 +593,46 @@ def _budget_differences(saved: dict[str, Any], args: Args) -> list[str]:
             learner_steps=tuple(map(str, values["learner_steps"] or ())),
             budgets=str(values["budgets"]),
         )
-        then = learner_budgets(then_args)
     except (TypeError, ValueError):  # an args.json this version cannot read: differs
-        then = {}
+        then_args = None
     recorded = saved.get(BUDGETS_KEY)
-    if isinstance(recorded, dict):  # as trained (PLATEAU_STEPS may have changed since)
-        then = {k: v for k, v in recorded.items() if k in then} or then
-    now = learner_budgets(args)
+    per_user = saved.get(USER_BUDGETS_KEY)
+    lines = []
+    trained_with = saved.get("envs") or [DEFAULT_ENV]
+    for k, env_id in enumerate(args.envs):
+        if env_id not in trained_with:
+            continue  # a user added on resume: nothing of it was trained
+        then = learner_budgets(then_args, env_id) if then_args is not None else {}
+        # As trained (PLATEAU_STEPS may have changed since): the per-user record, else the
+        # first user's, which a version before per-user budgets gave every user.
+        as_trained = per_user.get(env_id) if isinstance(per_user, dict) else None
+        if not isinstance(as_trained, dict):
+            as_trained = recorded if isinstance(recorded, dict) else None
+        if as_trained is not None:
+            then = {key: v for key, v in as_trained.items() if key in then} or then
+        now = learner_budgets(args, env_id)
+        line = _budget_line(then, now, then_args.steps if then_args else None, args.steps)
+        if line:
+            lines.append(line if k == 0 else line.replace(":", f" of {env_id}:", 1))
+    return lines
+
+
+def _budget_line(then: dict[str, int], now: dict[str, int], then_steps: Any, steps: int) -> str:
+    """One user's budget difference in words, or ``""`` when there is none."""
     if then and set(then) != set(now):  # a learner added (or dropped): compare the shared ones
         shared = then.keys() & now.keys()
         then = {k: v for k, v in then.items() if k in shared}
         now = {k: v for k, v in now.items() if k in shared}
     if then == now:
-        return []
+        return ""
     uniform = all(len(set(b.values())) <= 1 for b in (then, now)) and then
-    if uniform and set(then.values()) == {then_args.steps} and set(now.values()) == {args.steps}:
-        return [f"steps: {then_args.steps} in the folder, {args.steps} now"]
+    if uniform and set(then.values()) == {then_steps} and set(now.values()) == {steps}:
+        return f"steps: {then_steps} in the folder, {steps} now"
 
     def shown(budgets: dict[str, int]) -> str:
         return " ".join(f"{k}={v}" for k, v in budgets.items()) or "(unreadable)"
 
-    return [f"steps per learner: {shown(then)} in the folder, {shown(now)} now"]
+    return f"steps per learner: {shown(then)} in the folder, {shown(now)} now"
 
 
 def _saved_args(out: Path) -> dict[str, Any] | None:
@@ -1006,7 +1058,7 @@ def plan(args: Args) -> list[RunSpec]:
         ['default__sparse__ppo__s0', 'X-v0__default__sparse__ppo__s0']
     """
     settings = list(settings_of(args).items())
-    budgets = learner_budgets(args)
+    budgets = user_budgets(args)
     cells = [(env_id, *settings[0]) for env_id in args.envs]
     cells += [(args.envs[0], *setting) for setting in settings[1:]]
     specs = []
@@ -1018,7 +1070,9 @@ def plan(args: Args) -> list[RunSpec]:
             for reward in args.rewards:
                 for seed in range(seeds):
                     specs.append(
-                        RunSpec(setting, sim, reward, learner, seed, env_id, budgets[learner])
+                        RunSpec(
+                            setting, sim, reward, learner, seed, env_id, budgets[env_id][learner]
+                        )
                     )
     return specs
 
@@ -1143,7 +1197,11 @@ def check(args: Args) -> None:
     if args.budgets not in ("steps", "plateau"):
         raise InvalidArgument("study", "budgets", args.budgets, "must be one of steps, plateau")
     explicit = parse_learner_steps(args.learner_steps)
-    for learner, steps in learner_budgets(args).items():
+    for learner, steps in (
+        (learner, steps)
+        for table in user_budgets(args).values()
+        for learner, steps in table.items()
+    ):
         if steps < args.eval_points:
             given = f"{learner}={explicit[learner]}" if learner in explicit else args.budgets
             field_ = "learner_steps" if learner in explicit else "budgets"
@@ -1257,7 +1315,10 @@ def main(args: Args) -> dict[str, Any]:
     print(describe_plan(args, specs, len(finished), out), flush=True)
     out.mkdir(parents=True, exist_ok=True)
     # With the budgets each learner got: --budgets plateau's table may change between versions.
-    saved_args = dataclasses.asdict(args) | {BUDGETS_KEY: learner_budgets(args)}
+    saved_args = dataclasses.asdict(args) | {
+        BUDGETS_KEY: learner_budgets(args),
+        USER_BUDGETS_KEY: user_budgets(args),
+    }
     _write_atomic(out / "args.json", json.dumps(saved_args, indent=2))
     load = [_load_average()]
     started = time.perf_counter()
@@ -1321,7 +1382,15 @@ def describe_plan(args: Args, specs: list[RunSpec], reused: int, out: Path) -> s
     else:
         n_sweep = sum(len(values) for values in SWEEP.values())
         parts.append(f"no simulator sweep: --sweep adds {n_sweep} settings")
-    text = f"study: {len(specs)} runs ({'; '.join(parts)}) of {budgets_text(learner_budgets(args))}"
+    budgets = user_budgets(args)
+    text = f"study: {len(specs)} runs ({'; '.join(parts)}) of {budgets_text(budgets[args.envs[0]])}"
+    for env_id in args.envs[1:]:
+        if budgets[env_id] != budgets[args.envs[0]]:
+            text += f" ({env_id}: {budgets_text(budgets[env_id])})"
+    if args.budgets == "plateau":
+        unmeasured = [e for e in args.envs if e not in PLATEAU_STEPS]
+        if unmeasured:
+            text += f" (no plateau measured for {', '.join(unmeasured)}: the default user's)"
     if reused:
         text += f"; {reused} already in the folder (--resume), {len(specs) - reused} to train"
     where = "Ray tasks" if args.executor == "ray" else f"{args.workers} at a time"
@@ -1358,8 +1427,13 @@ def rebuild_report(out: Path, args: Args, command: str) -> dict[str, Any]:
     from dialogue_gym.study import report
 
     runs = out / "runs.jsonl"
-    if not runs.is_file() or not (out / "baselines.json").is_file():
-        raise FileNotFoundError(f"no finished study in {out} (runs.jsonl and baselines.json)")
+    if not runs.is_file():
+        raise FileNotFoundError(f"no finished study in {out} (no runs.jsonl)")
+    if not (out / "baselines.json").is_file():
+        # The reference policies are seeded template episodes without training: measured
+        # again they are the same numbers, so a folder of records alone can be rebuilt.
+        print(f"note: no baselines.json in {out}: measuring the reference policies again")
+        _write_atomic(out / "baselines.json", json.dumps(run_baselines(settings_of(args), args)))
     specs = plan(args)
     found = _finished_runs(runs, {s.run_id: run_fingerprint(s, args) for s in specs})
     records = [found[s.run_id] for s in specs if s.run_id in found]
