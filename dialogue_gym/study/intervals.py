@@ -122,21 +122,33 @@ def improvement_interval(
     scores: np.ndarray, reference: np.ndarray, reps: int, seed: int
 ) -> tuple[float, float, float]:
     """rliable's probability of improvement P(``scores`` > ``reference``) (Mann-Whitney U per
-    task, averaged over tasks) and its 95% interval.
+    task over the pairs of runs, ties counting half, averaged over tasks) and its 95%
+    percentile interval.
+
+    The point is rliable's ``probability_of_improvement``; the interval resamples each side's
+    runs within each task on its own (the stratified independent bootstrap rliable uses),
+    vectorised: rliable's loop calls SciPy's Mann-Whitney test once per task and resample,
+    five seconds a row at 2,000 resamples.
 
     Example:
         >>> a = np.array([[0.9, 0.8], [0.7, 1.0], [0.8, 0.9]])
-        >>> improvement_interval(a, a - 0.5, reps=100, seed=1)[0]
-        1.0
+        >>> improvement_interval(a, a - 0.5, reps=100, seed=1)
+        (1.0, 1.0, 1.0)
+        >>> mid, lo, hi = improvement_interval(a, a, reps=500, seed=1)
+        >>> mid, lo < 0.5 < hi
+        (0.5, True)
     """
     from rliable import metrics as rm
 
-    return _estimate(
-        (scores, reference),
-        lambda x, y: np.array([rm.probability_of_improvement(x, y)]),
-        reps,
-        seed,
-    )
+    point = float(rm.probability_of_improvement(scores, reference))
+    rng = np.random.default_rng(seed)
+    (nx, tasks), ny = scores.shape, len(reference)
+    x = np.take_along_axis(scores[None], rng.integers(nx, size=(reps, nx, tasks)), axis=1)
+    y = np.take_along_axis(reference[None], rng.integers(ny, size=(reps, ny, tasks)), axis=1)
+    pairs_x, pairs_y = x[:, :, None, :], y[:, None, :, :]  # reps x nx x ny x tasks
+    per_task = (pairs_x > pairs_y).mean(axis=(1, 2)) + 0.5 * (pairs_x == pairs_y).mean(axis=(1, 2))
+    lo, hi = np.percentile(per_task.mean(axis=1), [2.5, 97.5])
+    return point, float(lo), float(hi)
 
 
 #: The most seeds :func:`seeds_needed` suggests; beyond it the report says "more than".

@@ -237,15 +237,20 @@ def difference_cell(row: dict[str, Any]) -> str:
     if "diff_iqm" not in row:
         return " | "
     return (
-        (
-            f"{100 * row['diff_iqm']:+.0f} [{100 * row['diff_lo']:+.0f}, {100 * row['diff_hi']:+.0f}]"
-            f" | {row['poi']:.2f} [{row['poi_lo']:.2f}, {row['poi_hi']:.2f}]"
-        )
-        .replace("+0 ", "0 ")
-        .replace("[+0,", "[0,")
-        .replace(", +0]", ", 0]")
-        .replace("-0 ", "0 ")
+        f"{points(row['diff_iqm'])} [{points(row['diff_lo'])}, {points(row['diff_hi'])}]"
+        f" | {row['poi']:.2f} [{row['poi_lo']:.2f}, {row['poi_hi']:.2f}]"
     )
+
+
+def points(fraction: float) -> str:
+    """A difference of success in signed whole points; ``0`` for anything that rounds to 0.
+
+    Example:
+        >>> points(0.253), points(-0.004), points(-0.1)
+        ('+25', '0', '-10')
+    """
+    value = round(100 * fraction)
+    return f"{value:+d}" if value else "0"
 
 
 def results_table(rows: list[dict[str, Any]], setting: str) -> str:
@@ -461,14 +466,11 @@ def _difference_words(row: dict[str, Any]) -> str:
     """
     if "diff_iqm" not in row:
         return ""
-    text = (
-        f"{100 * row['diff_iqm']:+.0f} points [{100 * row['diff_lo']:+.0f}, "
-        f"{100 * row['diff_hi']:+.0f}]"
-    )
+    text = f"{points(row['diff_iqm'])} points [{points(row['diff_lo'])}, {points(row['diff_hi'])}]"
     if row.get("verdict") == "inconclusive":
         needed = row.get("seeds_needed")
         text += f", ~{needed} seeds would settle it" if needed else ", beyond 100 seeds"
-    return text.replace("+0 ", "0 ").replace("[+0,", "[0,").replace(", +0]", ", 0]")
+    return text
 
 
 def dropped_line(cell: list[dict[str, Any]], ref: dict[str, Any]) -> str:

@@ -1342,6 +1342,8 @@ def main(args: Args) -> dict[str, Any]:
         bar.close()
     elapsed = time.perf_counter() - started
     load.append(_load_average())
+    # Kept with the records (summary.json is rebuilt): --report-only quotes the wall time.
+    _write_atomic(out / "timing.json", json.dumps({"elapsed_s": elapsed, "load": load}))
     summary = report.write(out, records, baselines, args, elapsed, command, load=load)
     print(report.terminal_summary(summary, out, len(records), elapsed))
     return summary
@@ -1443,14 +1445,14 @@ def rebuild_report(out: Path, args: Args, command: str) -> dict[str, Any]:
         why = f" (the folder was run with other settings: {'; '.join(differences)})"
         raise ValueError(f"none of the planned runs is in {runs}" + (why if differences else ""))
     baselines = json.loads((out / "baselines.json").read_text(encoding="utf-8"))
-    try:
-        elapsed = float(json.loads((out / "summary.json").read_text()).get("elapsed_s", 0.0))
-    except (OSError, ValueError, AttributeError):
-        elapsed = 0.0  # no summary yet, or one cut off when the study was killed
-    try:
-        load = json.loads((out / "summary.json").read_text()).get("load")
-    except (OSError, ValueError, AttributeError):
-        load = None
+    elapsed, load = 0.0, None
+    for name in ("timing.json", "summary.json"):  # summary.json: a folder of an older version
+        try:
+            timing = json.loads((out / name).read_text(encoding="utf-8"))
+            elapsed, load = float(timing.get("elapsed_s", 0.0)), timing.get("load")
+            break
+        except (OSError, ValueError, AttributeError, TypeError):
+            continue  # missing, or cut off when the study was killed
     summary = report.write(out, records, baselines, args, elapsed, command, load=load)
     print(report.terminal_summary(summary, out, len(records), elapsed))
     print(f"\nrebuilt {out}/report.md from {len(records)} of {len(plan(args))} planned runs")
