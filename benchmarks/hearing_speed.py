@@ -11,7 +11,6 @@ has not heard. Ratios to v0 are what to compare across machines; it prints the C
 
 from __future__ import annotations
 
-import platform
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +21,7 @@ import tyro
 import yaml
 
 import dialogue_gym  # noqa: F401  (registers the envs)
+from dialogue_gym.evaluation.machine import cpu_model
 
 LINES = Path(dialogue_gym.__file__).parent / "user" / "data" / "counterfactual_dev.yaml"
 CONFIGS = (
@@ -97,7 +97,7 @@ def main(args: Args) -> None:
     torch.set_num_threads(1)
     styles = yaml.safe_load(LINES.read_text("utf-8"))["styles"]
     lines = [line for by in styles["natural"].values() for line in by]
-    print(f"{platform.processor() or platform.machine()}, 1 torch thread, {args.steps} steps\n")
+    print(f"{cpu_model()}, 1 torch thread, {args.steps} steps\n")
     base = None
     for i, (env_id, kwargs) in enumerate(CONFIGS):
         ms = time_steps(env_id, kwargs, lines, args.steps, f"run{i}")

@@ -32,7 +32,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import platform
 import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -43,6 +42,7 @@ from typing import Any
 import tyro
 from transformers import TrainerCallback
 
+from dialogue_gym.evaluation.machine import describe
 from dialogue_gym.rewards import REWARDS
 
 __all__ = ["Args", "StepClock", "main", "parse_args", "report", "split_step"]
@@ -212,18 +212,6 @@ def total_row(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
 # ----------------------------------------------------------------------------- output
 
 
-def _machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}"
-
-
 def _table_row(label: str, r: Mapping[str, Any]) -> str:
     s = r["share"]
     return (
@@ -304,7 +292,7 @@ def main(args: Args) -> dict[str, Any]:
             f"{args.prompts_per_step} users x {args.num_generations} conversations a step, "
             f"{args.max_turns} turns of at most {args.turn_tokens} tokens"
         ),
-        "machine": _machine(),
+        "machine": describe(),
         "device": args.device,
         "torch_threads": torch.get_num_threads(),
         "versions": {

@@ -22,8 +22,6 @@ import asyncio
 import dataclasses
 import importlib.metadata
 import json
-import os
-import platform
 import signal
 import subprocess
 import sys
@@ -37,6 +35,7 @@ import tyro
 
 import dialogue_gym  # noqa: F401  (registers the envs)
 from dialogue_gym.envs.text import EXAMPLE_UTTERANCES
+from dialogue_gym.evaluation.machine import describe
 from dialogue_gym.integrations.openenv import DialogueEnvClient, server_sessions
 from dialogue_gym.llm.backends.llama_server import free_port
 
@@ -145,17 +144,6 @@ def stop_server(process: subprocess.Popen) -> None:
         process.wait()
 
 
-def cpu_model() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-        for line in out.splitlines():
-            if line.startswith("Model name:"):
-                return line.partition(":")[2].strip()
-    except (OSError, subprocess.CalledProcessError):
-        pass
-    return platform.processor() or platform.machine()
-
-
 def main(args: Args) -> dict:
     if args.quick:
         args = dataclasses.replace(
@@ -186,7 +174,7 @@ def main(args: Args) -> dict:
             stop_server(process)
     in_process = in_process_step_seconds(args.env, args.in_process_steps, args.seed)
     results = {
-        "machine": f"{cpu_model()}, {os.cpu_count()} cores, Python {platform.python_version()}",
+        "machine": describe(),
         "openenv_core": importlib.metadata.version("openenv-core"),
         "server": args.url or "dialogue-gym serve (subprocess, template voice)",
         "args": dataclasses.asdict(args),

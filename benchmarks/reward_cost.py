@@ -19,7 +19,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import platform
-import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +28,7 @@ import numpy as np
 import tyro
 
 import dialogue_gym  # noqa: F401  (registers the envs)
+from dialogue_gym.evaluation.machine import cpu_model
 
 ENV_ID = "EmpathyDialogue-v0"
 REWARDS = ("sparse", "final_emotion", "next_turn", "emotion_delta", "potential_emotion")
@@ -84,17 +84,6 @@ def env_step_seconds(steps: int, reward: str | None, seed: int = 0, **reward_kwa
     elapsed = time.perf_counter() - start
     env.close()
     return elapsed / steps
-
-
-def cpu_model() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-        for line in out.splitlines():
-            if line.startswith("Model name:"):
-                return line.partition(":")[2].strip()
-    except (OSError, subprocess.CalledProcessError):
-        pass
-    return platform.processor() or platform.machine()
 
 
 def main(args: Args) -> dict:

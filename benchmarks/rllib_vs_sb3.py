@@ -24,12 +24,10 @@ JSON summary beside it, and the figure ``docs/results/rllib_vs_sb3.png``.
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import dataclasses
 import json
 import os
-import platform
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +38,7 @@ import tyro
 
 import dialogue_gym  # noqa: F401  (registers the envs)
 from dialogue_gym.evaluation.episodes import evaluate, summarize
+from dialogue_gym.evaluation.machine import cpu_model
 from dialogue_gym.study import run as study
 
 
@@ -160,12 +159,7 @@ def references(args: Args) -> dict[str, float]:
 
 def machine() -> str:
     """The cores and the CPU's name (``/proc/cpuinfo`` where there is one), for the figure."""
-    name = platform.processor() or platform.machine()
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
-            if line.startswith("model name"):
-                name = line.partition(":")[2].strip()
-                break
+    name = cpu_model()
     return f"{os.cpu_count()} CPU cores ({name}), no GPU"
 
 

@@ -51,6 +51,7 @@ import gymnasium as gym
 import tyro
 
 import dialogue_gym  # noqa: F401  (registers the envs)
+from dialogue_gym.evaluation.machine import cpu_model
 from dialogue_gym.llm.backends import GenerationParams, get_backend
 from dialogue_gym.llm.backends.llama_cpp import _default_threads, default_model_path
 from dialogue_gym.llm.backends.llama_server import LlamaServer
@@ -96,16 +97,8 @@ def machine() -> dict[str, Any]:
     """What the numbers ran on, and how busy it was when asked."""
     import llama_cpp
 
-    model = ""
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
-        model = next(
-            (ln.split(":", 1)[1].strip() for ln in out.splitlines() if "Model name" in ln), ""
-        )
-    except OSError:
-        pass
     return {
-        "cpu": model or platform.processor(),
+        "cpu": cpu_model(),
         "cores": os.cpu_count(),
         "python": platform.python_version(),
         "llama_cpp_python": llama_cpp.__version__,

@@ -52,6 +52,7 @@ import numpy as np
 import tyro
 
 import dialogue_gym  # noqa: F401  (registers the envs)
+from dialogue_gym.evaluation.machine import describe
 from dialogue_gym.llm.backends import Backend, GenerationParams, get_backend
 
 ENV_ID = "EmpathyDialogue-v0"
@@ -407,8 +408,7 @@ def _run(args: Args) -> dict:
             vec_repeats=1,
         )
     results: dict = {
-        "machine": f"{platform.machine()}, {cpu_model()}, {os.cpu_count()} cores, "
-        f"Python {platform.python_version()}",
+        "machine": f"{platform.machine()}, {describe()}",
         "load_average_at_start": os.getloadavg(),
         "torch_threads": torch.get_num_threads(),
         "args": dataclasses.asdict(args),
@@ -540,17 +540,6 @@ def report(r: dict) -> str:
                 f"{row.get('generate_vs_n_singles_cpu', nan):.2f} |"
             )
     return "\n".join(lines)
-
-
-def cpu_model() -> str:
-    """The CPU's model name (``lscpu``'s, from /proc/cpuinfo), or the platform's word."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "cpu"
 
 
 def parse_args(argv: list[str] | None = None) -> Args:

@@ -30,7 +30,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import platform
 import sys
 import time
 from collections.abc import Sequence
@@ -42,6 +41,7 @@ import numpy as np
 from dialogue_gym.core.vocabulary import STRATEGIES
 from dialogue_gym.envs.text import HEARING_ENV_ID, TEXT_ENV_IDS
 from dialogue_gym.evaluation.episodes import EpisodeResult
+from dialogue_gym.evaluation.machine import describe
 from dialogue_gym.evaluation.metrics import (
     grounding_rate,
     mean_final_emotion,
@@ -212,20 +212,6 @@ def _write_jsonl(path: Path, episodes: Sequence[Any]) -> None:
             f.write(json.dumps(_episode_json(ep), ensure_ascii=False) + "\n")
 
 
-def _machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    import os
-
-    return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}"
-
-
 def _fmt(x: float) -> str:
     return "nan" if isinstance(x, float) and math.isnan(x) else f"{x:.3g}"
 
@@ -249,7 +235,7 @@ def report(args: Args, before: dict, after: dict, curves: list[dict], wall: floa
         f" {args.steps} GRPO steps x {args.prompts_per_step} users x {args.num_generations} "
         f"conversations, {args.max_turns} turns of at most {args.turn_tokens} tokens; "
         f"lr {args.learning_rate}, beta {args.beta}, temperature {args.temperature}. "
-        f"Wall time {wall / 60:.1f} min on {_machine()}.",
+        f"Wall time {wall / 60:.1f} min on {describe()}.",
         "",
         f"Test: {before['episodes']} test cards, one seeded conversation each, the same users "
         "before and after.",
@@ -387,7 +373,7 @@ def main(args: Args) -> dict[str, Any]:
             f.write(",".join(str(c[k]) for k in keys) + "\n")
     result = {"name": name, "reward": args.reward, "before": before, "after": after}
     result["wall_s"] = wall
-    result["machine"] = _machine()
+    result["machine"] = describe()
     (out / "eval.json").write_text(json.dumps(result, indent=1) + "\n")
     (out / "audit.md").write_text(
         audit.audit_report(

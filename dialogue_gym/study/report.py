@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import csv
 import json
-import platform
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -21,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from dialogue_gym.evaluation.machine import describe
 from dialogue_gym.study import llm_level
 from dialogue_gym.study.intervals import (
     difference_interval,
@@ -684,21 +684,6 @@ def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
             )
 
 
-def machine() -> str:
-    """The CPU model and core count, for the report (figures depend on the machine)."""
-    import os
-
-    model = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{model}, {os.cpu_count()} cores"
-
-
 #: Row fields that are lists or tables: kept out of ``aggregate.csv``.
 _NOT_FLAT = (
     "curve",
@@ -846,7 +831,7 @@ def write(
         "# Reward study",
         "",
         f"Command: `{command}` — {len(records)} runs, {budgets_line(records)}, "
-        f"{elapsed / 60:.1f} min on {machine()} ({args.workers} worker processes; "
+        f"{elapsed / 60:.1f} min on {describe(python=False)} ({args.workers} worker processes; "
         f"{load_note(load)}).",
         "",
         f"Settings: `{json.dumps({k: v for k, v in vars(args).items() if k != 'progress'}, default=str)}`",
