@@ -37,7 +37,7 @@ import dialogue_gym  # noqa: F401  (registers the envs)
 from dialogue_gym.envs.text import EXAMPLE_UTTERANCES
 from dialogue_gym.evaluation.machine import describe
 from dialogue_gym.integrations.openenv import DialogueEnvClient, server_sessions
-from dialogue_gym.llm.backends.llama_server import free_port
+from dialogue_gym.ports import free_port
 
 
 @dataclass

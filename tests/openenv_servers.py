@@ -70,7 +70,7 @@ def serve_process(*options: str, within: float = 120.0) -> Iterator[str]:
         within: Seconds the server has to answer.
     """
     openenv = served()
-    from dialogue_gym.llm.backends.llama_server import free_port
+    from dialogue_gym.ports import free_port
 
     port = free_port()
     command = [sys.executable, "-m", "dialogue_gym.cli", "serve", *options, "--port", str(port)]

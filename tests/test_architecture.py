@@ -33,6 +33,7 @@ ENVS = PKG.parent / "envs"
 LAYERS = {
     "core": 0,
     "registry": 0,
+    "ports": 0,
     "llm": 1,
     "user": 2,
     "envs": 3,

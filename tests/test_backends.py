@@ -34,9 +34,10 @@ from dialogue_gym.llm.backends import (
     spec_key,
 )
 from dialogue_gym.llm.backends.llama_cpp import LlamaCppBackend
-from dialogue_gym.llm.backends.llama_server import LlamaServer, free_port
+from dialogue_gym.llm.backends.llama_server import LlamaServer
 from dialogue_gym.llm.backends.openai_backend import OpenAIBackend
 from dialogue_gym.llm.backends.transformers_backend import TransformersBackend
+from dialogue_gym.ports import free_port
 
 CHATS = [
     [

@@ -31,7 +31,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -46,7 +45,8 @@ import pytest
 
 pytest.importorskip("ray")
 
-from dialogue_gym.study import run as study  # noqa: E402 (after the skip)
+from dialogue_gym.ports import free_port  # noqa: E402 (after the skip)
+from dialogue_gym.study import run as study  # noqa: E402
 from dialogue_gym.study.executors import RAY_TASK_PREFIX  # noqa: E402
 
 pytestmark = [
@@ -111,12 +111,6 @@ class Cluster:
         }
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind((LOOPBACK, 0))
-        return s.getsockname()[1]
-
-
 def _ray_start(cluster: Cluster, node: str, *flags: str) -> None:
     """Start one node (``ray start ... --block``) and wait until it says it runs."""
     log = cluster.folder / f"{node}.log"
@@ -163,7 +157,7 @@ def _stop(cluster: Cluster) -> None:
 def cluster() -> Iterator[Cluster]:
     # A short folder of its own: Ray's Unix sockets live in it, and their paths have a limit.
     folder = Path(tempfile.mkdtemp(prefix="dg-ray-", dir="/tmp"))
-    port = _free_port()
+    port = free_port()
     made = Cluster(address=f"{LOOPBACK}:{port}", folder=folder)
     try:
         _ray_start(made, "head", "--head", f"--port={port}", "--include-dashboard=false")

@@ -162,7 +162,7 @@ def test_a_session_closed_for_idling_is_reopened_by_reset(server):
 
 
 def test_a_base_url_that_is_no_server_is_a_clear_error():
-    from dialogue_gym.llm.backends.llama_server import free_port
+    from dialogue_gym.ports import free_port
 
     data = episode_dataset("test", n=1)
     with pytest.raises(InvalidArgument) as err:

@@ -17,7 +17,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -27,6 +26,7 @@ from pathlib import Path
 
 import pytest
 
+from dialogue_gym.ports import free_port
 from dialogue_gym.ui.play import STRATEGY_ENV, TEXT_ENV, PlayOptions, PlaySession
 
 pytestmark = [pytest.mark.server, pytest.mark.slow]
@@ -69,15 +69,9 @@ WORDS = [
 RESOLVING = [0, 0, 1, 2, 4, 2, 4, 5, 4, 5]
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def server() -> Iterator[tuple[str, subprocess.Popen]]:
-    port = _free_port()
+    port = free_port()
     command = [sys.executable, "-m", "dialogue_gym.cli", "ui", "--port", str(port)]
     command += ["--voice", "template", "--logs", str(SAMPLES / "episodes")]
     command += ["--results", str(SAMPLES)]

@@ -17,6 +17,7 @@ import gymnasium as gym
 
 from dialogue_gym.evaluation.episode_log import EpisodeLogger
 from dialogue_gym.evaluation.episodes import EpisodeResult
+from dialogue_gym.ports import port_taken
 from dialogue_gym.user.voices import AGENT_REALISERS, USER_VOICES
 
 DEBUG_ENV = "DIALOGUE_GYM_DEBUG"
@@ -41,6 +42,13 @@ def _positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
     return value
+
+
+def check_port(host: str, port: int) -> None:
+    """Fail now, in one line, when the port is taken (uvicorn would log and exit 1)."""
+    why = port_taken(host, port)
+    if why:
+        raise UsageError(f"cannot listen on {host}:{port}: {why}")
 
 
 def _port(text: str) -> int:

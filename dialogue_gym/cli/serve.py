@@ -19,12 +19,11 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import socket
 import sys
 from typing import Any
 
 import dialogue_gym
-from dialogue_gym.cli.common import UsageError, _add_env_args, _port, _positive_int
+from dialogue_gym.cli.common import UsageError, _add_env_args, _port, _positive_int, check_port
 from dialogue_gym.envs.text import TEXT_ENV_IDS
 from dialogue_gym.rewards import REWARDS
 from dialogue_gym.user.recognise import RECOGNISERS
@@ -134,18 +133,6 @@ def serve_env_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     return kwargs
 
 
-def _check_port(host: str, port: int) -> None:
-    """Fail now, in one line, when the port is taken (uvicorn would log and exit 1)."""
-    if port == 0:
-        return
-    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn's own socket
-        try:
-            sock.bind((host, port))
-        except OSError as err:
-            raise UsageError(f"cannot listen on {host}:{port}: {err.strerror or err}") from None
-
-
 def cmd_serve(args: argparse.Namespace) -> int:
     """Serve ``args.env`` until interrupted (Ctrl-C stops it cleanly, status 0)."""
     kwargs = serve_env_kwargs(args)
@@ -155,7 +142,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     from dialogue_gym.integrations.openenv import make_app
 
-    _check_port(args.host, args.port)
+    check_port(args.host, args.port)
     timeout = args.idle_timeout or None
     # Built before announcing: a bad env option fails here, in one line.
     app = make_app(args.env, kwargs, max_sessions=args.max_sessions, idle_timeout=timeout)

@@ -22,13 +22,13 @@ import argparse
 import importlib.util
 import ipaddress
 import os
-import socket
 import sys
 import time
 from typing import Any
 
 import dialogue_gym
-from dialogue_gym.cli.common import UsageError, _port
+from dialogue_gym.cli.common import UsageError, _port, check_port
+from dialogue_gym.ports import free_port
 from dialogue_gym.rewards import REWARDS
 
 __all__ = ["EXTRA", "add_ui_parser", "cmd_ui"]
@@ -103,24 +103,6 @@ def add_ui_parser(sub: Any) -> None:
     ui.set_defaults(func=cmd_ui)
 
 
-def _check_port(host: str, port: int) -> None:
-    """Fail now, in one line, when the port is taken."""
-    if port == 0:
-        return
-    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn's own socket
-        try:
-            sock.bind((host, port))
-        except OSError as err:
-            raise UsageError(f"cannot listen on {host}:{port}: {err.strerror or err}") from None
-
-
-def _free_port(host: str) -> int:
-    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
-
-
 def _is_loopback(host: str) -> bool:
     try:
         return ipaddress.ip_address(host).is_loopback
@@ -135,8 +117,8 @@ def cmd_ui(args: argparse.Namespace) -> int:
     for path in [*args.logs, *([args.results] if args.results else [])]:
         if not os.path.exists(path):
             raise UsageError(f"no such file or folder: {path}")
-    _check_port(args.host, args.port)
-    port = args.port or _free_port(args.host)
+    check_port(args.host, args.port)
+    port = args.port or free_port(args.host)
     # Gradio phones home for analytics by default; a local research tool should not.
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     from dialogue_gym.ui.app import CSS, UiDefaults, build_app

@@ -1,9 +1,14 @@
 """The reward study: which reward replaces the coarse bonus, for which learner.
 
 - :mod:`~dialogue_gym.study.run`: the grid (settings x rewards x learners x seeds), CleanRL style;
-- :mod:`~dialogue_gym.study.report`: rliable statistics, verdicts, plots and ``report.md``.
+- :mod:`~dialogue_gym.study.intervals`: rliable's stratified bootstrap, one generator per row;
+- :mod:`~dialogue_gym.study.verdicts`: each reward against the coarse bonus, by the difference
+  interval and a declared margin;
+- :mod:`~dialogue_gym.study.report`: tables, plots and ``report.md``;
+- :mod:`~dialogue_gym.study.executors`: where the runs execute (local processes, Ray);
+- :mod:`~dialogue_gym.study.llm_level`: GRPO runs beside the strategy level's verdicts.
 
-``python -m dialogue_gym.study`` (or ``dialogue-gym study``) runs it.
+``dialogue-gym study`` runs it (``main(parse_args())`` from Python).
 """
 
 from dialogue_gym.study import run

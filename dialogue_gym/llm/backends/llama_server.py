@@ -37,7 +37,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -50,20 +49,9 @@ from types import TracebackType
 from typing import IO, Any
 
 from dialogue_gym.llm.backends.base import BackendError
+from dialogue_gym.ports import free_port
 
-__all__ = ["LlamaServer", "free_port", "serve"]
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port that is free on ``host`` right now (the OS picks it).
-
-    Example:
-        >>> 0 < free_port() < 65536
-        True
-    """
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
+__all__ = ["LlamaServer", "serve"]
 
 
 def _stop(process: subprocess.Popen[bytes], log: IO[bytes] | None) -> None:
