@@ -43,6 +43,7 @@ import tyro
 import dialogue_gym  # noqa: F401  (registers the envs)
 from dialogue_gym.agents.reference import baselines, make_policy
 from dialogue_gym.evaluation.episodes import ModelPolicy, run_episode
+from dialogue_gym.study.run import parse_overrides  # the study's, checked by SimConfig
 
 #: The reward study's evaluation seeds (``dialogue_gym.study.run.EVAL_SEED``): card k is played
 #: with seed ``EVAL_SEED + k``. Repeated baseline passes add ``1000 * rep``.
@@ -75,17 +76,6 @@ class Args:
     """a smoke run: one seed, 1,024 decisions, 12 test cards, one baseline pass"""
     cards: int = 0
     """evaluate on the first N test cards (0: all 72)"""
-
-
-def parse_overrides(pairs: tuple[str, ...]) -> dict[str, float]:
-    """``("explore_gain=0.2",)`` -> ``{"explore_gain": 0.2}`` (checked when the env is made)."""
-    out: dict[str, float] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep:
-            raise SystemExit(f"--sim takes name=value, got {pair!r}")
-        out[key.strip()] = float(value)
-    return out
 
 
 def make_env(
