@@ -30,6 +30,7 @@ import dialogue_gym
 from dialogue_gym.cli.common import UsageError, _port, check_port
 from dialogue_gym.ports import free_port
 from dialogue_gym.rewards import REWARDS
+from dialogue_gym.user.voices import USER_VOICES
 
 __all__ = ["EXTRA", "add_ui_parser", "cmd_ui"]
 
@@ -68,9 +69,10 @@ def add_ui_parser(sub: Any) -> None:
     )
     ui.add_argument(
         "--voice",
-        choices=["template", "llm"],
+        choices=sorted(USER_VOICES),
         default="template",
-        help="the Play tab's user voice (default: template, instant; llm: the embedded model)",
+        help="the Play tab's user voice, a registered one (default: template, instant; llm: the "
+        "embedded model)",
     )
     ui.add_argument(
         "--scenarios",

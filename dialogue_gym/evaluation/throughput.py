@@ -52,6 +52,7 @@ import numpy as np
 import tyro
 
 import dialogue_gym  # noqa: F401  (registers the envs)
+from dialogue_gym.core.vocabulary import STRATEGIES
 from dialogue_gym.evaluation.machine import describe
 from dialogue_gym.llm.backends import Backend, GenerationParams, get_backend
 
@@ -192,7 +193,7 @@ def llm_turns_per_second(
     tokens, seconds = stats.get("completion_tokens", 0), stats.get("seconds", 0.0)
     start, cpu, n, chars = time.perf_counter(), time.process_time(), 0, 0
     while n < turns:
-        _, _, term, trunc, info = env.step(n % 8)
+        _, _, term, trunc, info = env.step(n % len(STRATEGIES))
         chars += len(info["user_utterance"])
         n += 1
         if term or trunc:  # in the timing: a reset is one more user turn (the opening)
@@ -276,12 +277,12 @@ def vec_row(spec: Mapping[str, Any], users: int, rounds: int, max_tokens: int) -
         fix_new_tokens(env, max_tokens)
     rng = np.random.default_rng(users)
     envs.reset(seed=0)
-    envs.step(rng.integers(8, size=users))  # warm-up: this batch size's first call
+    envs.step(rng.integers(len(STRATEGIES), size=users))  # warm-up: this batch size's first call
     backend.reset()
     calls_before = envs.unwrapped.backend_calls
     start, cpu = time.perf_counter(), time.process_time()
     for _ in range(rounds):
-        envs.step(rng.integers(8, size=users))
+        envs.step(rng.integers(len(STRATEGIES), size=users))
     wall, cpu = time.perf_counter() - start, time.process_time() - cpu
     calls = envs.unwrapped.backend_calls - calls_before
     envs.close()

@@ -352,18 +352,28 @@ def _compare_updates(logs: LogSet | None) -> list[Any]:
     ]
 
 
+#: What _load fills after the filters: the episode picker, summary, chat, plot, table and the
+#: three Compare pickers.
+_AFTER_FILTERS = 8
+
+
 def _load(paths: Sequence[str], old: LogSet | None) -> tuple[Any, ...]:
     """(logs, notice, info, 5 filters, episode picker, summary, chat, plot, table, 3 compare)."""
     try:
         logs = load_logs(paths)
     except LogError as err:
-        return (old, _notice(str(err)), gr.update(), *[gr.update()] * (len(FILTERS) + 8))
+        return (
+            old,
+            _notice(str(err)),
+            gr.update(),
+            *[gr.update()] * (len(FILTERS) + _AFTER_FILTERS),
+        )
     except Exception as err:
         return (
             old,
             _notice(_unexpected("Loading the logs", err)),
             gr.update(),
-            *[gr.update()] * (len(FILTERS) + 8),
+            *[gr.update()] * (len(FILTERS) + _AFTER_FILTERS),
         )
     picker, key = _episode_choices(logs, [ALL] * len(FILTERS))
     return (
@@ -384,7 +394,7 @@ def _load_path(path: str, old: LogSet | None) -> tuple[Any, ...]:
 def _load_upload(files: list[Any] | None, old: LogSet | None) -> tuple[Any, ...]:
     paths = [getattr(f, "name", f) for f in (files or [])]
     if not paths:
-        return (old, "", gr.update(), *[gr.update()] * (len(FILTERS) + 8))
+        return (old, "", gr.update(), *[gr.update()] * (len(FILTERS) + _AFTER_FILTERS))
     return _load(paths, old)
 
 

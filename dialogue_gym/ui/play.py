@@ -369,7 +369,9 @@ class PlaySession:
             if isinstance(action, str) and action.strip().lstrip("-").isdigit():
                 action = int(action)
             if isinstance(action, bool) or not isinstance(action, int | np.integer):
-                raise PlayInputError("Pick a strategy: press one of the 8 buttons.")
+                raise PlayInputError(
+                    f"Pick a strategy: press one of the {len(STRATEGIES)} buttons."
+                )
             if not 0 <= int(action) < len(STRATEGIES):
                 raise PlayInputError(
                     f"There is no strategy {int(action) + 1}: pick one of the "
