@@ -67,14 +67,15 @@ def rejudge(folder: Path, margin: float, reps: int) -> list[dict]:
     return rows
 
 
-def table(rows: list[dict]) -> str:
+def table(rows: list[dict], only: list[dict] | None = None) -> str:
+    """The judged rows (or ``only`` these) as Markdown: success, seeds, difference, verdicts."""
     lines = [
         "| user | setting | learner | reward | success IQM (old) | per seed, % | difference, "
         "points [95% CI] | old verdict | new verdict |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
-        if r["reward"] == "sparse" or r.get("dropped"):
+        if r["reward"] == "sparse" or r.get("dropped") or (only is not None and r not in only):
             continue
         diff = report._difference_words(r) if "diff_iqm" in r else ""
         old = r["old_verdict"] + (f", {r['old_speed']}" if r["old_speed"] else "")
@@ -108,6 +109,12 @@ def main() -> None:
             f"is a bootstrap over runs ({args.reps} resamples). {len(changed)} of "
             f"{len(judged)} judged rows "
             "changed verdict ('reaches' is now 'matches' only where the difference clears -δ).",
+            "",
+            "## The rows whose verdict changed",
+            "",
+            table(rows, changed),
+            "",
+            "## Every judged row",
             "",
             table(rows),
         ]
