@@ -77,7 +77,7 @@ def table(rows: list[dict], only: list[dict] | None = None) -> str:
     for r in rows:
         if r["reward"] == "sparse" or r.get("dropped") or (only is not None and r not in only):
             continue
-        diff = report._difference_words(r) if "diff_iqm" in r else ""
+        diff = report.difference_words(r) if "diff_iqm" in r else ""
         old = r["old_verdict"] + (f", {r['old_speed']}" if r["old_speed"] else "")
         lines.append(
             f"| {r['env']} | {r['setting']} | {r['learner']} | {r['reward']} "

@@ -62,7 +62,7 @@ class EpisodeResult:
         emotions: Emotion after the opening and after each turn (``turns + 1`` values).
         episode_return: Sum of the env's rewards over the agent turns.
         messages: The chat, if kept.
-        user_acts: The user's act (``constants.USER_ACTS``) after each agent turn.
+        user_acts: The user's act (``core.vocabulary.USER_ACTS``) after each agent turn.
         user_lines: The user's opening line and their line after each turn (``turns + 1``).
         rewards: The env's reward at each agent turn.
         reward_components: ``info["reward_components"]`` at each agent turn (empty dicts

@@ -422,7 +422,7 @@ def answer(rows: list[dict[str, Any]], setting: str) -> list[str]:
                     part
                     for part in (
                         f"{r['success_iqm']:.0%}",
-                        _difference_words(r),
+                        difference_words(r),
                         r.get("speed", ""),
                         "seeds split" if r.get("split") else "",
                         "unsettled" if r.get("settled") is False else "",
@@ -456,11 +456,11 @@ def answer(rows: list[dict[str, Any]], setting: str) -> list[str]:
     return out
 
 
-def _difference_words(row: dict[str, Any]) -> str:
+def difference_words(row: dict[str, Any]) -> str:
     """``-5 points [-8, -1]`` (and an inconclusive row's suggested seeds), for the answer.
 
     Example:
-        >>> _difference_words({"diff_iqm": -0.32, "diff_lo": -0.6, "diff_hi": 0.05,
+        >>> difference_words({"diff_iqm": -0.32, "diff_lo": -0.6, "diff_hi": 0.05,
         ...                    "verdict": "inconclusive", "seeds_needed": 40})
         '-32 points [-60, +5], ~40 seeds would settle it'
     """

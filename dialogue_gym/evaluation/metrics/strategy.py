@@ -29,7 +29,7 @@ __all__ = [
 def grounding_rate(results: Sequence[EpisodeResult]) -> float:
     """Share of agent turns that are grounding acts, pooled over every turn of every episode.
 
-    Grounding acts are ``constants.GROUNDING_ACTS``: Question and Restatement or
+    Grounding acts are ``core.vocabulary.GROUNDING_ACTS``: Question and Restatement or
     Paraphrasing (ESConv's strategies for clarifying questions, follow-ups and
     understanding checks; Shaikh et al., 2024). Pooled (grounding turns / all turns), so a
     long episode weighs more than a short one. NaN when there are no turns at all.

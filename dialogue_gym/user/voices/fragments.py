@@ -24,7 +24,7 @@ from dialogue_gym.core.vocabulary import EMOTION_BANDS, STRATEGIES, USER_ACTS
 
 __all__ = ["BANDS", "Fragments", "load_fragments"]
 
-#: The emotion bands, highest first (``constants.EMOTION_BANDS``' names).
+#: The emotion bands, highest first (``core.vocabulary.EMOTION_BANDS``' names).
 BANDS: tuple[str, ...] = tuple(name for _, name in EMOTION_BANDS)
 
 _DATA_FILE = Path(__file__).resolve().parents[1] / "data" / "fragments.yaml"

@@ -33,7 +33,7 @@ class UserTurn:
         card: The scenario card (persona, situation, topic).
         act: The user's act, one of ``USER_ACTS``.
         emotion: Emotion score in [0, 100] after this turn's appraisal.
-        band: ``constants.emotion_band(emotion)``.
+        band: ``core.vocabulary.emotion_band(emotion)``.
         reason: The appraisal's short first-person reason ("They jumped to advice before
             listening."); empty at the opening turn.
         cue: The need-cue text revealed this turn, if any; the user must convey it.
