@@ -412,3 +412,65 @@ def test_the_load_benchmark_quick(tmp_path):
     assert 0 < row["p50_ms"] <= row["p99_ms"] and row["steps_per_s"] > 0
     assert saved["in_process_ms_per_step"] == results["in_process_ms_per_step"] > 0
     assert "2 cores" in saved["machine"] or "cores" in saved["machine"]
+
+
+# -- frames the protocol does not expect ------------------------------------------------------
+
+
+def _ws(url: str) -> Any:
+    from websockets.sync.client import connect
+
+    return connect(url.replace("http://", "ws://") + "/ws", max_size=None, open_timeout=10)
+
+
+@pytest.mark.server
+def test_a_frame_that_is_no_object_is_refused_and_the_session_goes_on(server):
+    url = server(STRATEGY, scenarios="test", max_turns=3)
+    with _ws(url) as ws:
+        ws.send(json.dumps({"type": "reset", "data": {"seed": 0}}))
+        assert json.loads(ws.recv(timeout=10))["type"] == "observation"
+        for frame in ("[1, 2]", "42", "null", '"step"'):
+            ws.send(frame)
+            answer = json.loads(ws.recv(timeout=10))
+            assert answer["type"] == "error" and answer["data"]["code"] == "INVALID_JSON"
+            assert "JSON object" in answer["data"]["message"]
+        # The conversation is still there: the next step is its first turn.
+        ws.send(json.dumps({"type": "step", "data": {"strategy": 0}}))
+        step = json.loads(ws.recv(timeout=10))
+        assert step["type"] == "observation" and step["data"]["observation"]["info"]["turn"] == 1
+
+
+@pytest.mark.server
+def test_an_error_does_not_echo_a_huge_field_back(server):
+    url = server(STRATEGY, scenarios="test")
+    with _ws(url) as ws:
+        ws.send(json.dumps({"type": "reset", "data": {"seed": 0}}))
+        ws.recv(timeout=10)
+        ws.send(json.dumps({"type": "step", "data": {"strategy": "x" * 2_000_000}}))
+        answer = ws.recv(timeout=30)
+        assert len(answer) < 5_000  # not the 2 MB field back
+        error = json.loads(answer)
+        assert error["data"]["code"] == "VALIDATION_ERROR"
+        assert "<2000000 characters, not echoed>" in answer
+
+
+@pytest.mark.server
+@pytest.mark.slow
+def test_a_silent_connection_is_closed_and_frees_its_slot():
+    from websockets.exceptions import ConnectionClosed
+
+    served = _served()
+    app = served.make_app(
+        STRATEGY, {"voice": "template"}, max_sessions=1, first_message_timeout=1.0
+    )
+    with served.running_server(app) as url:
+        with _ws(url) as ws:
+            with pytest.raises(ConnectionClosed) as closed:
+                ws.recv(timeout=10)
+            assert (
+                closed.value.rcvd.code == 1008
+                and "no message within 1 s" in closed.value.rcvd.reason
+            )
+        # The one slot is free again: a client that talks gets a session.
+        with served.DialogueEnvClient(base_url=url).sync() as env:
+            assert env.reset(seed=0).observation.info["turn"] == 0

@@ -79,6 +79,13 @@ def add_serve_parser(sub: Any) -> None:
         default=300.0,
         help="close a session after this many seconds without reset/step (0: never; default: 300)",
     )
+    serve.add_argument(
+        "--first-message-timeout",
+        type=_seconds,
+        default=30.0,
+        help="close a new connection that sends nothing for this many seconds, so a silent "
+        "client cannot hold a session slot (0: never; default: 30)",
+    )
     _add_env_args(serve, voice="llm", scenarios="train")
     serve.add_argument(
         "--reward",
@@ -145,7 +152,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
     check_port(args.host, args.port)
     timeout = args.idle_timeout or None
     # Built before announcing: a bad env option fails here, in one line.
-    app = make_app(args.env, kwargs, max_sessions=args.max_sessions, idle_timeout=timeout)
+    app = make_app(
+        args.env,
+        kwargs,
+        max_sessions=args.max_sessions,
+        idle_timeout=timeout,
+        first_message_timeout=args.first_message_timeout or None,
+    )
     print(
         f"dialogue-gym serve: {args.env} on http://{args.host}:{args.port} (sessions: WebSocket "
         f"/ws, at most {args.max_sessions}; idle timeout: "

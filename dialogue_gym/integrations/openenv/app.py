@@ -30,9 +30,11 @@ Example:
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import importlib
 import inspect
+import json
 import os
 import threading
 import time
@@ -47,7 +49,7 @@ from fastapi.responses import JSONResponse
 from openenv.core.env_server.http_server import HTTPEnvServer
 from openenv.core.env_server.types import ConcurrencyConfig
 from pydantic import BaseModel, Field
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from starlette.websockets import WebSocketDisconnect
 
 import dialogue_gym
@@ -55,6 +57,7 @@ from dialogue_gym.integrations.openenv.environment import DialogueEnvironment
 from dialogue_gym.integrations.openenv.models import DialogueObservation, action_class
 
 __all__ = [
+    "DEFAULT_FIRST_MESSAGE_TIMEOUT",
     "DEFAULT_IDLE_TIMEOUT",
     "DEFAULT_MAX_SESSIONS",
     "SessionsStatus",
@@ -68,6 +71,11 @@ __all__ = [
 DEFAULT_MAX_SESSIONS = 64
 #: Seconds without a ``reset`` or ``step`` after which a session is closed.
 DEFAULT_IDLE_TIMEOUT = 300.0
+#: Seconds a new WebSocket may stay silent before its first message: a connection that never
+#: resets would otherwise hold a session slot for the whole idle timeout.
+DEFAULT_FIRST_MESSAGE_TIMEOUT = 30.0
+#: The longest value an error message echoes back; a longer field is named by its size.
+ECHO_LIMIT = 200
 
 
 class SessionsStatus(BaseModel):
@@ -94,6 +102,7 @@ def make_app(
     env_kwargs: Mapping[str, Any] | None = None,
     max_sessions: int = DEFAULT_MAX_SESSIONS,
     idle_timeout: float | None = DEFAULT_IDLE_TIMEOUT,
+    first_message_timeout: float | None = DEFAULT_FIRST_MESSAGE_TIMEOUT,
 ) -> FastAPI:
     """The OpenEnv app serving ``env_id``: one simulated user per WebSocket session.
 
@@ -103,6 +112,8 @@ def make_app(
             ``scenarios``, ``reward``, ``max_turns``, ``backend``...).
         max_sessions: The most sessions at once (OpenEnv's ``max_concurrent_envs``).
         idle_timeout: Close a session idle this many seconds (``None`` or ``0``: never).
+        first_message_timeout: Close a new connection that sends nothing for this many
+            seconds (``None`` or ``0``: never), so a silent client cannot hold a slot.
 
     Returns:
         The FastAPI app; ``app.state.openenv_server`` is OpenEnv's ``HTTPEnvServer``.
@@ -141,7 +152,7 @@ def make_app(
         "/schema). docs/serving.md describes the protocol.",
     )
     server.register_routes(app)
-    app.add_middleware(_QuietDisconnect)
+    app.add_middleware(_SessionGuard, first_message_timeout=first_message_timeout or None)
     app.state.openenv_server = server
 
     @app.get("/sessions", response_model=SessionsStatus, tags=["Health"])
@@ -228,21 +239,110 @@ def _plain(value: Any) -> Any:
     return f"<{type(value).__name__}>"
 
 
-class _QuietDisconnect:
-    """Drop the ``WebSocketDisconnect`` that OpenEnv 0.3's ``/ws`` lets escape after every
-    session that the client closed first (its ``finally`` closes the socket again and guards
-    only ``RuntimeError``: huggingface/OpenEnv#1159). The session is already destroyed by then;
-    without this, uvicorn logs a traceback as an error for each ordinary disconnect."""
+class _SessionGuard:
+    """The ``/ws`` sessions' guard, in front of OpenEnv's handler (ASGI middleware).
 
-    def __init__(self, app: ASGIApp) -> None:
+    - A frame that is valid JSON but not an object (``[1, 2]``, ``42``, ``null``) is answered
+      with an ``INVALID_JSON`` error and the session goes on: OpenEnv reads ``.get`` on it
+      outside its own ``try`` and would close the socket with ``SESSION_ERROR``, losing the
+      conversation.
+    - An error that would echo a long field back (a validation error quotes the input: a 10 MB
+      utterance came back whole) quotes at most ``ECHO_LIMIT`` characters of it.
+    - A connection silent for ``first_message_timeout`` seconds after it opens is closed (code
+      1008), freeing its session slot.
+    - The ``WebSocketDisconnect`` that OpenEnv 0.3's ``/ws`` lets escape after every session
+      the client closed first is dropped (its ``finally`` closes the socket again and guards
+      only ``RuntimeError``: huggingface/OpenEnv#1159): the session is already destroyed, and
+      uvicorn would log a traceback for each ordinary disconnect.
+    """
+
+    def __init__(self, app: ASGIApp, first_message_timeout: float | None = None) -> None:
         self.app = app
+        self.first_message_timeout = first_message_timeout
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "websocket":
             await self.app(scope, receive, send)
             return
+        heard = False
+
+        async def guarded_receive() -> Message:
+            nonlocal heard
+            while True:
+                if heard or not self.first_message_timeout or not accepted:
+                    message = await receive()
+                else:
+                    try:
+                        message = await asyncio.wait_for(receive(), self.first_message_timeout)
+                    except TimeoutError:
+                        reason = f"no message within {self.first_message_timeout:g} s"
+                        with suppress(RuntimeError, OSError):
+                            await send({"type": "websocket.close", "code": 1008, "reason": reason})
+                        return {"type": "websocket.disconnect", "code": 1008}
+                if message["type"] != "websocket.receive":
+                    return message
+                heard = True
+                text = message.get("text")
+                if text is None or _is_object(text):
+                    return message
+                await send({"type": "websocket.send", "text": _NOT_AN_OBJECT})
+
+        accepted = False
+
+        async def guarded_send(message: Message) -> None:
+            nonlocal accepted
+            if message["type"] == "websocket.accept":
+                accepted = True
+            elif message["type"] == "websocket.send" and message.get("text"):
+                message = {**message, "text": _short_errors(message["text"])}
+            await send(message)
+
         with suppress(WebSocketDisconnect):
-            await self.app(scope, receive, send)
+            await self.app(scope, guarded_receive, guarded_send)
+
+
+_NOT_AN_OBJECT = json.dumps(
+    {
+        "type": "error",
+        "data": {
+            "message": "a message must be a JSON object with a 'type' (reset, step, state, "
+            "close); the session goes on",
+            "code": "INVALID_JSON",
+        },
+    }
+)
+
+
+def _is_object(text: str) -> bool:
+    """Whether ``text`` is a JSON object, or not JSON at all (OpenEnv answers that itself)."""
+    try:
+        return isinstance(json.loads(text), dict)
+    except ValueError:
+        return True
+
+
+def _short_errors(text: str) -> str:
+    """An error frame with every echoed ``input`` longer than ``ECHO_LIMIT`` characters cut.
+
+    Example:
+        >>> frame = json.dumps({"type": "error", "data": {"errors": [{"input": "x" * 10**6}]}})
+        >>> json.loads(_short_errors(frame))["data"]["errors"][0]["input"]
+        '<1000000 characters, not echoed>'
+    """
+    if len(text) <= 4 * ECHO_LIMIT or '"type":"error"' not in text.replace(" ", ""):
+        return text
+    try:
+        frame = json.loads(text)
+    except ValueError:
+        return text
+    for error in frame.get("data", {}).get("errors") or []:
+        if isinstance(error, dict) and "input" in error:
+            shown = (
+                error["input"] if isinstance(error["input"], str) else json.dumps(error["input"])
+            )
+            if len(shown) > ECHO_LIMIT:
+                error["input"] = f"<{len(shown)} characters, not echoed>"
+    return json.dumps(frame)
 
 
 @contextmanager
@@ -291,6 +391,7 @@ def serve(
     max_sessions: int = DEFAULT_MAX_SESSIONS,
     idle_timeout: float | None = DEFAULT_IDLE_TIMEOUT,
     log_level: str = "info",
+    first_message_timeout: float | None = DEFAULT_FIRST_MESSAGE_TIMEOUT,
 ) -> None:
     """Serve ``env_id`` in the foreground until interrupted (``dialogue-gym serve``'s body).
 
@@ -302,6 +403,13 @@ def serve(
         max_sessions: As :func:`make_app`.
         idle_timeout: As :func:`make_app`.
         log_level: uvicorn's log level.
+        first_message_timeout: As :func:`make_app`.
     """
-    app = make_app(env_id, env_kwargs, max_sessions=max_sessions, idle_timeout=idle_timeout)
+    app = make_app(
+        env_id,
+        env_kwargs,
+        max_sessions=max_sessions,
+        idle_timeout=idle_timeout,
+        first_message_timeout=first_message_timeout,
+    )
     uvicorn.run(app, host=host, port=port, log_level=log_level)
