@@ -25,6 +25,7 @@ from dialogue_gym.cli import main  # noqa: E402
 from dialogue_gym.evaluation.episodes import ModelPolicy  # noqa: E402
 from dialogue_gym.integrations.minari import (  # noqa: E402
     INFO_SCHEMA,
+    OWNER_FILE,
     column_name,
     decode_transcript,
     episode_transcript,
@@ -202,3 +203,33 @@ def test_transcript_encoding_is_plain_json() -> None:
     chat = [{"role": "user", "content": "Ça va\u2026 \U0001f642", "emotion": 30.0}]
     encoded = json.dumps(chat, ensure_ascii=False)
     assert decode_transcript(encoded) == chat == decode_transcript(encoded.encode())
+
+
+def test_a_recording_killed_with_kill_9_leaves_nothing_after_the_next_one(tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    root = tmp_path / "minari"
+    argv = [sys.executable, "-m", "dialogue_gym.cli", "dataset", "--policy", "random"]
+    argv += ["--datasets-path", str(root), "--episodes", "100000"]
+    killed = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while not any((p / OWNER_FILE).is_file() for p in root.glob("tmp*")):
+        assert killed.poll() is None and time.monotonic() < deadline, "no recording started"
+        time.sleep(0.2)
+    killed.send_signal(signal.SIGKILL)
+    killed.wait(timeout=30)
+    left = sorted(p.name for p in root.glob("tmp*"))
+    assert left  # what Minari's buffer folder looks like after kill -9
+    other = root / "tmpnotours"  # another program's Minari buffer: not ours to remove
+    other.mkdir()
+    done = subprocess.run(
+        [*argv[:-1], "2", "--dataset-id", "dialogue_gym/EmpathyDialogue/after-kill-v0"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    assert sorted(p.name for p in root.glob("tmp*")) == ["tmpnotours"]

@@ -385,6 +385,55 @@ def datasets_path(path: str | os.PathLike[str] | None) -> Iterator[Path]:
                 os.environ["MINARI_DATASETS_PATH"] = saved
 
 
+#: The file a recording leaves in Minari's temporary folder: the PID of the process writing it.
+OWNER_FILE = ".dialogue_gym_owner"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True  # someone else's process, alive
+    return True
+
+
+def clean_stale_recordings(root: str | os.PathLike[str]) -> list[Path]:
+    """Remove the temporary folders that killed recordings left in Minari's datasets folder.
+
+    Minari's ``DataCollector`` buffers episodes in a ``tmp...`` folder beside the datasets and
+    removes it when it closes; a recording killed with ``kill -9`` never closes, and the folder
+    (11 MB for 72 episodes) stayed forever. Each recording writes its PID into its folder
+    (``OWNER_FILE``); a folder whose owner is no longer alive is removed. Folders without the
+    file (another program's Minari) are left alone.
+
+    Returns:
+        The folders removed.
+
+    Example:
+        >>> import tempfile
+        >>> root = Path(tempfile.mkdtemp())
+        >>> (root / "tmpdead").mkdir(); _ = (root / "tmpdead" / OWNER_FILE).write_text("999999999")
+        >>> (root / "tmplive").mkdir(); _ = (root / "tmplive" / OWNER_FILE).write_text(str(os.getpid()))
+        >>> [p.name for p in clean_stale_recordings(root)], sorted(p.name for p in root.iterdir())
+        (['tmpdead'], ['tmplive'])
+    """
+    import shutil
+
+    removed = []
+    for folder in sorted(Path(root).glob("tmp*")):
+        owner = folder / OWNER_FILE
+        try:
+            pid = int(owner.read_text(encoding="utf-8").strip())
+        except (OSError, ValueError):
+            continue
+        if not _alive(pid):
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+    return removed
+
+
 def _require_minari() -> Any:
     try:
         import minari
@@ -478,6 +527,8 @@ def record_dataset(
             )
         minari.delete_dataset(dataset_id)
 
+    with datasets_path(None) as root:
+        clean_stale_recordings(root)
     kwargs = {"voice": "template", "scenarios": "test", **(env_kwargs or {})}
     kwargs.pop("reward", None)
     kwargs.pop("reward_kwargs", None)
@@ -489,6 +540,11 @@ def record_dataset(
         record_infos=True,
         data_format=data_format,
     )
+    # Minari's buffer folder, named for this process: a recording killed before close() is
+    # removed by the next one (clean_stale_recordings).
+    buffer = getattr(getattr(collector, "_tmp_dir", None), "name", None)
+    if buffer is not None:
+        (Path(buffer) / OWNER_FILE).write_text(str(os.getpid()), encoding="utf-8")
     try:
         agent = resolve_policy(policy, collector)
         n_cards = len(collector.unwrapped.cards)
