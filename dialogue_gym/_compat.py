@@ -33,7 +33,7 @@ MOVED: dict[str, str] = {
     "affect": "core.affect",
     "scenario": "core.scenario",
     "transcript": "core.transcript",
-    "paths": "core.paths",
+    "paths": "envs",  # 0.1's paths.envs_dir() is envs.envs_dir (data_dir)
     "render": "core.render",
     "llm_task": "llm.client",
     "batching": "llm.batching",

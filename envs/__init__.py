@@ -8,3 +8,23 @@
 
 The ids are registered in :mod:`dialogue_gym.registration`, one line each.
 """
+
+from pathlib import Path
+
+from dialogue_gym.core.scenario import set_builtin_root
+
+
+def data_dir() -> Path:
+    """This folder: the built-in scenario cards (``scenarios/``) and their parts (``parts/``).
+
+    Installed as the package ``dialogue_gym.envs`` (``setup.cfg``), so a wheel carries it.
+    """
+    return Path(__file__).resolve().parent
+
+
+#: 0.1's ``dialogue_gym.paths.envs_dir`` (that old path now gives this module: ``_compat``).
+envs_dir = data_dir
+
+# The core names the built-in card sets ("train", "test") but does not know where they live:
+# the envs layer, which carries them, tells it (so layer 0 imports nothing above it).
+set_builtin_root(data_dir())

@@ -126,7 +126,7 @@ def test_wheel_in_fresh_venv_finds_its_data(tmp_path: Path) -> None:
     probe = """
 import json
 import dialogue_gym
-from dialogue_gym.core.paths import envs_dir
+from dialogue_gym.envs import data_dir as envs_dir
 from dialogue_gym.core.scenario import load_scenarios
 print(json.dumps({
     "package": dialogue_gym.__file__,

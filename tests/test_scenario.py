@@ -16,7 +16,6 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dialogue_gym.core.paths import envs_dir
 from dialogue_gym.core.scenario import (
     SPLITS,
     ScenarioCard,
@@ -33,6 +32,7 @@ from dialogue_gym.core.vocabulary import (
     NEEDS,
     PROBLEM_TYPES,
 )
+from dialogue_gym.envs import data_dir as envs_dir
 from tools import scenario_builder  # the authoring tool (repository root is on sys.path)
 
 SCENARIOS = envs_dir() / "scenarios"

@@ -36,7 +36,6 @@ from typing import Any
 import numpy as np
 import yaml
 
-from dialogue_gym.core.paths import envs_dir
 from dialogue_gym.core.scenario import (
     SPLITS,
     Fact,
@@ -47,6 +46,7 @@ from dialogue_gym.core.scenario import (
     read_yaml,
 )
 from dialogue_gym.core.vocabulary import DIFFICULTIES, EMOTION_TYPES, NEEDS, PROBLEM_TYPES
+from dialogue_gym.envs import data_dir as envs_dir
 
 #: Seed of every random choice the builder makes; changing it rewrites every card.
 SEED = 20240521

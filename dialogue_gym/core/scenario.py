@@ -19,7 +19,6 @@ from typing import Any, NoReturn, TypeAlias, Union
 
 import yaml
 
-from dialogue_gym.core.paths import envs_dir
 from dialogue_gym.core.vocabulary import (
     CHARACTER_TYPES,
     DIFFICULTIES,
@@ -497,8 +496,7 @@ def load_card(path: str | os.PathLike[str]) -> ScenarioCard:
             card; the message names the file and the field.
 
     Example:
-        >>> from dialogue_gym.core.paths import envs_dir
-        >>> path = sorted((envs_dir() / "scenarios" / "test").glob("*.yaml"))[0]
+        >>> path = sorted((builtin_root() / "scenarios" / "test").glob("*.yaml"))[0]
         >>> load_card(path).id == path.stem
         True
     """
@@ -584,8 +582,31 @@ def _cards_in_dir(root: Path) -> tuple[tuple[ScenarioCard, str], ...]:
     return _load_files(tuple(sorted(_scan(str(root)))))
 
 
+_BUILTIN_ROOT: Path | None = None
+
+
+def set_builtin_root(path: str | os.PathLike[str]) -> None:
+    """Where the built-in card sets live (``scenarios/train``, ``scenarios/test``): set by
+    ``dialogue_gym.envs``, which carries them, when it is imported."""
+    global _BUILTIN_ROOT
+    _BUILTIN_ROOT = Path(path)
+
+
+def builtin_root() -> Path:
+    """The folder :func:`set_builtin_root` named (``dialogue_gym.envs``'s, once imported).
+
+    Raises:
+        ScenarioError: Nothing named one yet (``import dialogue_gym`` does).
+    """
+    if _BUILTIN_ROOT is None:
+        raise ScenarioError(
+            "scenarios", "no built-in card folder is known: import dialogue_gym first"
+        )
+    return _BUILTIN_ROOT
+
+
 def _builtin_split(split: str) -> Iterator[tuple[ScenarioCard, str]]:
-    root = envs_dir() / "scenarios" / split
+    root = builtin_root() / "scenarios" / split
     if not root.is_dir():
         raise ScenarioError(
             str(root),
@@ -690,7 +711,7 @@ def load_scenarios(spec: ScenarioSpec) -> tuple[ScenarioCard, ...]:
 
 def _describe(spec: ScenarioSpec) -> str:
     if isinstance(spec, str) and spec in SCENARIO_SETS:
-        return f"built-in scenarios {spec!r} ({envs_dir() / 'scenarios'})"
+        return f"built-in scenarios {spec!r} ({builtin_root() / 'scenarios'})"
     if isinstance(spec, (str, os.PathLike)):
         return str(spec)
     # Named as the argument it came from: an in-memory set has no file to name.
