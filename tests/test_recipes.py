@@ -127,6 +127,42 @@ def test_add_a_reward(curiosity):
     }
     # Its arguments are in the spec without the recipe recording them.
     assert env.spec.additional_wrappers[-1].kwargs == {"bonus": 0.5, "name": "curiosity"}
+    # The probes measure it, and the study (which imports it in its workers with --plugins)
+    # lists it among its rewards.
+    from dialogue_gym.rewards import reward_probes
+    from dialogue_gym.study import run as study
+
+    assert "curiosity" in reward_probes() and "curiosity" in study.study_rewards()
+
+
+def test_a_plain_gym_wrapper_is_probed_like_the_built_in_rewards(tmp_path, monkeypatch):
+    from dialogue_gym.agents.reference import make_policy
+    from dialogue_gym.evaluation.episodes import run_episode
+    from dialogue_gym.evaluation.metrics import all_rewards_env, compute_metrics
+
+    source = (
+        "import gymnasium as gym\n"
+        "from dialogue_gym.rewards import register_reward\n\n"
+        "class Brevity(gym.Wrapper):\n"
+        "    def step(self, action):\n"
+        "        obs, reward, term, trunc, info = self.env.step(action)\n"
+        "        return obs, reward - 0.1, term, trunc, info\n\n"
+        "register_reward('brevity', Brevity)\n"
+    )
+    load_recipe(tmp_path, monkeypatch, "my_brevity_reward", source)
+    try:
+        kwargs = {"voice": "template", "scenarios": "test"}
+        probed = all_rewards_env(kwargs)
+        policy = make_policy("stage-heuristic", probed)
+        result = run_episode(probed, policy, seed=3, card=0)
+        alone = gym.make("EmpathyDialogue-v0", reward="brevity", **kwargs)
+        paid = run_episode(alone, make_policy("stage-heuristic", alone), seed=3, card=0)
+        metrics = compute_metrics([result])
+        assert metrics["return/brevity"] == pytest.approx(sum(paid.rewards))
+        # The stack's own reward is still the default one's: the probe passed it on.
+        assert sum(result.rewards) == pytest.approx(metrics["return/sparse"])
+    finally:
+        unregister_reward("brevity")
 
 
 def test_add_an_env_id(short_env):

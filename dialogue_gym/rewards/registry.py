@@ -23,6 +23,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import inspect
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -30,6 +31,7 @@ from typing import Any
 import gymnasium as gym
 
 from dialogue_gym.registry import Registry
+from dialogue_gym.rewards.base import add_components
 from dialogue_gym.rewards.composite import CompositeReward
 from dialogue_gym.rewards.emotion_delta import EmotionDeltaReward
 from dialogue_gym.rewards.multi_turn import MultiTurnValueReward
@@ -41,6 +43,7 @@ __all__ = [
     "COMPONENT_WRAPPERS",
     "DEFAULT_REWARD",
     "REWARDS",
+    "PlainRewardProbe",
     "apply_reward",
     "probe_order",
     "register_reward",
@@ -81,6 +84,58 @@ def _takes_name(wrap: Callable[..., Any]) -> bool:
     )
 
 
+class _RewardTap(gym.Wrapper):
+    """Remembers the reward of the step below it (for :class:`PlainRewardProbe`)."""
+
+    last = 0.0
+
+    def step(self, action: Any) -> tuple[Any, float, bool, bool, dict[str, Any]]:
+        out = self.env.step(action)
+        self.last = float(out[1])
+        return out
+
+
+class PlainRewardProbe(gym.Wrapper):
+    """A plain reward wrapper (a ``gym.Wrapper`` that takes no ``name=``, as Gymnasium's
+    tutorials write one) measured like the built-in rewards.
+
+    It wraps ``wrap(env, **kwargs)``, logs the reward that wrapper pays under ``name`` in
+    ``info["reward_components"]`` and passes on the reward of the stack below it unchanged,
+    so it stacks with the other probes: an evaluation reports ``return/<name>`` and the study
+    lists it. The probes stack it innermost (:func:`probe_order`), where the reward it receives
+    is the env's own, as under ``gym.make(..., reward=name)``. Observations and episode ends
+    pass as the wrapper gives them.
+
+    Example:
+        >>> class Double(gym.Wrapper):
+        ...     def step(self, action):
+        ...         obs, r, term, trunc, info = self.env.step(action)
+        ...         return obs, 2 * r - 1, term, trunc, info
+        >>> env = PlainRewardProbe(gym.make("EmpathyDialogue-v0", voice="template"), Double, "x2")
+        >>> _ = env.reset(seed=0)
+        >>> _, r, *_, info = env.step(0)
+        >>> r, info["reward_components"]["x2"]
+        (0.0, -1.0)
+    """
+
+    def __init__(
+        self, env: gym.Env, wrap: Callable[..., gym.Env], name: str, **kwargs: Any
+    ) -> None:
+        self._tap = _RewardTap(env)
+        super().__init__(wrap(self._tap, **kwargs))
+        self.name = name
+
+    def reset(self, **kwargs: Any) -> tuple[Any, dict[str, Any]]:
+        obs, info = self.env.reset(**kwargs)
+        add_components(info, {self.name: 0.0})
+        return obs, info
+
+    def step(self, action: Any) -> tuple[Any, float, bool, bool, dict[str, Any]]:
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        add_components(info, {self.name: float(reward)})
+        return obs, self._tap.last, terminated, truncated, info
+
+
 def register_reward(
     name: str,
     wrap: Callable[..., gym.Env],
@@ -90,10 +145,11 @@ def register_reward(
 ) -> None:
     """Make ``gym.make(..., reward=name)`` (and the reward study) use ``wrap(env, **kwargs)``.
 
-    When ``wrap`` accepts ``name=`` (a :class:`~dialogue_gym.rewards.ComponentRewardWrapper`
-    subclass does), it is also a component: the metrics' probes stack it as
-    ``wrap(env, name=name)``, so every evaluation measures ``return/<name>`` and the study
-    lists it among its default rewards.
+    It is also a component (unless ``components`` says it is a sum of others): the metrics'
+    probes stack it, so every evaluation measures ``return/<name>`` and the study lists it
+    among its default rewards. A wrapper that accepts ``name=`` (a
+    :class:`~dialogue_gym.rewards.ComponentRewardWrapper` subclass does) is stacked as
+    ``wrap(env, name=name)``; a plain ``gym.Wrapper`` through :class:`PlainRewardProbe`.
 
     Args:
         name: The new reward's name; it may not shadow a registered one.
@@ -120,10 +176,11 @@ def register_reward(
     """
     if name in REWARDS:
         raise ValueError(f"reward {name!r} is already registered")
-    component = components is None and _takes_name(wrap) and name not in COMPONENT_WRAPPERS
+    component = components is None and name not in COMPONENT_WRAPPERS
     REWARDS.register(name, wrap, doc=doc, components=components or (name,))
     if component:
-        COMPONENT_WRAPPERS.register(name, wrap, doc=doc)
+        probe = wrap if _takes_name(wrap) else functools.partial(PlainRewardProbe, wrap=wrap)
+        COMPONENT_WRAPPERS.register(name, probe, doc=doc)
 
 
 def unregister_reward(name: str) -> None:
@@ -134,7 +191,8 @@ def unregister_reward(name: str) -> None:
     """
     wrap = REWARDS.entry(name).factory
     REWARDS.unregister(name)
-    if name in COMPONENT_WRAPPERS and COMPONENT_WRAPPERS[name] is wrap:
+    probe = COMPONENT_WRAPPERS.entry(name).factory if name in COMPONENT_WRAPPERS else None
+    if probe is wrap or getattr(probe, "keywords", {}).get("wrap") is wrap:
         COMPONENT_WRAPPERS.unregister(name)
 
 
@@ -178,7 +236,14 @@ def probe_order() -> tuple[str, ...]:
         True
     """
     names = [name for name in COMPONENT_WRAPPERS if name != DEFAULT_REWARD]
-    return (*names, DEFAULT_REWARD)
+    # A plain wrapper's reward is computed from the reward it receives: it goes innermost,
+    # where the reward below it is the env's own, as under gym.make(..., reward=name).
+    plain = [name for name in names if _is_plain_probe(COMPONENT_WRAPPERS.entry(name).factory)]
+    return (*plain, *(n for n in names if n not in plain), DEFAULT_REWARD)
+
+
+def _is_plain_probe(factory: Callable[..., Any]) -> bool:
+    return getattr(factory, "func", None) is PlainRewardProbe
 
 
 def apply_reward(
