@@ -529,6 +529,7 @@ def record_dataset(
 
     with datasets_path(None) as root:
         clean_stale_recordings(root)
+        buffers_before = set(root.glob("tmp*"))
     kwargs = {"voice": "template", "scenarios": "test", **(env_kwargs or {})}
     kwargs.pop("reward", None)
     kwargs.pop("reward_kwargs", None)
@@ -540,11 +541,12 @@ def record_dataset(
         record_infos=True,
         data_format=data_format,
     )
-    # Minari's buffer folder, named for this process: a recording killed before close() is
+    # Minari's buffer folder (the tmp* folder the collector just made; Minari names it in no
+    # public attribute), marked with this process: a recording killed before close() is
     # removed by the next one (clean_stale_recordings).
-    buffer = getattr(getattr(collector, "_tmp_dir", None), "name", None)
-    if buffer is not None:
-        (Path(buffer) / OWNER_FILE).write_text(str(os.getpid()), encoding="utf-8")
+    new_buffers = set(root.glob("tmp*")) - buffers_before
+    if len(new_buffers) == 1:
+        (new_buffers.pop() / OWNER_FILE).write_text(str(os.getpid()), encoding="utf-8")
     try:
         agent = resolve_policy(policy, collector)
         n_cards = len(collector.unwrapped.cards)
