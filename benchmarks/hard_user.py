@@ -6,7 +6,7 @@ overrides of the default env) it measures, exactly as the reward study does (the
 cards, one episode each, seeds ``EVAL_SEED + k``, template voice, 10 turns):
 
 - the study's reference policies (random, always-reassure, stage heuristic, oracle), and
-- PPO with the study's hyperparameters (``dialogue_gym.study.run.make_learner("ppo", ...)``)
+- PPO with the study's hyperparameters (``dialogue_gym.study.learners.make_learner("ppo", ...)``)
   trained on the ``train`` cards with one reward (``sparse``: the coarse bonus) for ``--steps``
   decisions, evaluated at each of ``--checkpoints`` (the learning curve) and at the end.
 
@@ -43,9 +43,9 @@ import tyro
 import dialogue_gym  # noqa: F401  (registers the envs)
 from dialogue_gym.agents.reference import baselines, make_policy
 from dialogue_gym.evaluation.episodes import ModelPolicy, run_episode
-from dialogue_gym.study.run import parse_overrides  # the study's, checked by SimConfig
+from dialogue_gym.study.settings import parse_overrides  # the study's, checked by SimConfig
 
-#: The reward study's evaluation seeds (``dialogue_gym.study.run.EVAL_SEED``): card k is played
+#: The reward study's evaluation seeds (``dialogue_gym.study.settings.EVAL_SEED``): card k is played
 #: with seed ``EVAL_SEED + k``. Repeated baseline passes add ``1000 * rep``.
 EVAL_SEED = 10_000
 
@@ -120,7 +120,7 @@ def train_ppo(env_id: str, seed: int, args: Args) -> dict[str, Any]:
     """One PPO run as the study trains it: train cards, the study's hyperparameters."""
     import torch
 
-    from dialogue_gym.study.run import make_learner
+    from dialogue_gym.study.learners import make_learner
 
     torch.set_num_threads(1)  # runs are parallel processes, as in the study
     torch.manual_seed(seed)

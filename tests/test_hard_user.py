@@ -108,7 +108,7 @@ def test_calibration_script_quick(tmp_path, monkeypatch):
     module = importlib.util.module_from_spec(spec)
     monkeypatch.setitem(sys.modules, spec.name, module)  # dataclasses look their module up
     spec.loader.exec_module(module)
-    from dialogue_gym.study.run import EVAL_SEED
+    from dialogue_gym.study.settings import EVAL_SEED
 
     assert module.EVAL_SEED == EVAL_SEED  # the study's evaluation episodes
     out = tmp_path / "hard_user.json"

@@ -25,6 +25,7 @@ from dialogue_gym.cli import main as cli
 from dialogue_gym.evaluation import ALL_REWARDS, evaluate
 from dialogue_gym.evaluation.metrics import METRIC_DOCS, compute_metrics
 from dialogue_gym.rewards import COMPONENT_WRAPPERS, REWARDS
+from dialogue_gym.study import learners
 from dialogue_gym.study import run as study
 
 PLUGIN = "my_reward_plugin"
@@ -115,7 +116,7 @@ class _NoTraining:
 
 @pytest.mark.slow
 def test_the_study_trains_with_and_reports_the_plugin_reward(plugin_on_path, tmp_path):
-    study.register_learner("no_training", _NoTraining)  # undone by the registries fixture
+    learners.register_learner("no_training", _NoTraining)  # undone by the registries fixture
     argv = [
         "study", "--plugins", PLUGIN, "--rewards", "sparse", "my_reward",
         "--learners", "no_training", "--seeds", "2", "--steps", "2", "--eval-points", "1",

@@ -15,7 +15,7 @@ import pytest
 from dialogue_gym import InvalidArgument
 from dialogue_gym.cli import main as cli
 from dialogue_gym.evaluation.episode_log import read_episodes
-from dialogue_gym.study import intervals, report, verdicts
+from dialogue_gym.study import intervals, report, resume, settings, verdicts
 from dialogue_gym.study import run as study
 
 TINY = [
@@ -345,16 +345,16 @@ def test_the_multi_turn_reward_trains_in_the_advantage_form_and_the_value_form_i
     assert rewards[rewards.index("multi_turn") + 1] == "multi_turn_value"
     assert "multi_turn_value" in study.reward_choices()
     with pytest.raises(InvalidArgument, match="register_reward_variant.label = 'sparse'"):
-        study.register_reward_variant("sparse", "next_turn")
+        settings.register_reward_variant("sparse", "next_turn")
     with pytest.raises(InvalidArgument, match="register_reward_variant.reward = 'nope'"):
-        study.register_reward_variant("mine", "nope")
+        settings.register_reward_variant("mine", "nope")
 
 
 def test_tensorboard_without_the_package_fails_at_once(monkeypatch):
     monkeypatch.setitem(sys.modules, "tensorboard", None)
     with pytest.raises(study.MissingExtraError, match="pip install tensorboard"):
         study.check_dependencies(study.Args(tensorboard=True, plots=False))
-    assert "tensorboard" in study.NEUTRAL_FIELDS  # logs change no result
+    assert "tensorboard" in resume.NEUTRAL_FIELDS  # logs change no result
 
 
 def test_task_scores_stratify_by_need():
@@ -368,7 +368,7 @@ def test_plugins_register_a_reward_and_a_learner(given, tmp_path, monkeypatch, r
     plugin = tmp_path / "my_study_plugin.py"
     plugin.write_text(
         "from dialogue_gym.rewards import EmotionDeltaReward, register_reward\n"
-        "from dialogue_gym.study.run import LEARNERS, register_learner\n"
+        "from dialogue_gym.study import LEARNERS, register_learner\n"
         "register_reward('half_delta', lambda env: EmotionDeltaReward(env, scale=0.05))\n"
         "register_learner('my_hppo', LEARNERS['ppo'], hierarchical=True)\n"
     )
@@ -680,7 +680,7 @@ def test_the_plateau_budgets_fill_each_learners_steps():
         for env, table in study.user_budgets(both).items()
         for learner, steps in table.items()
     }
-    assert study.plateau_steps("SomeoneElse-v0") == study.PLATEAU_STEPS[study.DEFAULT_ENV]
+    assert settings.plateau_steps("SomeoneElse-v0") == study.PLATEAU_STEPS[study.DEFAULT_ENV]
     line = study.describe_plan(both, study.plan(both), 0, study.Path("out"))
     if study.PLATEAU_STEPS[hard] != study.PLATEAU_STEPS[study.DEFAULT_ENV]:
         assert f"({hard}: " in line

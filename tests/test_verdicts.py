@@ -13,7 +13,7 @@ import random
 import numpy as np
 import pytest
 
-from dialogue_gym.study import intervals, report, verdicts
+from dialogue_gym.study import intervals, report, resume, verdicts
 from dialogue_gym.study import run as study
 
 NEEDS = ("a", "b", "c", "d", "e", "f")
@@ -145,7 +145,7 @@ def test_the_margin_is_declared_checked_and_part_of_the_fingerprint():
     default = study.run_fingerprint(spec, args)
     assert study.run_fingerprint(spec, dataclasses.replace(args, margin=10)) == default
     assert study.run_fingerprint(spec, dataclasses.replace(args, margin=5)) != default
-    assert "margin" not in study.NEUTRAL_FIELDS  # --resume refuses another margin
+    assert "margin" not in resume.NEUTRAL_FIELDS  # --resume refuses another margin
     for bad in (-1.0, 100.0, float("nan")):
         with pytest.raises(ValueError, match="study.margin = .*: must be a number of success"):
             study.check(dataclasses.replace(args, margin=bad, plots=False))

@@ -89,7 +89,7 @@ __all__ = [
 #: The name :func:`register_rllib_env` registers :func:`make_env` under with Ray Tune.
 RLLIB_ENV = "dialogue_gym"
 
-#: PPO's settings as the reward study's SB3 PPO (``study.run._ppo``: SB3's defaults, 512 steps
+#: PPO's settings as the reward study's SB3 PPO (``study.learners._ppo``: SB3's defaults, 512 steps
 #: per update, minibatches of 64, entropy 0.01), in RLlib's names. RLlib's own defaults differ
 #: (a KL penalty, 30 epochs, lambda 1.0, lr 5e-5), which would make the comparison one of
 #: defaults, not of engines. ``vf_clip_param`` is RLlib-only; the sparse return is in [0, 1],
@@ -427,7 +427,7 @@ def evaluate_rllib(
         ``success_rate``, ``final_emotion``, ``mean_turns``, ``user_left_rate`` and
         ``episodes`` (:func:`dialogue_gym.evaluation.episodes.summarize`).
     """
-    from dialogue_gym.study.run import EVAL_SEED
+    from dialogue_gym.study.settings import EVAL_SEED
 
     trained = dict(getattr(getattr(algo_or_module, "config", None), "env_config", None) or {})
     env_id = env_id or trained.get("env_id", "EmpathyDialogue-v0")

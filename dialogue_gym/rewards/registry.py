@@ -31,7 +31,7 @@ from typing import Any
 import gymnasium as gym
 
 from dialogue_gym.registry import Registry
-from dialogue_gym.rewards.base import add_components
+from dialogue_gym.rewards.base import COMPONENTS_KEY, add_components
 from dialogue_gym.rewards.composite import CompositeReward
 from dialogue_gym.rewards.emotion_delta import EmotionDeltaReward
 from dialogue_gym.rewards.multi_turn import MultiTurnValueReward
@@ -85,26 +85,38 @@ def _takes_name(wrap: Callable[..., Any]) -> bool:
 
 
 class _RewardTap(gym.Wrapper):
-    """Remembers the reward of the step below it (for :class:`PlainRewardProbe`)."""
+    """The bottom of a :class:`PlainRewardProbe`'s own stack: it keeps the real step's reward
+    and ``info`` and hands the wrapper above a copy (whatever it logs stays in the copy)."""
 
-    last = 0.0
+    last: tuple[float, dict[str, Any]] = (0.0, {})
+
+    @staticmethod
+    def _copy(info: dict[str, Any]) -> dict[str, Any]:
+        return {**info, COMPONENTS_KEY: dict(info.get(COMPONENTS_KEY, {}))}
+
+    def reset(self, **kwargs: Any) -> tuple[Any, dict[str, Any]]:
+        obs, info = self.env.reset(**kwargs)
+        self.last = (0.0, info)
+        return obs, self._copy(info)
 
     def step(self, action: Any) -> tuple[Any, float, bool, bool, dict[str, Any]]:
-        out = self.env.step(action)
-        self.last = float(out[1])
-        return out
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        self.last = (float(reward), info)
+        return obs, reward, terminated, truncated, self._copy(info)
 
 
 class PlainRewardProbe(gym.Wrapper):
     """A plain reward wrapper (a ``gym.Wrapper`` that takes no ``name=``, as Gymnasium's
-    tutorials write one) measured like the built-in rewards.
+    tutorials write one, or a function building a wrapper) measured like the built-in rewards.
 
-    It wraps ``wrap(env, **kwargs)``, logs the reward that wrapper pays under ``name`` in
-    ``info["reward_components"]`` and passes on the reward of the stack below it unchanged,
-    so it stacks with the other probes: an evaluation reports ``return/<name>`` and the study
-    lists it. The probes stack it innermost (:func:`probe_order`), where the reward it receives
-    is the env's own, as under ``gym.make(..., reward=name)``. Observations and episode ends
-    pass as the wrapper gives them.
+    It runs ``wrap(env, **kwargs)`` as a stack of its own over the env below, logs the reward
+    that stack pays under ``name`` in ``info["reward_components"]`` and passes on the reward and
+    ``info`` of the env below unchanged: what the wrapped stack logs stays inside it, and its
+    wrappers are not in the outer stack (a plugin's ``EmotionDeltaReward`` meets no built-in
+    ``emotion_delta``). So it stacks with the other probes: an evaluation reports
+    ``return/<name>`` and the study lists it. The probes stack it innermost
+    (:func:`probe_order`), where the reward it receives is the env's own, as under
+    ``gym.make(..., reward=name)``. Observations and episode ends pass as the stack gives them.
 
     Example:
         >>> class Double(gym.Wrapper):
@@ -121,19 +133,22 @@ class PlainRewardProbe(gym.Wrapper):
     def __init__(
         self, env: gym.Env, wrap: Callable[..., gym.Env], name: str, **kwargs: Any
     ) -> None:
+        super().__init__(env)
         self._tap = _RewardTap(env)
-        super().__init__(wrap(self._tap, **kwargs))
+        self._own = wrap(self._tap, **kwargs)
         self.name = name
 
     def reset(self, **kwargs: Any) -> tuple[Any, dict[str, Any]]:
-        obs, info = self.env.reset(**kwargs)
+        obs, _ = self._own.reset(**kwargs)
+        info = self._tap.last[1]
         add_components(info, {self.name: 0.0})
         return obs, info
 
     def step(self, action: Any) -> tuple[Any, float, bool, bool, dict[str, Any]]:
-        obs, reward, terminated, truncated, info = self.env.step(action)
-        add_components(info, {self.name: float(reward)})
-        return obs, self._tap.last, terminated, truncated, info
+        obs, paid, terminated, truncated, _ = self._own.step(action)
+        reward, info = self._tap.last
+        add_components(info, {self.name: float(paid)})
+        return obs, reward, terminated, truncated, info
 
 
 def register_reward(

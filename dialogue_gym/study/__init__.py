@@ -1,6 +1,11 @@
 """The reward study: which reward replaces the coarse bonus, for which learner.
 
-- :mod:`~dialogue_gym.study.run`: the grid (settings x rewards x learners x seeds), CleanRL style;
+- :mod:`~dialogue_gym.study.settings`: its arguments, reward labels, per-user plateau budgets
+  and the plan (settings x rewards x learners x seeds);
+- :mod:`~dialogue_gym.study.learners`: the learner registry and the ``--plugins`` that add to it;
+- :mod:`~dialogue_gym.study.resume`: a run's fingerprint, ``--resume``, crash-safe records;
+- :mod:`~dialogue_gym.study.run`: training and evaluating each run, ``main`` and the command
+  line, CleanRL style;
 - :mod:`~dialogue_gym.study.intervals`: rliable's stratified bootstrap, one generator per row;
 - :mod:`~dialogue_gym.study.verdicts`: each reward against the coarse bonus, by the difference
   interval and a declared margin;
@@ -12,14 +17,9 @@
 """
 
 from dialogue_gym.study import run
-from dialogue_gym.study.run import (
-    LEARNERS,
-    Args,
-    main,
-    parse_args,
-    quick_args,
-    register_learner,
-)
+from dialogue_gym.study.learners import LEARNERS, register_learner
+from dialogue_gym.study.run import main, parse_args
+from dialogue_gym.study.settings import Args, quick_args
 
 __all__ = [
     "LEARNERS",

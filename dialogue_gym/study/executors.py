@@ -1,6 +1,6 @@
 """Where the study's runs execute: worker processes of this machine, or Ray tasks.
 
-The study plans its runs (:func:`~dialogue_gym.study.run.plan`) and hands them to an executor
+The study plans its runs (:func:`~dialogue_gym.study.settings.plan`) and hands them to an executor
 with the function that trains one (:func:`~dialogue_gym.study.run.run_one`). The executor calls
 ``on_done(record)`` in the study's own process as each run finishes, so the study appends
 ``runs.jsonl`` there and only there (one synced line per run, whatever executes the runs), and
@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # for the annotations only: run.py imports this module
-    from dialogue_gym.study.run import Args, RunSpec
+    from dialogue_gym.study.settings import Args, RunSpec
 
 #: The executors ``--executor`` chooses from.
 EXECUTORS = ("local", "ray")

@@ -81,7 +81,7 @@ def study_label(reward: str, reward_kwargs: dict[str, Any]) -> str:
         ('multi_turn', 'multi_turn_value')
     """
     from dialogue_gym.rewards.registry import REWARDS
-    from dialogue_gym.study.run import REWARD_VARIANTS
+    from dialogue_gym.study.settings import REWARD_VARIANTS
 
     for label, (base, kwargs) in REWARD_VARIANTS.items():
         if base == reward and kwargs == reward_kwargs:

@@ -29,7 +29,7 @@ from dialogue_gym.study.intervals import (
     iqm_interval,
     task_scores,
 )
-from dialogue_gym.study.run import DEFAULT_ENV
+from dialogue_gym.study.settings import DEFAULT_ENV
 from dialogue_gym.study.verdicts import (
     DEFAULT_MARGIN,
     FLAT_DELTA,
