@@ -232,7 +232,7 @@ PLATEAU_STEPS: dict[str, dict[str, int]] = {
         "a2c": 96_000,
         "dqn": 60_000,
         "recurrent_ppo": 54_000,
-        "hppo": 6_000,
+        "hppo": 12_000,
     },
 }
 
