@@ -226,7 +226,15 @@ PLATEAU_STEPS: dict[str, dict[str, int]] = {
         "recurrent_ppo": 54_000,
         "hppo": 6_000,
     },
-    # The hard user's, by the same rules (measurement below).
+    # The hard user's, by the same rules, measured on the hard user (2026-12-07, same machine
+    # kind; budgets as asked, evaluations every 6k up to 96k, 4 seeds: ``dialogue-gym study
+    # --envs EmpathyDialogueHard-v0 --rewards sparse --learners ppo a2c dqn recurrent_ppo hppo
+    # --seeds 4 --steps 96000 --eval-points 16``). ppo: 60k (its mean flattens at 42-44%: two
+    # seeds learn, 79-96%, two never leave 0%). a2c: no plateau within 96k (the mean still
+    # climbs, 60-68% over the last four evaluations): 96k, the most measured. dqn: never learns
+    # (peak 32% at 12k, 0% from 30k on): 60k, as on the default user. hppo: its peak, 12k (47%;
+    # two seeds of four then unlearn the bonus, the mean falls to 22%). recurrent_ppo: not yet
+    # measured on the hard user (the default user's 54k; docs/study.md says so).
     "EmpathyDialogueHard-v0": {
         "ppo": 60_000,
         "a2c": 96_000,
