@@ -62,7 +62,7 @@ demo: $(STAMP)
 test: $(STAMP) chromium
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	HYPOTHESIS_PROFILE=ci $(BIN)/pytest -m "" -n $(PYTEST_WORKERS)
+	HYPOTHESIS_PROFILE=ci DIALOGUE_GYM_STRICT_EXTRAS=1 $(BIN)/pytest -m "" -n $(PYTEST_WORKERS)
 	$(BIN)/mkdocs build --strict
 
 test-fast: $(STAMP)

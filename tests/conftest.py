@@ -27,6 +27,26 @@ settings.register_profile("explore", max_examples=2000, deadline=None)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "fast"))
 
 
+#: Set by `make test` (CI): every optional integration must be installed there, so a test that
+#: would skip for a missing extra fails instead, naming it (a skip would hide a missing install).
+STRICT_EXTRAS = os.environ.get("DIALOGUE_GYM_STRICT_EXTRAS") == "1"
+
+if STRICT_EXTRAS:
+    _importorskip = pytest.importorskip
+
+    def _importorfail(modname: str, minversion: str | None = None, reason: str | None = None):
+        try:
+            return _importorskip(modname, minversion=minversion, reason=reason)
+        except pytest.skip.Exception as skipped:
+            pytest.fail(
+                f"{modname} is missing, and make test installs every extra its tests need: "
+                f"{reason or skipped}",
+                pytrace=False,
+            )
+
+    pytest.importorskip = _importorfail
+
+
 def pytest_configure(config: pytest.Config) -> None:
     # Naming a test (`pytest tests/test_study.py::test_resume...`) runs it whatever its tier:
     # the default selection is for plain `pytest` runs, and would otherwise deselect it silently.
