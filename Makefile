@@ -5,6 +5,9 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# What `make run` and `make demo` need: the package and the study's statistics and plots. `make
+# test` adds every extra its tests need on top (STAMP).
+RUN_STAMP := $(VENV)/.installed-run
 # torch is installed first, pinned: an unpinned resolve pulls a multi-GB CUDA build here.
 TORCH ?= torch==2.13.0
 # verl (and tensordict, pyvers) without their requirements: verl pins transformers<5.11 and pulls
@@ -35,9 +38,13 @@ $(BIN)/python:
 # __init__.py records it as a namespace package (the package then imports without its contents).
 PKG_INITS := $(wildcard dialogue_gym/__init__.py dialogue_gym/*/__init__.py envs/__init__.py)
 
-$(STAMP): setup.cfg pyproject.toml $(PKG_INITS) | $(BIN)/python
+$(RUN_STAMP): setup.cfg pyproject.toml $(PKG_INITS) | $(BIN)/python
 	$(BIN)/python -m pip install --upgrade pip
 	$(BIN)/python -m pip install $(TORCH)
+	$(BIN)/python -m pip install -e '.[study]'
+	touch $@
+
+$(STAMP): $(RUN_STAMP)
 	$(BIN)/python -m pip install -e '.[dev]'
 	$(BIN)/python -m pip install --no-deps $(VERL_NO_DEPS)
 	touch $@
@@ -50,10 +57,10 @@ chromium:
 	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
 		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
 
-run: $(STAMP)
+run: $(RUN_STAMP)
 	$(BIN)/dialogue-gym study --quick
 
-demo: $(STAMP)
+demo: $(RUN_STAMP)
 	$(BIN)/dialogue-gym demo
 
 # pyproject.toml's addopts leave the slow, llm, server and benchmark tiers out of a plain
