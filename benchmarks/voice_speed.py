@@ -53,7 +53,7 @@ import tyro
 import dialogue_gym  # noqa: F401  (registers the envs)
 from dialogue_gym.evaluation.machine import cpu_model
 from dialogue_gym.llm.backends import GenerationParams, get_backend
-from dialogue_gym.llm.backends.llama_cpp import _default_threads, default_model_path
+from dialogue_gym.llm.backends.llama_cpp import default_model_path, default_threads
 from dialogue_gym.llm.backends.llama_server import LlamaServer
 
 ENV_ID = "EmpathyDialogue-v0"
@@ -102,7 +102,7 @@ def machine() -> dict[str, Any]:
         "cores": os.cpu_count(),
         "python": platform.python_version(),
         "llama_cpp_python": llama_cpp.__version__,
-        "threads": _default_threads(),
+        "threads": default_threads(),
     }
 
 
@@ -483,7 +483,7 @@ def main(args: Args) -> dict[str, Any]:
     rows = [r for r in ROWS if r == "engine" or r.split()[0] in backends]
     from llama_cpp import Llama
 
-    threads = _default_threads()
+    threads = default_threads()
     llm = Llama(
         model_path=str(default_model_path()),
         n_ctx=2048,

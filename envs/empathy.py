@@ -173,10 +173,10 @@ _LAST_ACT_ONE_HOT = {i: [1.0 if j == i else 0.0 for j in range(_N)] for i in ran
 #: The thread inside each env's ``step`` or ``reset``, by ``id(env)``: a module-level dict, not
 #: an instance attribute, because adding and deleting an attribute on every step would slow
 #: every other attribute read of the env, and ``fork`` and pickling would copy the claim.
-_USERS: dict[int, int] = {}
+THREAD_USERS: dict[int, int] = {}
 
 
-def _claim(env: EmpathyDialogueEnv) -> bool:
+def claim_for_thread(env: EmpathyDialogueEnv) -> bool:
     """Claim ``env`` for this thread for one ``step`` or ``reset``; whether this call claimed it.
 
     One env is not thread-safe: a second thread that stepped it mid-step would interleave with
@@ -184,16 +184,16 @@ def _claim(env: EmpathyDialogueEnv) -> bool:
     step with its turn), so it is refused at once instead. ``dict.setdefault`` is atomic, which
     makes it the claim without a lock; the thread id lets a subclass's ``step`` hold the claim
     around the base class's (``False``: already held by this thread, so the caller must not
-    release it). The caller releases a claim with ``del _USERS[id(env)]`` in a ``finally``.
+    release it). The caller releases a claim with ``del THREAD_USERS[id(env)]`` in a ``finally``.
 
     Raises:
         RuntimeError: Another thread is inside this env's ``step`` or ``reset``.
     """
     key = id(env)
     me = get_ident()
-    if _USERS.get(key) == me:
+    if THREAD_USERS.get(key) == me:
         return False
-    if _USERS.setdefault(key, me) != me:
+    if THREAD_USERS.setdefault(key, me) != me:
         env_id = env.spec.id if env.spec is not None else "EmpathyDialogue-v0"
         raise RuntimeError(
             f"another thread is stepping or resetting this {type(env).__name__}: one env is not "
@@ -494,7 +494,7 @@ class EmpathyDialogueEnv(gym.Env[dict[str, np.ndarray], int]):
             RuntimeError: Another thread is stepping or resetting this env: one env is not
                 thread-safe (use the vector env for users side by side).
         """
-        claimed = _claim(self)  # one thread at a time: see _claim
+        claimed = claim_for_thread(self)  # one thread at a time: see claim_for_thread
         try:
             named = self._pick_card(options)  # checked before anything changes
             super().reset(seed=seed)
@@ -545,7 +545,7 @@ class EmpathyDialogueEnv(gym.Env[dict[str, np.ndarray], int]):
             return self._observation(core), info
         finally:
             if claimed:
-                del _USERS[id(self)]
+                del THREAD_USERS[id(self)]
 
     def step(
         self, action: int | np.integer | np.ndarray
@@ -564,7 +564,7 @@ class EmpathyDialogueEnv(gym.Env[dict[str, np.ndarray], int]):
                 not thread-safe (use the vector env for users side by side).
             dialogue_gym.llm.backends.BackendError: A backend could not answer.
         """
-        claimed = _claim(self)  # one thread at a time: see _claim
+        claimed = claim_for_thread(self)  # one thread at a time: see claim_for_thread
         try:
             core = self.core
             if core is None:
@@ -585,7 +585,7 @@ class EmpathyDialogueEnv(gym.Env[dict[str, np.ndarray], int]):
                 raise
         finally:
             if claimed:
-                del _USERS[id(self)]
+                del THREAD_USERS[id(self)]
 
     def _step(
         self, core: AffectiveCore, action: Any

@@ -22,11 +22,11 @@ from dialogue_gym.core.delivery import Delivery
 from dialogue_gym.core.scenario import ScenarioCard
 from dialogue_gym.core.validation import Spec, check_all, integer, registered
 from dialogue_gym.envs.empathy import (
-    _USERS,
     ENV_ARGUMENTS,
     SIMULATOR_VIEW,
+    THREAD_USERS,
     EmpathyDialogueEnv,
-    _claim,
+    claim_for_thread,
 )
 from dialogue_gym.llm.backends import BackendSpec
 from dialogue_gym.llm.client import BackendClient
@@ -403,7 +403,7 @@ class EmpathyDialogueTextEnv(EmpathyDialogueEnv):
     def step(self, action: str) -> tuple[dict[str, Any], float, bool, bool, dict[str, Any]]:
         """Say ``action`` (the agent's utterance) to the user and see how they respond."""
         # Claimed here too, so the recognition read below is this step's, not another thread's.
-        claimed = _claim(self)
+        claimed = claim_for_thread(self)
         try:
             obs, reward, terminated, truncated, info = super().step(action)
             rec = self._recognition
@@ -415,7 +415,7 @@ class EmpathyDialogueTextEnv(EmpathyDialogueEnv):
             return obs, reward, terminated, truncated, info
         finally:
             if claimed:
-                del _USERS[id(self)]
+                del THREAD_USERS[id(self)]
 
     def words_to_embed(self, action: Any) -> list[str]:
         """The texts a step with ``action`` will embed (the embedding listener and reader read
@@ -475,7 +475,7 @@ class EmpathyDialogueTextEnv(EmpathyDialogueEnv):
         ``info["voice_config"]["agent"]`` describes the recogniser (the agent's words are
         its own).
         """
-        claimed = _claim(self)  # one thread at a time, as the strategy env
+        claimed = claim_for_thread(self)  # one thread at a time, as the strategy env
         try:
             self._recognition = self._heard = None
             obs, info = super().reset(seed=seed, options=options)
@@ -485,7 +485,7 @@ class EmpathyDialogueTextEnv(EmpathyDialogueEnv):
             return obs, info
         finally:
             if claimed:
-                del _USERS[id(self)]
+                del THREAD_USERS[id(self)]
 
 
 def prime_embeddings(envs: Sequence[Any], actions: Sequence[Any]) -> int:

@@ -683,9 +683,9 @@ def test_llm_realiser_and_cue(llm_voice: LLMUserVoice) -> None:
     text = llm_voice.speak([user_turn("disclose", seed=5, cue=CUE)])[0]
     # The voice's own cue check, not one word of it: which of the cue's words a sampled line
     # keeps depends on the model's floats, which differ across CPUs.
-    from dialogue_gym.user.voices.cleaning import _conveys
+    from dialogue_gym.user.voices.cleaning import conveys
 
-    assert _conveys(text, CUE) and len(text) <= MAX_CHARS
+    assert conveys(text, CUE) and len(text) <= MAX_CHARS
 
 
 @pytest.mark.llm

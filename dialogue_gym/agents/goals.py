@@ -37,7 +37,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from dialogue_gym.agents.options import Option, _as_policy
+from dialogue_gym.agents.options import Option, as_low_level_policy
 from dialogue_gym.core.vocabulary import COMFORT_ACTS, GROUNDING_ACTS, HELP_ACTS, SELF_DISCLOSURE
 
 #: Act-class goals and the strategies of each class.
@@ -161,7 +161,7 @@ def goal_options(worker: Any, goals: Sequence[Any], horizon: int = 2) -> list[Op
         goals: The goals, in the order the worker was trained with.
         horizon: Turns each option runs.
     """
-    policy = _as_policy(worker)
+    policy = as_low_level_policy(worker)
     options = []
     for i, goal in enumerate(goals):
         one_hot = np.zeros(len(goals), np.float32)

@@ -61,7 +61,7 @@ def _constant(a: int) -> LowLevelPolicy:
     return policy
 
 
-def _as_policy(policy: Any) -> LowLevelPolicy:
+def as_low_level_policy(policy: Any) -> LowLevelPolicy:
     """Accept a callable ``obs -> action`` or anything with SB3's ``predict``."""
     if hasattr(policy, "predict"):
         model = policy
@@ -96,7 +96,7 @@ class Option:
     def __post_init__(self) -> None:
         if self.max_turns < 1:
             raise ValueError(f"option {self.name!r}: max_turns must be >= 1, got {self.max_turns}")
-        _as_policy(self.policy)
+        as_low_level_policy(self.policy)
 
 
 def _cues_clear(obs: Observation, confidence: float = 0.6) -> bool:
@@ -154,7 +154,7 @@ class Options(gym.Wrapper, gym.utils.RecordConstructorArgs):
                     )
                 opt = BUILTIN_OPTIONS[opt]
             self.options.append(opt)
-        self._policies = [_as_policy(o.policy) for o in self.options]
+        self._policies = [as_low_level_policy(o.policy) for o in self.options]
         self.gamma = float(gamma)
         self.action_space = gym.spaces.Discrete(len(self.options))
         self._obs: Observation | None = None
@@ -244,8 +244,8 @@ class HierarchicalPolicy:
     def __init__(self, manager: Any, options: Sequence[Option | str] | None = None) -> None:
         chosen = list(options) if options is not None else list(BUILTIN_OPTIONS)
         self.options = [BUILTIN_OPTIONS[o] if isinstance(o, str) else o for o in chosen]
-        self._manager = _as_policy(manager)
-        self._policies = [_as_policy(o.policy) for o in self.options]
+        self._manager = as_low_level_policy(manager)
+        self._policies = [as_low_level_policy(o.policy) for o in self.options]
         self._current: int | None = None
         self._turns = 0
         self.chosen: list[str] = []

@@ -49,11 +49,11 @@ from dialogue_gym.cli.commands import (
 )
 from dialogue_gym.cli.common import (
     DEBUG_ENV,
+    OneLineParser,
     UsageError,
-    _add_env_args,
-    _Parser,
-    _positive_int,
-    _seed,
+    add_env_args,
+    positive_int,
+    seed_number,
 )
 from dialogue_gym.cli.play import QUIT_WORDS, cmd_play
 from dialogue_gym.cli.serve import add_serve_parser, cmd_serve  # OpenEnv: imported on run
@@ -85,7 +85,7 @@ PASSTHROUGH = ("bench", "study", "train-llm", "dataset")
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``dialogue-gym`` parser (``bench`` and ``study`` are only listed: see :func:`main`)."""
-    parser = _Parser(
+    parser = OneLineParser(
         prog="dialogue-gym",
         description="Gymnasium environments for multi-turn dialogue RL with a simulated user.",
         epilog="Run 'dialogue-gym <command> --help' for a command's options.",
@@ -101,10 +101,10 @@ def build_parser() -> argparse.ArgumentParser:
         description="Play a few transcripts with the LLM voice, then print the reference "
         "policies' table on the test cards (template voice).",
     )
-    _add_env_args(demo, voice="llm")
+    add_env_args(demo, voice="llm")
     demo.add_argument("--policy", choices=policies, default="stage-heuristic")
-    demo.add_argument("--episodes", type=_positive_int, default=2)
-    demo.add_argument("--seed", type=_seed, default=0)
+    demo.add_argument("--episodes", type=positive_int, default=2)
+    demo.add_argument("--seed", type=seed_number, default=0)
     demo.set_defaults(func=cmd_demo)
 
     episode = sub.add_parser(
@@ -113,11 +113,11 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run a named reference policy on EmpathyDialogue-v0 and print the "
         "transcripts, or with --out write one JSON line per episode (fields: docs/cli.md).",
     )
-    _add_env_args(episode, voice="template")
+    add_env_args(episode, voice="template")
     episode.add_argument("--policy", choices=policies, default="stage-heuristic")
-    episode.add_argument("--episodes", type=_positive_int, default=1)
+    episode.add_argument("--episodes", type=positive_int, default=1)
     episode.add_argument(
-        "--seed", type=_seed, default=0, help="episode k uses seed + k (default: 0)"
+        "--seed", type=seed_number, default=0, help="episode k uses seed + k (default: 0)"
     )
     episode.add_argument("--card", default=None, help="a card id or index (default: by the seed)")
     episode.add_argument(
@@ -142,7 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
         "the 8 support strategies by number instead (EmpathyDialogue-v0). Reads stdin, so a "
         "game can be piped in; 'quit' or end of input stops.",
     )
-    _add_env_args(play, voice="llm", scenarios="all")
+    add_env_args(play, voice="llm", scenarios="all")
     play.add_argument(
         "--strategy",
         action="store_true",
@@ -150,7 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     play.add_argument("--card", default=None, help="a card id or index (default: drawn)")
     play.add_argument(
-        "--seed", type=_seed, default=None, help="replay a game (default: a new one, printed)"
+        "--seed", type=seed_number, default=None, help="replay a game (default: a new one, printed)"
     )
     play.add_argument(
         "--recogniser",
@@ -169,8 +169,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     table.add_argument("--policies", nargs="+", choices=policies, default=demo_policies)
     table.add_argument("--scenarios", default="test")
-    table.add_argument("--seed", type=_seed, default=0)
-    table.add_argument("--repeats", type=_positive_int, default=1)
+    table.add_argument("--seed", type=seed_number, default=0)
+    table.add_argument("--repeats", type=positive_int, default=1)
     table.set_defaults(func=cmd_evaluate)
 
     add_serve_parser(sub)

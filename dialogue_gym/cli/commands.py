@@ -17,7 +17,13 @@ from types import ModuleType
 import gymnasium as gym
 
 from dialogue_gym.agents.reference import make_policy
-from dialogue_gym.cli.common import UsageError, _card_option, _env_kwargs, _logged, _outcome
+from dialogue_gym.cli.common import (
+    UsageError,
+    card_option,
+    env_kwargs_from,
+    outcome_word,
+    with_episode_log,
+)
 from dialogue_gym.evaluation.episodes import evaluate, format_table, run_episode, summarize
 
 DEMO_POLICIES = ("random", "always-reassure", "always-suggest", "stage-heuristic", "oracle")
@@ -84,14 +90,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
     then its outcome.
     """
     _loading_note(args)
-    env = _Streaming(gym.make("EmpathyDialogue-v0", render_mode="ansi", **_env_kwargs(args)))
+    env = _Streaming(gym.make("EmpathyDialogue-v0", render_mode="ansi", **env_kwargs_from(args)))
     policy = make_policy(args.policy, env)
     started = time.perf_counter()
     turns = 0
     for k in range(args.episodes):
         result = run_episode(env, policy, seed=args.seed + k)
         turns += result.turns
-        print(f"-> {_outcome(result)} after {result.turns} turns\n", flush=True)
+        print(f"-> {outcome_word(result)} after {result.turns} turns\n", flush=True)
     elapsed = time.perf_counter() - started
     print(f"{turns} turns with the {args.voice} voice in {elapsed:.1f} s\n", flush=True)
     env.close()
@@ -107,14 +113,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_episode(args: argparse.Namespace) -> int:
     """Run one reference policy; print its transcripts, or write them as JSONL."""
     env: gym.Env = gym.make(
-        "EmpathyDialogue-v0", render_mode="ansi", reward=args.reward, **_env_kwargs(args)
+        "EmpathyDialogue-v0", render_mode="ansi", reward=args.reward, **env_kwargs_from(args)
     )
     try:
-        card = _card_option(env, args.card)
+        card = card_option(env, args.card)
         if args.out is not None:
             target = sys.stdout if str(args.out) == "-" else args.out
             extra = {"policy": args.policy, "reward": args.reward}
-            env = _logged(env, target, extra=extra, append=args.append)
+            env = with_episode_log(env, target, extra=extra, append=args.append)
         if args.out is None:
             _loading_note(args)
             env = _Streaming(env)  # each transcript as it is spoken
@@ -122,7 +128,7 @@ def cmd_episode(args: argparse.Namespace) -> int:
         for k in range(args.episodes):
             result = run_episode(env, policy, seed=args.seed + k, card=card)
             if args.out is None:
-                print(f"-> {_outcome(result)} after {result.turns} turns\n", flush=True)
+                print(f"-> {outcome_word(result)} after {result.turns} turns\n", flush=True)
     finally:
         env.close()  # the logger writes an episode cut short (Ctrl-C) as incomplete
     if args.out is not None and str(args.out) != "-":

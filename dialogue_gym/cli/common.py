@@ -4,7 +4,7 @@ Every choice the options offer is read from a registry when the parser is built 
 agent realisers, recognisers, env ids), so a plugin registered before ``main`` runs is offered.
 
 Example:
-    >>> _positive_int("3"), _seed("0")
+    >>> positive_int("3"), seed_number("0")
     (3, 0)
 """
 
@@ -27,14 +27,14 @@ class UsageError(ValueError):
     """A bad argument found after parsing (an unknown card, say): one line, exit status 2."""
 
 
-class _Parser(argparse.ArgumentParser):
+class OneLineParser(argparse.ArgumentParser):
     """argparse with errors on one line (the usage text is one ``--help`` away)."""
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
 
 
-def _positive_int(text: str) -> int:
+def positive_int(text: str) -> int:
     try:
         value = int(text)
     except ValueError:
@@ -51,7 +51,7 @@ def check_port(host: str, port: int) -> None:
         raise UsageError(f"cannot listen on {host}:{port}: {why}")
 
 
-def _port(text: str) -> int:
+def port_number(text: str) -> int:
     """A TCP port for a server command (``serve``, ``ui``); 0 lets the system pick one."""
     try:
         value = int(text)
@@ -62,7 +62,7 @@ def _port(text: str) -> int:
     return value
 
 
-def _seed(text: str) -> int:
+def seed_number(text: str) -> int:
     try:
         value = int(text)
     except ValueError:
@@ -72,7 +72,7 @@ def _seed(text: str) -> int:
     return value
 
 
-def _env_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+def env_kwargs_from(args: argparse.Namespace) -> dict[str, Any]:
     return {
         "voice": args.voice,
         "agent_voice": args.agent_voice,
@@ -81,7 +81,7 @@ def _env_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def _add_env_args(parser: argparse.ArgumentParser, voice: str, scenarios: str = "test") -> None:
+def add_env_args(parser: argparse.ArgumentParser, voice: str, scenarios: str = "test") -> None:
     parser.add_argument(
         "--voice",
         choices=USER_VOICES.names(),
@@ -100,11 +100,11 @@ def _add_env_args(parser: argparse.ArgumentParser, voice: str, scenarios: str = 
         help=f'"train", "test", "all", or a folder or YAML file of cards (default: {scenarios})',
     )
     parser.add_argument(
-        "--max-turns", type=_positive_int, default=10, help="agent turns before truncation"
+        "--max-turns", type=positive_int, default=10, help="agent turns before truncation"
     )
 
 
-def _card_option(env: gym.Env, card: str | None) -> str | int | None:
+def card_option(env: gym.Env, card: str | None) -> str | int | None:
     """``--card`` as ``reset`` takes it: an id of the env's cards, or an index into them."""
     if card is None:
         return None
@@ -120,7 +120,7 @@ def _card_option(env: gym.Env, card: str | None) -> str | int | None:
     raise UsageError(f"no card {card!r} in these scenarios; valid ids: {shown}")
 
 
-def _logged(env: gym.Env, target: Any, **kwargs: Any) -> EpisodeLogger:
+def with_episode_log(env: gym.Env, target: Any, **kwargs: Any) -> EpisodeLogger:
     try:
         return EpisodeLogger(env, target, **kwargs)
     except OSError as err:
@@ -130,5 +130,5 @@ def _logged(env: gym.Env, target: Any, **kwargs: Any) -> EpisodeLogger:
 # -- demo, episode, evaluate ------------------------------------------------------------
 
 
-def _outcome(result: EpisodeResult) -> str:
+def outcome_word(result: EpisodeResult) -> str:
     return "success" if result.success else "user left" if result.user_left else "no success"

@@ -19,12 +19,12 @@ from pathlib import Path
 
 from dialogue_gym.agents.reference import REFERENCE_POLICIES
 from dialogue_gym.cli.common import (
+    OneLineParser,
     UsageError,
-    _add_env_args,
-    _env_kwargs,
-    _Parser,
-    _positive_int,
-    _seed,
+    add_env_args,
+    env_kwargs_from,
+    positive_int,
+    seed_number,
 )
 from dialogue_gym.evaluation.episodes import EpisodeResult
 from dialogue_gym.integrations.minari import (
@@ -56,7 +56,7 @@ def _policy(text: str) -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``dialogue-gym dataset`` parser."""
-    parser = _Parser(
+    parser = OneLineParser(
         prog="dialogue-gym dataset",
         description="Play a policy on EmpathyDialogue-v0 and save its episodes as a Minari "
         "dataset (observations, actions, the chosen reward wrapper's rewards, and each turn's "
@@ -83,11 +83,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--episodes",
-        type=_positive_int,
+        type=positive_int,
         default=None,
         help="how many episodes (default: one per card of --scenarios)",
     )
-    parser.add_argument("--seed", type=_seed, default=0, help="episode k uses seed + k")
+    parser.add_argument("--seed", type=seed_number, default=0, help="episode k uses seed + k")
     parser.add_argument(
         "--dataset-id",
         default=None,
@@ -109,7 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--overwrite", action="store_true", help="replace a local dataset with the same id"
     )
-    _add_env_args(parser, voice="template")
+    add_env_args(parser, voice="template")
     return parser
 
 
@@ -142,7 +142,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             episodes=args.episodes,
             seed=args.seed,
             reward=args.reward,
-            env_kwargs=_env_kwargs(args),
+            env_kwargs=env_kwargs_from(args),
             data_format=args.data_format,
             overwrite=args.overwrite,
             on_episode=lambda k, result: results.append(result),

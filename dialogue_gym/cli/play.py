@@ -18,7 +18,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from dialogue_gym.cli.common import _card_option, _logged
+from dialogue_gym.cli.common import card_option, with_episode_log
 from dialogue_gym.core.render import emotion_bar
 from dialogue_gym.core.vocabulary import STRATEGIES
 
@@ -122,12 +122,12 @@ def cmd_play(args: argparse.Namespace) -> int:
         print("Loading the language model (a few seconds; --voice template is instant)...")
     env: gym.Env = gym.make(env_id, **kwargs)
     try:
-        card = _card_option(env, args.card)
+        card = card_option(env, args.card)
         # A person playing wants a new user each time; the seed is printed so a game can be replayed.
         seed = args.seed if args.seed is not None else int(np.random.SeedSequence().entropy % 2**31)
         if args.log is not None:
             mode = "strategy" if args.strategy else "text"
-            env = _logged(env, args.log, extra={"player": "human", "mode": mode})
+            env = with_episode_log(env, args.log, extra={"player": "human", "mode": mode})
         _play(env, args, seed, card)
     finally:
         env.close()  # a game stopped early is logged as incomplete

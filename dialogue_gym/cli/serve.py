@@ -23,7 +23,7 @@ import sys
 from typing import Any
 
 import dialogue_gym
-from dialogue_gym.cli.common import UsageError, _add_env_args, _port, _positive_int, check_port
+from dialogue_gym.cli.common import UsageError, add_env_args, check_port, port_number, positive_int
 from dialogue_gym.envs.text import TEXT_ENV_IDS
 from dialogue_gym.rewards import REWARDS
 from dialogue_gym.user.recognise import RECOGNISERS
@@ -65,10 +65,10 @@ def add_serve_parser(sub: Any) -> None:
     serve.add_argument(
         "--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)"
     )
-    serve.add_argument("--port", type=_port, default=8000, help="port (default: 8000)")
+    serve.add_argument("--port", type=port_number, default=8000, help="port (default: 8000)")
     serve.add_argument(
         "--max-sessions",
-        type=_positive_int,
+        type=positive_int,
         default=64,
         help="the most sessions at once; one more is refused with CAPACITY_REACHED (default: "
         "64; TRL needs at least its generation batch size)",
@@ -86,7 +86,7 @@ def add_serve_parser(sub: Any) -> None:
         help="close a new connection that sends nothing for this many seconds, so a silent "
         "client cannot hold a session slot (0: never; default: 30)",
     )
-    _add_env_args(serve, voice="llm", scenarios="train")
+    add_env_args(serve, voice="llm", scenarios="train")
     serve.add_argument(
         "--reward",
         choices=sorted(REWARDS),

@@ -27,7 +27,7 @@ import time
 from typing import Any
 
 import dialogue_gym
-from dialogue_gym.cli.common import UsageError, _port, check_port
+from dialogue_gym.cli.common import UsageError, check_port, port_number
 from dialogue_gym.ports import free_port
 from dialogue_gym.rewards import REWARDS
 from dialogue_gym.user.voices import USER_VOICES
@@ -59,7 +59,9 @@ def add_ui_parser(sub: Any) -> None:
         f"'{EXTRA}' extra: pip install 'dialogue_gym[{EXTRA}]'. docs/ui.md is the manual.",
     )
     ui.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
-    ui.add_argument("--port", type=_port, default=7860, help="port (default: 7860; 0: any free)")
+    ui.add_argument(
+        "--port", type=port_number, default=7860, help="port (default: 7860; 0: any free)"
+    )
     ui.add_argument(
         "--env",
         choices=list(dialogue_gym.ENV_IDS),

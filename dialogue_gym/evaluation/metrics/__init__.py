@@ -46,7 +46,7 @@ import numpy as np
 
 from dialogue_gym.core.scenario import ScenarioCard
 from dialogue_gym.evaluation.episodes import ALL_REWARDS, EpisodeResult
-from dialogue_gym.evaluation.metrics._common import _episode, _require  # noqa: F401  (examples)
+from dialogue_gym.evaluation.metrics._common import example_episode, require_results  # noqa: F401  (examples)
 from dialogue_gym.evaluation.metrics.consistency import (
     card_contradictions,
     history_contradictions,
@@ -208,13 +208,13 @@ def compute_metrics(
         qa: :func:`qa_consistency` results of the same policy.
 
     Example:
-        >>> m = compute_metrics([_episode([0, 4], success=True)], reference=0.25)
+        >>> m = compute_metrics([example_episode([0, 4], success=True)], reference=0.25)
         >>> m["success_rate"], m["grounding_rate"], m["grounding_rate_vs_reference"]
         (1.0, 0.5, 2.0)
         >>> math.isnan(m["return/sparse"]) and math.isnan(m["qa_consistency"])
         True
     """
-    _require(results)
+    require_results(results)
     grounding = grounding_rate(results)
     ref = math.nan
     if reference is not None:

@@ -8,12 +8,12 @@ from typing import Any
 from dialogue_gym.evaluation.episodes import EpisodeResult
 
 
-def _require(results: Sequence[EpisodeResult]) -> None:
+def require_results(results: Sequence[EpisodeResult]) -> None:
     if not results:
         raise ValueError("no episodes to measure")
 
 
-def _episode(strategies: Sequence[int], success: bool = False, **kw: Any) -> EpisodeResult:
+def example_episode(strategies: Sequence[int], success: bool = False, **kw: Any) -> EpisodeResult:
     """A hand-built episode for the examples (only the strategies matter)."""
     base = dict(initial_emotion=30.0, final_emotion=40.0, episode_return=0.0, emotions=[])
     base.update(kw)

@@ -27,7 +27,7 @@ import numpy as np
 
 from dialogue_gym.core.scenario import ScenarioCard, load_scenarios
 from dialogue_gym.evaluation.episodes import EpisodeResult
-from dialogue_gym.evaluation.metrics._common import _episode  # noqa: F401  (examples)
+from dialogue_gym.evaluation.metrics._common import example_episode  # noqa: F401  (examples)
 
 __all__ = [
     "card_contradictions",
@@ -408,7 +408,7 @@ def prompt_to_line_consistency(
 
     Example:
         >>> card = load_scenarios("test")[0]
-        >>> r = _episode([0, 0, 0], user_lines=[
+        >>> r = example_episode([0, 0, 0], user_lines=[
         ...     "Hi, I'm Tomás.", "I'm on sixty-eight.", "I'm Tom, by the way.", "It's hard."])
         >>> prompt_to_line_consistency([r], {"c": card})
         0.75
@@ -435,7 +435,7 @@ def line_to_line_consistency(
 
     Example:
         >>> card = load_scenarios("test")[0]
-        >>> r = _episode([0, 0], user_lines=[
+        >>> r = example_episode([0, 0], user_lines=[
         ...     "My average is sixty-five.", "I'm on sixty-five.", "My average is sixty."])
         >>> line_to_line_consistency([r], {"c": card}) == 2 / 3
         True

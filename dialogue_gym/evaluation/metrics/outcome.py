@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from dialogue_gym.evaluation.episodes import EpisodeResult
-from dialogue_gym.evaluation.metrics._common import _episode, _require  # noqa: F401  (examples)
+from dialogue_gym.evaluation.metrics._common import example_episode, require_results  # noqa: F401  (examples)
 
 __all__ = ["mean_final_emotion", "mean_turns", "soothing_index", "success_rate", "user_left_rate"]
 
@@ -27,7 +27,7 @@ def success_rate(results: Sequence[EpisodeResult]) -> float:
         >>> success_rate([ok, bad, bad, bad])
         0.25
     """
-    _require(results)
+    require_results(results)
     return float(np.mean([r.success for r in results]))
 
 
@@ -40,7 +40,7 @@ def mean_final_emotion(results: Sequence[EpisodeResult]) -> float:
         >>> mean_final_emotion([a, b])
         57.5
     """
-    _require(results)
+    require_results(results)
     return float(np.mean([r.final_emotion for r in results]))
 
 
@@ -53,7 +53,7 @@ def user_left_rate(results: Sequence[EpisodeResult]) -> float:
         >>> user_left_rate([ok, left, left])
         0.6666666666666666
     """
-    _require(results)
+    require_results(results)
     return float(np.mean([r.user_left for r in results]))
 
 
@@ -66,7 +66,7 @@ def mean_turns(results: Sequence[EpisodeResult]) -> float:
         >>> mean_turns([a, b])
         7.0
     """
-    _require(results)
+    require_results(results)
     return float(np.mean([r.turns for r in results]))
 
 
@@ -82,15 +82,15 @@ def soothing_index(results: Sequence[EpisodeResult]) -> float:
     NaN, so aggregates over seeds stay defined).
 
     Example:
-        >>> resolved = _episode([5], success=True, initial_emotion=50.0, final_emotion=70.0)
-        >>> soothed = _episode([4], initial_emotion=30.0, final_emotion=60.0)
-        >>> worse = _episode([5], initial_emotion=30.0, final_emotion=20.0)
+        >>> resolved = example_episode([5], success=True, initial_emotion=50.0, final_emotion=70.0)
+        >>> soothed = example_episode([4], initial_emotion=30.0, final_emotion=60.0)
+        >>> worse = example_episode([5], initial_emotion=30.0, final_emotion=20.0)
         >>> soothing_index([resolved, soothed, worse])  # 30 of 50 points
         0.6
         >>> soothing_index([worse])
         0.0
     """
-    _require(results)
+    require_results(results)
     gains = [max(0.0, r.final_emotion - r.initial_emotion) for r in results]
     total = sum(gains)
     if total <= 0.0:

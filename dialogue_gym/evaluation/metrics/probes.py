@@ -23,7 +23,7 @@ import gymnasium as gym
 import numpy as np
 
 from dialogue_gym.evaluation.episodes import EpisodeResult
-from dialogue_gym.evaluation.metrics._common import _episode, _require  # noqa: F401  (examples)
+from dialogue_gym.evaluation.metrics._common import example_episode, require_results  # noqa: F401  (examples)
 from dialogue_gym.rewards.registry import COMPONENT_WRAPPERS, probe_order, reward_probes
 
 __all__ = [
@@ -173,7 +173,7 @@ def returns_by_reward(results: Sequence[EpisodeResult]) -> dict[str, list[float]
     component (it was not run with ``ALL_REWARDS`` or that reward).
 
     Example:
-        >>> r = _episode([0, 4], reward_components=[
+        >>> r = example_episode([0, 4], reward_components=[
         ...     {"sparse": 0.0, "potential_emotion": 0.1},
         ...     {"sparse": 1.0, "potential_emotion": -0.5}])
         >>> out = returns_by_reward([r])
@@ -196,9 +196,9 @@ def mean_returns(results: Sequence[EpisodeResult]) -> dict[str, float]:
     """The mean over episodes of :func:`returns_by_reward` (NaN if any episode lacks one).
 
     Example:
-        >>> r = _episode([0], reward_components=[{"sparse": 1.0, "potential_emotion": 0.2}])
+        >>> r = example_episode([0], reward_components=[{"sparse": 1.0, "potential_emotion": 0.2}])
         >>> mean_returns([r, r])["potential_emotion"]
         1.2
     """
-    _require(results)
+    require_results(results)
     return {name: float(np.mean(values)) for name, values in returns_by_reward(results).items()}

@@ -1,7 +1,7 @@
 """Strategy metrics: what the agent did, turn by turn (grounding, diversity, collapse).
 
 Example:
-    >>> strategy_entropy([_episode([0, 1, 2, 3])]), grounding_rate([_episode([0, 4])])
+    >>> strategy_entropy([example_episode([0, 1, 2, 3])]), grounding_rate([example_episode([0, 4])])
     (2.0, 0.5)
 """
 
@@ -15,7 +15,7 @@ import numpy as np
 
 from dialogue_gym.core.vocabulary import GROUNDING_ACTS, STRATEGIES
 from dialogue_gym.evaluation.episodes import EpisodeResult
-from dialogue_gym.evaluation.metrics._common import _episode, _require  # noqa: F401  (examples)
+from dialogue_gym.evaluation.metrics._common import example_episode, require_results  # noqa: F401  (examples)
 
 __all__ = [
     "grounding_rate",
@@ -35,10 +35,10 @@ def grounding_rate(results: Sequence[EpisodeResult]) -> float:
     long episode weighs more than a short one. NaN when there are no turns at all.
 
     Example:
-        >>> grounding_rate([_episode([0, 1, 4, 5]), _episode([0, 4, 4, 4])])  # 3 of 8 turns
+        >>> grounding_rate([example_episode([0, 1, 4, 5]), example_episode([0, 4, 4, 4])])  # 3 of 8 turns
         0.375
     """
-    _require(results)
+    require_results(results)
     turns = sum(len(r.strategies) for r in results)
     if turns == 0:
         return math.nan
@@ -61,7 +61,7 @@ def grounding_rate_vs_reference(
         reference: The reference's episodes, or its rate.
 
     Example:
-        >>> grounding_rate_vs_reference([_episode([0, 4, 4, 4])], reference=0.5)
+        >>> grounding_rate_vs_reference([example_episode([0, 4, 4, 4])], reference=0.5)
         0.5
     """
     ref = reference if isinstance(reference, float | int) else grounding_rate(reference)
@@ -72,10 +72,10 @@ def strategy_distribution(results: Sequence[EpisodeResult]) -> np.ndarray:
     """How often each strategy was played, pooled over episodes, as shares (``STRATEGIES`` order).
 
     Example:
-        >>> strategy_distribution([_episode([0, 0, 4, 4])]).tolist()
+        >>> strategy_distribution([example_episode([0, 0, 4, 4])]).tolist()
         [0.5, 0.0, 0.0, 0.0, 0.5, 0.0, 0.0, 0.0]
     """
-    _require(results)
+    require_results(results)
     played = np.asarray([int(s) for r in results for s in r.strategies], dtype=np.int64)
     counts = np.bincount(played, minlength=len(STRATEGIES)).astype(float)
     total = counts.sum()
@@ -91,9 +91,9 @@ def strategy_entropy(results: Sequence[EpisodeResult]) -> float:
     0.07, unit unstated). 0.0 when there are no turns.
 
     Example:
-        >>> strategy_entropy([_episode([0, 1, 2, 3])])
+        >>> strategy_entropy([example_episode([0, 1, 2, 3])])
         2.0
-        >>> strategy_entropy([_episode([4, 4, 4])])
+        >>> strategy_entropy([example_episode([4, 4, 4])])
         0.0
     """
     p = strategy_distribution(results)
@@ -108,12 +108,12 @@ def strategies_covering(results: Sequence[EpisodeResult], share: float = 0.9) ->
     1 means a single strategy makes up 90% of the turns (collapse); 0 when there are no turns.
 
     Example:
-        >>> strategies_covering([_episode([4] * 8 + [0, 1])])  # 80% + 10%
+        >>> strategies_covering([example_episode([4] * 8 + [0, 1])])  # 80% + 10%
         2
-        >>> strategies_covering([_episode([4] * 9 + [0])])
+        >>> strategies_covering([example_episode([4] * 9 + [0])])
         1
     """
-    _require(results)
+    require_results(results)
     if not 0.0 < share <= 1.0:
         raise ValueError(f"share must be in (0, 1], got {share!r}")
     counts = sorted(Counter(int(s) for r in results for s in r.strategies).values(), reverse=True)

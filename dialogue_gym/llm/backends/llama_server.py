@@ -109,8 +109,8 @@ class LlamaServer:
         from dialogue_gym.llm.backends.llama_cpp import (
             DEFAULT_KV_BLOCK,
             DEFAULT_KV_CACHE_BYTES,
-            _default_threads,
             default_model_path,
+            default_threads,
         )
 
         if model_path is None:
@@ -119,7 +119,7 @@ class LlamaServer:
         self.host = host
         self.port = int(port) if port is not None else free_port(host)
         self.n_ctx = int(n_ctx)
-        self.n_threads = int(n_threads) if n_threads is not None else _default_threads()
+        self.n_threads = int(n_threads) if n_threads is not None else default_threads()
         self.n_threads_batch = (
             int(n_threads_batch) if n_threads_batch is not None else self.n_threads
         )
@@ -280,7 +280,7 @@ def serve(argv: list[str] | None = None) -> None:
         DEFAULT_KV_BLOCK,
         DEFAULT_KV_CACHE_BYTES,
         PromptStateCache,
-        _primed_llama_class,
+        primed_llama_class,
     )
 
     parser = argparse.ArgumentParser(add_help=False)
@@ -291,7 +291,7 @@ def serve(argv: list[str] | None = None) -> None:
     import llama_cpp
     from llama_cpp.server import __main__ as server_main
 
-    primed = _primed_llama_class()
+    primed = primed_llama_class()
 
     class ServedLlama(primed):  # type: ignore[misc, valid-type]
         """The server's model, with a state cache of its own (states are per model)."""

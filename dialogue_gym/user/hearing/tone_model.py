@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from dialogue_gym.user.recognise.classifier import _Block, char_features, word_features
+from dialogue_gym.user.recognise.classifier import FeatureBlock, char_features, word_features
 
 __all__ = ["TRAINING_SOURCES", "ToneModel", "cache_dir", "fitted", "training_lines"]
 
@@ -113,8 +113,8 @@ class ToneModel:
     def __init__(self, lines: Sequence[tuple[str, int]]) -> None:
         texts = [t for t, _ in lines]
         labels = np.array([h for _, h in lines], dtype=np.float64)
-        self._words = _Block.fit([word_features(t) for t in texts], 2)
-        self._chars = _Block.fit([char_features(t) for t in texts], 2)
+        self._words = FeatureBlock.fit([word_features(t) for t in texts], 2)
+        self._chars = FeatureBlock.fit([char_features(t) for t in texts], 2)
         x = self._features(texts)
         a, self._bias = _fit_binary(x @ x.T, labels, L2, ITERATIONS)
         self._weights = x.T @ a

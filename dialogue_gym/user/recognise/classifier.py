@@ -106,14 +106,14 @@ def char_features(text: str, low: int = 2, high: int = 4) -> list[str]:
 
 
 @dataclass(frozen=True)
-class _Block:
+class FeatureBlock:
     """One TF-IDF block: vocabulary and inverse document frequencies."""
 
     index: dict[str, int]
     idf: np.ndarray
 
     @classmethod
-    def fit(cls, docs: Sequence[Sequence[str]], min_count: int) -> _Block:
+    def fit(cls, docs: Sequence[Sequence[str]], min_count: int) -> FeatureBlock:
         df: Counter[str] = Counter()
         for doc in docs:
             df.update(set(doc))
@@ -133,13 +133,13 @@ class _Block:
         return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
 
-def _softmax(z: np.ndarray) -> np.ndarray:
+def softmax_rows(z: np.ndarray) -> np.ndarray:
     z = z - z.max(axis=1, keepdims=True)
     e = np.exp(z)
     return e / e.sum(axis=1, keepdims=True)
 
 
-def _fit_dual(kernel: np.ndarray, y: np.ndarray, l2: float, iterations: int) -> tuple[Any, Any]:
+def fit_dual(kernel: np.ndarray, y: np.ndarray, l2: float, iterations: int) -> tuple[Any, Any]:
     """L2-regularised softmax regression by Nesterov-accelerated gradient descent.
 
     The weights stay ``X.T @ A`` from a zero start (each gradient step adds ``X.T @ G``), so the
@@ -153,7 +153,7 @@ def _fit_dual(kernel: np.ndarray, y: np.ndarray, l2: float, iterations: int) -> 
     a, b = np.zeros((n, _N)), np.zeros(_N)
     a_look, b_look, t = a, b, 1.0
     for _ in range(iterations):
-        grad = (_softmax(kernel @ a_look + b_look) - target) / n
+        grad = (softmax_rows(kernel @ a_look + b_look) - target) / n
         a_next = a_look - step * (grad + l2 * a_look)
         b_next = b_look - step * grad.sum(axis=0)
         t_next = (1.0 + np.sqrt(1.0 + 4.0 * t * t)) / 2.0
@@ -171,8 +171,8 @@ class StrategyClassifier:
     labelled set.
     """
 
-    words: _Block
-    chars: _Block
+    words: FeatureBlock
+    chars: FeatureBlock
     weights: np.ndarray
     bias: np.ndarray
 
@@ -195,10 +195,10 @@ class StrategyClassifier:
         word_docs = [word_features(t) for t in texts]
         char_docs = [char_features(t) for t in texts]
         min_count = MIN_COUNT if len(texts) >= 20 else 1  # a toy set keeps every feature
-        words = _Block.fit(word_docs, min_count)
-        chars = _Block.fit(char_docs, min_count)
+        words = FeatureBlock.fit(word_docs, min_count)
+        chars = FeatureBlock.fit(char_docs, min_count)
         x = cls._stack(words.transform(word_docs), chars.transform(char_docs))
-        a, b = _fit_dual(x @ x.T, np.asarray(labels, dtype=int), l2, iterations)
+        a, b = fit_dual(x @ x.T, np.asarray(labels, dtype=int), l2, iterations)
         return cls(words, chars, x.T @ a, b)
 
     @staticmethod
@@ -214,7 +214,7 @@ class StrategyClassifier:
 
     def probabilities(self, texts: Sequence[str]) -> np.ndarray:
         """``p[i, s]``: the probability that ``texts[i]`` uses strategy ``s``."""
-        return _softmax(self.transform(texts) @ self.weights + self.bias)
+        return softmax_rows(self.transform(texts) @ self.weights + self.bias)
 
     def predict(self, texts: Sequence[str]) -> list[int]:
         """The most probable strategy index of each text."""

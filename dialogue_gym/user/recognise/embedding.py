@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from dialogue_gym.user.recognise.base import Recognition, from_probabilities
-from dialogue_gym.user.recognise.classifier import _fit_dual, _softmax
+from dialogue_gym.user.recognise.classifier import fit_dual, softmax_rows
 from dialogue_gym.user.recognise.labelled import LabelledUtterance, load_labelled
 from dialogue_gym.user.recognise.lexical import LexicalRecogniser
 
@@ -77,11 +77,11 @@ class _Fit:
     def __init__(self, items: Sequence[LabelledUtterance]) -> None:
         x = _features([u.text for u in items])
         y = np.array([u.label for u in items])
-        a, self.bias = _fit_dual(x @ x.T, y, L2, ITERATIONS)
+        a, self.bias = fit_dual(x @ x.T, y, L2, ITERATIONS)
         self.weights = x.T @ a
 
     def probabilities(self, texts: Sequence[str]) -> np.ndarray:
-        return _softmax(_features(texts) @ self.weights + self.bias)
+        return softmax_rows(_features(texts) @ self.weights + self.bias)
 
 
 @cache

@@ -29,7 +29,7 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 
-from dialogue_gym.user.voices.cleaning import _conveys
+from dialogue_gym.user.voices.cleaning import conveys
 from dialogue_gym.user.voices.turns import UserTurn
 
 __all__ = ["CHECKS", "check_line"]
@@ -228,7 +228,7 @@ def _act_ok(text: str, turn: UserTurn) -> bool:
     if act == "disclose":
         # With nothing to convey (a question put to the user outside the dynamics, as the
         # Q&A probe does) any answer in role will do.
-        return _conveys(text, turn.cue) if turn.cue else True
+        return conveys(text, turn.cue) if turn.cue else True
     first_person = bool(re.search(r"\b(?:i|i'm|i've|me|my)\b", text, re.IGNORECASE))
     if turn.agent_utterance is None:  # the opening: "Could we talk about my exams?" will do
         return first_person

@@ -38,7 +38,7 @@ _FIRST_PERSON = {
 }
 _WORD_RE = re.compile(r"[A-Za-z]+(?:['\u2019][A-Za-z]+)?")
 _I_WAS_RE = re.compile(r"\bI was\b")
-_SENTENCE_END_RE = re.compile(r"(?<=[.!?])\s+")
+SENTENCE_END_RE = re.compile(r"(?<=[.!?])\s+")
 # Words that may lose their capital when a cue is quoted mid-sentence.
 _STARTER_WORDS = (
     "you your yours yourself you're you've you'd you'll it it's the that this there they "
@@ -76,13 +76,13 @@ _SECOND_PERSON_RE = re.compile(r"\byou(?:r|rs|rself|'re|'ve|'d|'ll)?\b", re.IGNO
 
 
 @lru_cache(maxsize=4096)
-def _echo(cue: str) -> str | None:
+def echo_back(cue: str) -> str | None:
     """A cue as the agent quotes it mid-sentence: first sentence, second person, no final stop.
 
     ``None`` when the cue cannot be echoed as a statement: a question ("Did I do the right
     thing?") or a line that already addresses the listener ("What would you do?").
     """
-    first = _SENTENCE_END_RE.split(cue.strip(), maxsplit=1)[0].strip()
+    first = SENTENCE_END_RE.split(cue.strip(), maxsplit=1)[0].strip()
     if not first or first.endswith("?") or _SECOND_PERSON_RE.search(first):
         return None
     echoed = second_person(first.rstrip(" .!;:,"))
@@ -92,7 +92,7 @@ def _echo(cue: str) -> str | None:
     return echoed
 
 
-def _join_words(words: Sequence[str]) -> str:
+def join_words(words: Sequence[str]) -> str:
     words = [w for w in words if w]
     if len(words) <= 1:
         return "".join(words)
@@ -168,7 +168,7 @@ def clean_reply(
     text = " ".join(text.split()).strip(" \"'\u201c\u201d")
     if not _LETTER_RE.search(text):
         return None
-    sentences = _SENTENCE_END_RE.split(text)
+    sentences = SENTENCE_END_RE.split(text)
     if len(sentences) > 1 and not sentences[-1].rstrip("\"')\u201d").endswith((".", "!", "?")):
         sentences = sentences[:-1]  # a reply cut off by max_tokens
     kept: list[str] = []
@@ -190,7 +190,7 @@ def _content_words(text: str) -> set[str]:
     return {w for w in _WORD_RE.findall(text.lower()) if len(w) > 3}
 
 
-def _conveys(text: str, cue: str) -> bool:
+def conveys(text: str, cue: str) -> bool:
     """Whether ``text`` carries most of the cue's content words."""
     wanted = _content_words(cue)
     if not wanted:
@@ -198,7 +198,7 @@ def _conveys(text: str, cue: str) -> bool:
     return len(wanted & _content_words(text)) >= 0.5 * len(wanted)
 
 
-def _parrots(reply: str, other: str | None) -> bool:
+def is_parrot(reply: str, other: str | None) -> bool:
     """Whether ``reply`` copies the other party's last message (small models often do).
 
     True when both open with the same five words or share most of their content words.
@@ -212,10 +212,10 @@ def _parrots(reply: str, other: str | None) -> bool:
     return len(mine) >= 4 and len(mine & theirs) >= 0.7 * len(mine | theirs)
 
 
-def _with_cue(text: str, cue: str, max_chars: int = MAX_CHARS) -> str:
+def with_cue(text: str, cue: str, max_chars: int = MAX_CHARS) -> str:
     """Append the cue's own words, shortening ``text`` (by whole sentences) to make room."""
     room = max_chars - len(cue) - 1
-    sentences = _SENTENCE_END_RE.split(text)
+    sentences = SENTENCE_END_RE.split(text)
     while sentences and len(" ".join(sentences)) > room:
         sentences.pop()
     head = " ".join(sentences)

@@ -28,7 +28,7 @@ __all__ = ["BANDS", "Fragments", "load_fragments"]
 BANDS: tuple[str, ...] = tuple(name for _, name in EMOTION_BANDS)
 
 _DATA_FILE = Path(__file__).resolve().parents[1] / "data" / "fragments.yaml"
-_OPENING = "opening"  # the user-table key for the first line of a conversation
+OPENING = "opening"  # the user-table key for the first line of a conversation
 
 
 @dataclass(frozen=True)
@@ -112,8 +112,8 @@ def _parse_fragments(path: Path) -> Fragments:
 
     user = section(raw, "user")
     table: dict[tuple[str, str], tuple[str, ...]] = {}
-    by_act = {_OPENING: section(user, _OPENING), **section(user, "acts")}
-    for act in (_OPENING, *USER_ACTS):
+    by_act = {OPENING: section(user, OPENING), **section(user, "acts")}
+    for act in (OPENING, *USER_ACTS):
         if act not in by_act:
             raise fail(f"user.acts.{act}", "missing act")
         for bands, value in section({act: by_act[act]}, act).items():

@@ -54,18 +54,22 @@ from dialogue_gym.llm.backends import BackendSpec, GenerationParams
 from dialogue_gym.llm.client import BackendClient, load_prompt, spec_label
 from dialogue_gym.user.voices.checks import check_line
 from dialogue_gym.user.voices.cleaning import (
-    _SENTENCE_END_RE,
     MAX_CHARS,
-    _conveys,
-    _join_words,
-    _parrots,
-    _with_cue,
+    SENTENCE_END_RE,
     clean_reply,
+    conveys,
+    is_parrot,
+    join_words,
     second_person,
+    with_cue,
 )
-from dialogue_gym.user.voices.fragments import _OPENING, BANDS, load_fragments
-from dialogue_gym.user.voices.template import TemplateAgentRealiser, TemplateUserVoice, _mix
-from dialogue_gym.user.voices.turns import AgentTurn, UserTurn, _check_strategy
+from dialogue_gym.user.voices.fragments import BANDS, OPENING, load_fragments
+from dialogue_gym.user.voices.template import (
+    TemplateAgentRealiser,
+    TemplateUserVoice,
+    mix_fragments,
+)
+from dialogue_gym.user.voices.turns import AgentTurn, UserTurn, check_strategy
 
 __all__ = [
     "DEFAULT_LLM_PARAMS",
@@ -219,7 +223,7 @@ class LLMVoice(BackendClient):
         out: list[str] = []
         for t, reply in zip(turns, replies, strict=True):
             text = clean_reply(reply, (t.card.persona.name,))
-            if text is None or _parrots(text, self.heard(t)):
+            if text is None or is_parrot(text, self.heard(t)):
                 self.fallbacks += 1
                 text = self.fallback(t)
             else:
@@ -281,7 +285,7 @@ def retry_seed(seed: int, attempt: int) -> int:
     """
     if attempt == 0:
         return int(seed)
-    return _mix(int(seed) * 0x100 + attempt) % (2**31 - 1)
+    return mix_fragments(int(seed) * 0x100 + attempt) % (2**31 - 1)
 
 
 def _cue_line(turn: UserTurn) -> str:
@@ -373,7 +377,7 @@ class LLMUserVoice(LLMVoice):
             age=persona.age,
             gender=persona.gender,
             occupation=persona.occupation,
-            traits=_join_words(persona.traits),
+            traits=join_words(persona.traits),
             speaking_style=persona.speaking_style.rstrip(". "),
             situation=card.situation,
             # The card's facts are what Q&A consistency checks: a voice never told them can
@@ -393,14 +397,16 @@ class LLMUserVoice(LLMVoice):
     def examples(self, turn: UserTurn) -> tuple[str, str]:
         """Two different template lines for the turn's act and band, picked by its seed: the
         few-shot examples of the persona's next line."""
-        key = (_OPENING if turn.agent_utterance is None else turn.act, turn.band)
+        key = (OPENING if turn.agent_utterance is None else turn.act, turn.band)
         options = load_fragments().user.get(key)
         if not options:
             raise ValueError(
                 f"unknown band {turn.band!r} or act {turn.act!r}; bands: {BANDS}, acts: {USER_ACTS}"
             )
-        first = _mix(turn.seed) % len(options)
-        second = (first + 1 + _mix(turn.seed + 1) % max(len(options) - 1, 1)) % len(options)
+        first = mix_fragments(turn.seed) % len(options)
+        second = (first + 1 + mix_fragments(turn.seed + 1) % max(len(options) - 1, 1)) % len(
+            options
+        )
         names = {"name": turn.card.persona.name, "topic": turn.card.topic}
         return options[first].format(**names), options[second].format(**names)
 
@@ -414,11 +420,11 @@ class LLMUserVoice(LLMVoice):
         return self._template.speak([turn])[0]
 
     def finish(self, turn: UserTurn, text: str) -> str:
-        if turn.cue and not _conveys(text, turn.cue):
-            text = _with_cue(text, turn.cue)
+        if turn.cue and not conveys(text, turn.cue):
+            text = with_cue(text, turn.cue)
         # The hearing user answers a question their facts answer (the Q&A the card promises).
-        if turn.answer and not _conveys(text, turn.answer):
-            text = _with_cue(text, turn.answer)
+        if turn.answer and not conveys(text, turn.answer):
+            text = with_cue(text, turn.answer)
         return text
 
     def speak(self, turns: Sequence[UserTurn]) -> list[str]:
@@ -478,10 +484,10 @@ class LLMUserVoice(LLMVoice):
         text = clean_reply(reply, (turn.card.persona.name,))
         if text is None:
             return None, ("garbage",), False
-        if _parrots(text, self.heard(turn)):
+        if is_parrot(text, self.heard(turn)):
             return None, ("parrot",), False
         if self.check and any(
-            _parrots(text, str(m.get("content", "")))
+            is_parrot(text, str(m.get("content", "")))
             for m in turn.history
             if m.get("role") == "user"
         ):
@@ -518,9 +524,9 @@ class LLMUserVoice(LLMVoice):
         if entry is None:
             return None
         side, words = entry
-        marker = words[_mix(turn.seed + 7) % len(words)]
+        marker = words[mix_fragments(turn.seed + 7) % len(words)]
         # Room for the marker: the reply shortened by whole sentences (at least one kept).
-        sentences = _SENTENCE_END_RE.split(text)
+        sentences = SENTENCE_END_RE.split(text)
         while len(sentences) > 1 and len(" ".join(sentences)) + len(marker) + 1 > MAX_CHARS:
             sentences.pop()
         body = " ".join(sentences)
@@ -542,7 +548,7 @@ class LLMAgentRealiser(LLMVoice):
     template_class = TemplateAgentRealiser
 
     def system_message(self, turn: AgentTurn) -> str:
-        strategy = _check_strategy(turn.strategy)
+        strategy = check_strategy(turn.strategy)
         card = turn.card
         return load_prompt("agent_realiser.txt").format(
             name=card.persona.name,

@@ -21,16 +21,16 @@ from typing import Any
 
 from dialogue_gym.core.vocabulary import USER_ACTS
 from dialogue_gym.user.hearing.lexicon import reactions
-from dialogue_gym.user.voices.cleaning import _echo, second_person
-from dialogue_gym.user.voices.fragments import _OPENING, BANDS, Fragments, load_fragments
-from dialogue_gym.user.voices.turns import AgentTurn, UserTurn, _check_strategy
+from dialogue_gym.user.voices.cleaning import echo_back, second_person
+from dialogue_gym.user.voices.fragments import BANDS, OPENING, Fragments, load_fragments
+from dialogue_gym.user.voices.turns import AgentTurn, UserTurn, check_strategy
 
 __all__ = ["TemplateAgentRealiser", "TemplateUserVoice"]
 
 _M64 = (1 << 64) - 1
 
 
-def _mix(seed: int) -> int:
+def mix_fragments(seed: int) -> int:
     """SplitMix64's finaliser: nearby seeds (the env's turn seeds step by 2) spread evenly."""
     z = (seed + 0x9E3779B97F4A7C15) & _M64
     z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _M64
@@ -42,7 +42,7 @@ def _heard(text: str, turn: UserTurn) -> str:
     """The hearing user's additions: the reaction to the delivery first, the answer last."""
     if turn.reaction is not None:
         options = reactions()[turn.reaction]
-        text = f"{options[_mix(turn.seed + 7) % len(options)]} {text}"
+        text = f"{options[mix_fragments(turn.seed + 7) % len(options)]} {text}"
     return f"{text} {turn.answer}" if turn.answer else text
 
 
@@ -77,14 +77,14 @@ class TemplateUserVoice:
             table = self._table = load_fragments().user
         out: list[str] = []
         for t in turns:
-            key = (_OPENING if t.agent_utterance is None else t.act, t.band)
+            key = (OPENING if t.agent_utterance is None else t.act, t.band)
             options = table.get(key)
             if options is None:
                 raise ValueError(
                     f"no user fragments for act {t.act!r} and band {t.band!r}; "
                     f"acts: {USER_ACTS}, bands: {BANDS}"
                 )
-            text = options[_mix(t.seed) % len(options)]
+            text = options[mix_fragments(t.seed) % len(options)]
             if "{" in text:
                 text = text.format(name=t.card.persona.name, topic=t.card.topic)
             if t.reaction is not None or t.answer is not None:
@@ -123,10 +123,10 @@ class TemplateAgentRealiser:
             frags = self._frags = load_fragments()
         out: list[str] = []
         for t in turns:
-            strategy = _check_strategy(t.strategy)
-            echo = _echo(t.cue) if t.cue else None
+            strategy = check_strategy(t.strategy)
+            echo = echo_back(t.cue) if t.cue else None
             pool = frags.agent_plain[strategy] if echo is None else frags.agent_cue[strategy]
-            text = pool[_mix(t.seed) % len(pool)]
+            text = pool[mix_fragments(t.seed) % len(pool)]
             if "{" in text:
                 card = t.card
                 text = text.format(

@@ -124,7 +124,7 @@ class AgentRealiser(Protocol):
         ...
 
 
-def _check_strategy(strategy: int) -> int:
+def check_strategy(strategy: int) -> int:
     index = int(strategy)
     if not 0 <= index < len(STRATEGIES):
         raise ValueError(f"strategy must be in [0, {len(STRATEGIES)}), got {strategy!r}")
