@@ -18,7 +18,7 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Protocol
 
 import gymnasium as gym
@@ -125,34 +125,44 @@ class StageHeuristicPolicy:
         self._helped = False
         self._last = -1
 
-    def _choose(self, obs: Observation) -> int:
-        user_act = int(np.argmax(obs["user_act"])) if obs["user_act"].any() else -1
-        cues = np.asarray(obs["need_cues"], dtype=float)
-        order = np.argsort(-cues, kind="stable")
-        best, second = cues[order[0]], cues[order[1]]
+    def decide(self, user_act: int, cues: Sequence[float]) -> int:
+        """The rule itself, on what the agent observes: the user's last act (its index in
+        ``USER_ACTS``, -1 before the first) and the revealed evidence of each need. Records
+        the choice (the next call alternates on it) and returns it.
+
+        :meth:`__call__` reads these off an observation; the look-ahead's rollout
+        (``rewards.rollout.StageHeuristicRollout``) reads them off a user model: one rule.
+        """
+        best = max(cues)
+        second = sorted(cues)[-2]
         confident = best >= self.confidence and best - second >= self.margin
+        last = self._last
         if user_act == _AGREE:
-            return REFLECTION if self._last != REFLECTION else AFFIRMATION
-        if self._helped or (user_act == _RESIST and self._last not in (QUESTION, RESTATEMENT)):
+            act = REFLECTION if last != REFLECTION else AFFIRMATION
+        elif self._helped or (user_act == _RESIST and last not in (QUESTION, RESTATEMENT)):
             # The help did not land: the need is not understood well enough yet.
             self._helped = False
             self._comforted = 1
-            return QUESTION if self._last != QUESTION else RESTATEMENT
-        if not confident and self._explored < self.max_explore:
+            act = QUESTION if last != QUESTION else RESTATEMENT
+        elif not confident and self._explored < self.max_explore:
             self._explored += 1
-            return QUESTION if self._last != QUESTION else RESTATEMENT
-        if self._comforted < 1:
+            act = QUESTION if last != QUESTION else RESTATEMENT
+        elif self._comforted < 1:
             self._comforted += 1
-            return REFLECTION if self._last != REFLECTION else AFFIRMATION
-        act = self.resolvers[NEEDS[int(order[0])]][0]
-        if act == self._last:
-            return REFLECTION if act != REFLECTION else AFFIRMATION
-        self._helped = True
+            act = REFLECTION if last != REFLECTION else AFFIRMATION
+        else:
+            # The first need with the most evidence (as a stable sort ranks it).
+            act = self.resolvers[NEEDS[list(cues).index(best)]][0]
+            if act == last:
+                act = REFLECTION if act != REFLECTION else AFFIRMATION
+            else:
+                self._helped = True
+        self._last = act
         return act
 
     def __call__(self, obs: Observation) -> int:
-        self._last = self._choose(obs)
-        return self._last
+        user_act = int(np.argmax(obs["user_act"])) if obs["user_act"].any() else -1
+        return self.decide(user_act, np.asarray(obs["need_cues"], dtype=float).tolist())
 
 
 class OraclePolicy:

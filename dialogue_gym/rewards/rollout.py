@@ -24,11 +24,6 @@ from typing import Any, Protocol, runtime_checkable
 
 from dialogue_gym.agents.reference import StageHeuristicPolicy
 from dialogue_gym.core.vocabulary import (
-    AFFIRMATION,
-    NEEDS,
-    QUESTION,
-    REFLECTION,
-    RESTATEMENT,
     USER_ACTS,
 )
 
@@ -63,32 +58,6 @@ class StageHeuristicRollout(StageHeuristicPolicy):
 
     def act_core(self, core: Any) -> int:
         """Choose the next strategy from ``core``'s revealed cues and the user's last act."""
-        s = core.state
-        user_act = _USER_ACT_INDEX[s.user_act]
-        last = self._last
-        if user_act == _AGREE:
-            act = REFLECTION if last != REFLECTION else AFFIRMATION
-        elif self._helped or (user_act == _RESIST and last not in (QUESTION, RESTATEMENT)):
-            self._helped = False
-            self._comforted = 1
-            act = QUESTION if last != QUESTION else RESTATEMENT
-        else:
-            cues = array("f", s.evidence).tolist()  # float32, as the observation holds them
-            ranked = sorted(cues)
-            best, second = ranked[-1], ranked[-2]
-            confident = best >= self.confidence and best - second >= self.margin
-            if not confident and self._explored < self.max_explore:
-                self._explored += 1
-                act = QUESTION if last != QUESTION else RESTATEMENT
-            elif self._comforted < 1:
-                self._comforted += 1
-                act = REFLECTION if last != REFLECTION else AFFIRMATION
-            else:
-                # The first need with the most evidence, as a stable sort would rank it.
-                act = self.resolvers[NEEDS[cues.index(best)]][0]
-                if act == last:
-                    act = REFLECTION if act != REFLECTION else AFFIRMATION
-                else:
-                    self._helped = True
-        self._last = act
-        return act
+        state = core.state
+        # float32, as the observation holds the cues: the same rule sees the same numbers.
+        return self.decide(_USER_ACT_INDEX[state.user_act], array("f", state.evidence).tolist())
