@@ -34,6 +34,7 @@ LAYERS = {
     "core": 0,
     "registry": 0,
     "ports": 0,
+    "plugins": 0,
     "llm": 1,
     "user": 2,
     "envs": 3,

@@ -56,7 +56,6 @@ Training (a running Ray; ``docs/rllib.md`` has the whole example)::
 
 from __future__ import annotations
 
-import importlib
 import os
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -183,9 +182,9 @@ def make_env(config: Mapping[str, Any]) -> gym.Env:
         >>> venv.close()
     """
     import dialogue_gym  # noqa: F401  (registers the env ids in this process: a runner starts bare)
+    from dialogue_gym.plugins import load_plugins
 
-    for module in config.get("plugins", ()):
-        importlib.import_module(module)
+    load_plugins(tuple(config.get("plugins", ())), owner="rllib")
     env_id = config.get("env_id", "EmpathyDialogue-v0")
     kwargs = {
         "reward": config.get("reward", DEFAULT_REWARD),

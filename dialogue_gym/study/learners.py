@@ -8,16 +8,12 @@ for short dialogue episodes; the hierarchical learner is PPO over
 
 from __future__ import annotations
 
-import importlib.util
-import os
-import sys
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
 
-from dialogue_gym.core.validation import InvalidArgument
+from dialogue_gym import plugins
 from dialogue_gym.registry import Registry
 
 
@@ -96,59 +92,13 @@ def make_learner(name: str, env: gym.Env, seed: int, steps: int) -> Any:
 
 
 def load_plugins(modules: tuple[str, ...]) -> None:
-    """Import the ``--plugins`` modules (each may register rewards and learners).
-
-    Each is a module name or the path of a ``.py`` file. A name is looked up on ``sys.path``
-    and then in the current folder (as ``python -m`` would): ``--plugins my_plugin`` finds
-    ``./my_plugin.py`` without ``PYTHONPATH``. A file is imported under its stem as module
-    name. A module already imported is not imported again.
+    """Import the ``--plugins`` modules (each may register rewards and learners): a module name
+    or the path of a ``.py`` file (:func:`dialogue_gym.plugins.load_plugins`).
 
     Raises:
-        InvalidArgument: A module that cannot be imported (naming it and why).
+        InvalidArgument: A module that cannot be imported (``study.plugins``, naming it and why).
     """
-    import importlib
-
-    for module in modules:
-        if module.endswith(".py") or "/" in module or os.sep in module:
-            _load_plugin_file(module)
-            continue
-        try:
-            if importlib.util.find_spec(module) is None and os.getcwd() not in sys.path:
-                sys.path.append(os.getcwd())  # after everything installed: shadows nothing
-            importlib.import_module(module)
-        except ImportError as err:
-            raise InvalidArgument(
-                "study",
-                "plugins",
-                module,
-                f"cannot be imported ({err}): must be a module on sys.path, in the current "
-                "folder, or the path of a .py file",
-            ) from None
-
-
-def _load_plugin_file(path_text: str) -> None:
-    """Import a plugin given as the path of a ``.py`` file, once per process."""
-    path = Path(path_text).expanduser().resolve()
-    if not path.is_file() or path.suffix != ".py":
-        raise InvalidArgument(
-            "study", "plugins", path_text, "must be a module name or the path of a .py file"
-        )
-    name = path.stem
-    loaded = sys.modules.get(name)
-    if loaded is not None:
-        if getattr(loaded, "__file__", None) and Path(loaded.__file__).resolve() == path:
-            return
-        raise InvalidArgument(
-            "study", "plugins", path_text, f"its name {name!r} is another module's already"
-        )
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    try:
-        spec.loader.exec_module(module)
-    except BaseException:
-        sys.modules.pop(name, None)
-        raise
+    plugins.load_plugins(modules, owner="study")
 
 
 def study_learners() -> tuple[str, ...]:
