@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
+from repo_scripts import load_script
 
 # Each test runs a benchmark script end to end (seconds each): `make test` runs them.
 pytestmark = pytest.mark.benchmark
@@ -16,10 +15,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def load(name: str):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # dataclasses look their module up while the script loads
-    spec.loader.exec_module(module)
+    module = load_script(ROOT / "benchmarks" / f"{name}.py", name)
     return module
 
 

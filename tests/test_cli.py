@@ -3,7 +3,6 @@ and the bench/study pass-through."""
 
 from __future__ import annotations
 
-import importlib.util
 import io
 import json
 import subprocess
@@ -11,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from repo_scripts import load_script
 
 from dialogue_gym import cli
 from dialogue_gym.cli import main
@@ -290,11 +290,7 @@ def test_choices_come_from_the_registries():
 
 
 def test_the_benchmark_script_is_the_package_module():
-    spec = importlib.util.spec_from_file_location(
-        "_bench_script", ROOT / "benchmarks" / "throughput.py"
-    )
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+    script = load_script(ROOT / "benchmarks" / "throughput.py", "_bench_script")
     import dialogue_gym.evaluation.throughput as bench
 
     assert script.main is bench.main and script.parse_args is bench.parse_args

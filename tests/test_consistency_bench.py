@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
+from repo_scripts import load_script
 
 pytestmark = pytest.mark.benchmark
 
@@ -15,10 +14,7 @@ SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "consistency.py"
 
 
 def test_consistency_benchmark_writes_its_figures(tmp_path, monkeypatch):
-    spec = importlib.util.spec_from_file_location("consistency_bench", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, spec.name, module)  # dataclasses look their module up
-    spec.loader.exec_module(module)
+    module = load_script(SCRIPT, "consistency_bench")
     out = tmp_path / "consistency.json"
     module.main(module.Args(cards=2, max_questions=2, voices=("template",), out=str(out)))
     (voice,) = json.loads(out.read_text())["voices"]

@@ -37,6 +37,7 @@ from typing import Any
 
 import gymnasium as gym
 import pytest
+from repo_scripts import load_script
 
 import dialogue_gym
 from dialogue_gym._compat import MOVED
@@ -278,9 +279,7 @@ def test_a_registration_on_a_page_does_not_leak() -> None:
 
 
 def _env_cards() -> Any:
-    spec = importlib.util.spec_from_file_location("env_cards", DOCS / "hooks" / "env_cards.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_script(DOCS / "hooks" / "env_cards.py", "env_cards")
     return module
 
 
@@ -317,9 +316,7 @@ def test_the_tiers_are_wired_as_documented() -> None:
     """Plain `pytest` is the fast tier; `make test` (CI) clears the selection and runs all."""
     # Read from the file: some installed distributions (verl) ship a top-level `tests`
     # package that would shadow this folder in `import tests.conftest`.
-    spec = importlib.util.spec_from_file_location("_conftest", ROOT / "tests" / "conftest.py")
-    conftest = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(conftest)
+    conftest = load_script(ROOT / "tests" / "conftest.py", "_conftest")
     FAST_TIER = conftest.FAST_TIER  # noqa: N806
 
     addopts = re.search(r"^addopts\s*=\s*\"(.*)\"$", (ROOT / "pyproject.toml").read_text(), re.M)

@@ -9,13 +9,12 @@ untouched, and the oracle still beats random on a few seeded episodes.
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import gymnasium as gym
 import pytest
+from repo_scripts import load_script
 
 import dialogue_gym
 from dialogue_gym.agents.reference import make_policy
@@ -104,10 +103,7 @@ def test_oracle_succeeds_more_than_random():
 
 @pytest.mark.benchmark
 def test_calibration_script_quick(tmp_path, monkeypatch):
-    spec = importlib.util.spec_from_file_location("hard_user", ROOT / "benchmarks" / "hard_user.py")
-    module = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, spec.name, module)  # dataclasses look their module up
-    spec.loader.exec_module(module)
+    module = load_script(ROOT / "benchmarks" / "hard_user.py", "hard_user")
     from dialogue_gym.study.settings import EVAL_SEED
 
     assert module.EVAL_SEED == EVAL_SEED  # the study's evaluation episodes

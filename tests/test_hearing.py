@@ -13,6 +13,7 @@ import dataclasses
 import gymnasium as gym
 import numpy as np
 import pytest
+from repo_scripts import load_script
 
 import dialogue_gym  # noqa: F401  (registers the envs)
 from dialogue_gym.core.affect import AffectiveCore
@@ -225,15 +226,10 @@ def test_a_bad_listener_is_refused_by_name() -> None:
 
 @pytest.mark.slow
 def test_counterfactual_benchmark_quick(tmp_path) -> None:
-    import importlib.util
-    import sys
     from pathlib import Path
 
     path = Path(__file__).parent.parent / "benchmarks" / "counterfactual.py"
-    spec = importlib.util.spec_from_file_location("counterfactual", path)
-    bench = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = bench  # dataclasses look their module up there
-    spec.loader.exec_module(bench)  # type: ignore[union-attr]
+    bench = load_script(path, "counterfactual")
     args = bench.Args(
         split="dev", styles=("natural", "hostile"), quick=True, out=tmp_path / "r.json"
     )

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import sys
 from pathlib import Path
 from types import ModuleType
 
 import pytest
+from repo_scripts import load_script
 
 pytest.importorskip("trl")
 pytest.importorskip("datasets")
@@ -29,11 +29,7 @@ SMALL += ["--turn-tokens", "8"]
 
 
 def load(name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # dataclasses look their module up while the script loads
-    spec.loader.exec_module(module)
+    module = load_script(ROOT / "benchmarks" / f"{name}.py", name)
     return module
 
 

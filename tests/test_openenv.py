@@ -29,6 +29,7 @@ import numpy as np
 import pytest
 from openenv_servers import served as _served
 from openenv_servers import server_pool
+from repo_scripts import load_script
 
 import dialogue_gym
 from dialogue_gym.cli import main
@@ -394,16 +395,10 @@ def test_the_serving_page_documents_every_field():
 @pytest.mark.server
 @pytest.mark.benchmark
 def test_the_load_benchmark_quick(tmp_path):
-    import importlib.util
 
     _served()  # the script imports the client
 
-    spec = importlib.util.spec_from_file_location(
-        "openenv_load", ROOT / "benchmarks" / "openenv_load.py"
-    )
-    bench = importlib.util.module_from_spec(spec)
-    sys.modules["openenv_load"] = bench  # dataclasses look their module up while it loads
-    spec.loader.exec_module(bench)
+    bench = load_script(ROOT / "benchmarks" / "openenv_load.py", "openenv_load")
     out = tmp_path / "load.json"
     results = bench.main(bench.parse_args(["--quick", "--out", str(out)]))
     saved = json.loads(out.read_text())

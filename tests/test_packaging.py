@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import configparser
 import doctest
-import importlib.util
 import json
 import os
 import re
@@ -15,6 +14,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from repo_scripts import load_script
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -148,9 +148,7 @@ print(json.dumps({
 
 
 def _load_hook():
-    spec = importlib.util.spec_from_file_location("env_cards", ROOT / "docs/hooks/env_cards.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_script(ROOT / "docs/hooks/env_cards.py", "env_cards")
     return module
 
 

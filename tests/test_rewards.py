@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import copy
-import importlib.util
 import inspect
 import json
 import math
 import pickle
 import re
-import sys
 from dataclasses import fields
 from pathlib import Path
 from types import SimpleNamespace
@@ -19,6 +17,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from repo_scripts import load_script
 
 import dialogue_gym
 from dialogue_gym.agents.reference import RandomPolicy, StageHeuristicPolicy
@@ -540,9 +539,7 @@ def test_wrapped_env_pickles_and_deepcopies_mid_episode():
 
 
 def test_env_card_renders_from_the_class_behind_the_factory():
-    spec = importlib.util.spec_from_file_location("env_cards", ROOT / "docs/hooks/env_cards.py")
-    cards = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(cards)
+    cards = load_script(ROOT / "docs/hooks/env_cards.py", "env_cards")
     card = cards.render_card(ENV_ID)
     assert "## Observation Space" in card and "## Rewards" in card
 
@@ -653,10 +650,7 @@ def test_no_wrapper_changes_the_simulation(actions, seed, reward):
 
 @pytest.mark.benchmark
 def test_reward_cost_benchmark_quick(tmp_path):
-    spec = importlib.util.spec_from_file_location("reward_cost", ROOT / "benchmarks/reward_cost.py")
-    bench = importlib.util.module_from_spec(spec)
-    sys.modules["reward_cost"] = bench  # dataclasses look their module up while it loads
-    spec.loader.exec_module(bench)
+    bench = load_script(ROOT / "benchmarks/reward_cost.py", "reward_cost")
     out = tmp_path / "reward_cost.json"
     results = bench.main(bench.parse_args(["--quick", "--out", str(out)]))
     saved = json.loads(out.read_text())

@@ -9,16 +9,15 @@ most of it Ray's start and the runner actor's.
 from __future__ import annotations
 
 import csv
-import importlib.util
 import json
 import math
 import os
-import sys
 from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
 import pytest
+from repo_scripts import load_script
 
 from dialogue_gym.integrations.rllib import (
     RLModulePolicy,
@@ -108,10 +107,7 @@ def test_rllib_vs_sb3_benchmark_quick(tmp_path) -> None:
     """The benchmark script end to end in its quick mode (one update per checkpoint, ~30 s)."""
     pytest.importorskip("ray.rllib")
     path = Path(__file__).resolve().parents[1] / "benchmarks" / "rllib_vs_sb3.py"
-    spec = importlib.util.spec_from_file_location("rllib_vs_sb3", path)
-    bench = importlib.util.module_from_spec(spec)
-    sys.modules["rllib_vs_sb3"] = bench  # dataclasses look their module up while it loads
-    spec.loader.exec_module(bench)
+    bench = load_script(path, "rllib_vs_sb3")
     out = {name: tmp_path / name for name in ("runs.csv", "summary.json", "fig.png")}
     argv = ["--quick", "--csv", str(out["runs.csv"]), "--summary", str(out["summary.json"])]
     summary = bench.main(bench.parse_args([*argv, "--figure", str(out["fig.png"])]))

@@ -9,7 +9,6 @@ report, and the command's one-line errors.
 from __future__ import annotations
 
 import ast
-import importlib.util
 import json
 import sys
 from pathlib import Path
@@ -17,6 +16,7 @@ from pathlib import Path
 import gymnasium as gym
 import numpy as np
 import pytest
+from repo_scripts import load_script
 
 import dialogue_gym  # noqa: F401  (registers the envs)
 from dialogue_gym.cli import main
@@ -444,9 +444,7 @@ def test_the_ui_reads_the_simulator_only_through_its_published_view():
 
 
 def test_the_sample_script_keeps_the_most_telling_cards():
-    spec = importlib.util.spec_from_file_location("make_samples", ROOT / "docs/ui/make_samples.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_script(ROOT / "docs/ui/make_samples.py", "make_samples")
     success = {"a": {"x": True, "y": True, "z": False}, "b": {"x": True, "y": False, "z": True}}
     assert module.pick_cards(success, 2) == ["y", "z"]
     assert module.OUT == SAMPLES
