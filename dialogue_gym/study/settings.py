@@ -233,8 +233,9 @@ PLATEAU_STEPS: dict[str, dict[str, int]] = {
     # seeds learn, 79-96%, two never leave 0%). a2c: no plateau within 96k (the mean still
     # climbs, 60-68% over the last four evaluations): 96k, the most measured. dqn: never learns
     # (peak 32% at 12k, 0% from 30k on): 60k, as on the default user. hppo: its peak, 12k (47%;
-    # two seeds of four then unlearn the bonus, the mean falls to 22%). recurrent_ppo: not yet
-    # measured on the hard user (the default user's 54k; docs/study.md says so).
+    # three seeds of four end at 0-1%, the mean falls to 22%). recurrent_ppo: two seeds
+    # measured (its 96k runs took 53 min each on the shared cores), both at 0% at every
+    # evaluation to 96k: it never learns the bonus here, and keeps the default user's 54k.
     "EmpathyDialogueHard-v0": {
         "ppo": 60_000,
         "a2c": 96_000,
