@@ -187,9 +187,11 @@ def test_records_of_other_settings_are_not_reused_when_args_json_is_lost(one_run
     assert _finish(_study(tmp_path, "x", *flags, "--workers", "1")) == 0
     with (folder / "runs.csv").open() as f:
         rows = list(csv.DictReader(f))
-    assert [row["steps"] for row in rows] == ["256"]  # retrained, not the 128-decision run
+    # Retrained, not the 128-decision run (both train one whole 512-step rollout of PPO: the
+    # budget asked is what tells them apart).
+    assert [(row["budget"], row["steps"]) for row in rows] == [("256", "512")]
     with (folder / "curves.csv").open() as f:
-        assert [row["steps"] for row in csv.DictReader(f)] == ["256"]
+        assert [row["steps"] for row in csv.DictReader(f)] == ["512"]
 
 
 def test_the_fingerprint_covers_every_setting_that_changes_a_run():
