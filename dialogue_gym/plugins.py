@@ -17,10 +17,11 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from types import ModuleType
 
 from dialogue_gym.core.validation import InvalidArgument
 
-__all__ = ["load_plugins"]
+__all__ = ["import_file", "load_plugins"]
 
 
 def load_plugins(modules: Sequence[str], owner: str = "plugins") -> None:
@@ -58,31 +59,6 @@ def load_plugins(modules: Sequence[str], owner: str = "plugins") -> None:
             ) from None
 
 
-def _load_plugin_file(path_text: str) -> None:
-    """Import a plugin given as the path of a ``.py`` file, once per process."""
-    path = Path(path_text).expanduser().resolve()
-    if not path.is_file() or path.suffix != ".py":
-        raise InvalidArgument(
-            "study", "plugins", path_text, "must be a module name or the path of a .py file"
-        )
-    name = path.stem
-    loaded = sys.modules.get(name)
-    if loaded is not None:
-        if getattr(loaded, "__file__", None) and Path(loaded.__file__).resolve() == path:
-            return
-        raise InvalidArgument(
-            "study", "plugins", path_text, f"its name {name!r} is another module's already"
-        )
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    try:
-        spec.loader.exec_module(module)
-    except BaseException:
-        sys.modules.pop(name, None)
-        raise
-
-
 def _load_plugin_file(path_text: str, owner: str) -> None:
     """Import a plugin given as the path of a ``.py`` file, once per process."""
     path = Path(path_text).expanduser().resolve()
@@ -98,7 +74,18 @@ def _load_plugin_file(path_text: str, owner: str) -> None:
         raise InvalidArgument(
             owner, "plugins", path_text, f"its name {name!r} is another module's already"
         )
+    import_file(path, name)
+
+
+def import_file(path: str | os.PathLike[str], name: str) -> ModuleType:
+    """Import the ``.py`` file ``path`` as the module ``name``.
+
+    The module is in ``sys.modules`` before it runs (dataclasses look their module up there
+    while it loads) and taken out again if it fails.
+    """
     spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot import {path} as a module")
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
     try:
@@ -106,3 +93,4 @@ def _load_plugin_file(path_text: str, owner: str) -> None:
     except BaseException:
         sys.modules.pop(name, None)
         raise
+    return module
