@@ -151,8 +151,9 @@ def test_mcts_leaves_the_real_env_untouched():
     assert base.messages == messages
 
 
-def run_planner_episodes(choose, n_cards=None):
-    env = make()
+def run_planner_episodes(choose, n_cards=None, env=None):
+    """Success over the test cards (card k from seed k), ``choose(env, obs)`` acting."""
+    env = env if env is not None else make()
     cards = range(len(env.unwrapped.cards))[:n_cards]
     results = []
     for k in cards:
@@ -199,17 +200,8 @@ def test_short_ppo_over_options_beats_the_random_high_level_policy():
     model.learn(6000)
 
     def success(pick):
-        env = Options(make())
         rng = np.random.default_rng(0)
-        wins = []
-        for k in range(len(env.unwrapped.cards)):
-            obs, _ = env.reset(seed=k, options={"card": k})
-            done = False
-            while not done:
-                obs, _, term, trunc, info = env.step(pick(obs, rng))
-                done = term or trunc
-            wins.append(info["success"])
-        return float(np.mean(wins))
+        return run_planner_episodes(lambda env, obs: pick(obs, rng), env=Options(make()))
 
     learned = success(lambda o, rng: int(model.predict(o, deterministic=True)[0]))
     random = success(lambda o, rng: int(rng.integers(len(BUILTIN_OPTIONS))))

@@ -166,8 +166,18 @@ def seeds_split(row: dict[str, Any]) -> bool:
         >>> seeds_split({"seed_success": [0.0, 0.82, 0.0]}), seeds_split({"seed_success": [0.9]})
         (True, False)
     """
-    learned = [s >= LEARNED_AT for s in row.get("seed_success", ())]
-    return any(learned) and not all(learned)
+    each = row.get("seed_success", ())
+    return 0 < learned_seeds(each) < len(each)
+
+
+def learned_seeds(seed_success: Sequence[float]) -> int:
+    """How many seeds learned: final success at least ``LEARNED_AT``.
+
+    Example:
+        >>> learned_seeds([0.0, 0.82, 0.25])
+        2
+    """
+    return sum(s >= LEARNED_AT for s in seed_success)
 
 
 def judge(row: dict[str, Any], ref: dict[str, Any], margin: float) -> str:
