@@ -32,6 +32,7 @@ keeps working; ``unregister`` (or :meth:`Registry.restoring` in tests) removes a
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -113,20 +114,63 @@ class Registry(Mapping[str, Callable[..., T]], Generic[T]):
         """
         return self._check(name)
 
-    def build(self, spec: str | Mapping[str, Any], *args: Any, **kwargs: Any) -> T:
+    def build(
+        self,
+        spec: str | Mapping[str, Any],
+        *args: Any,
+        offered: Mapping[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> T:
         """Build from a name, or from a spec ``{"name": ..., **kwargs}``.
 
         Keyword arguments given here override the spec's.
+
+        Args:
+            spec: A registered name, or a mapping with a ``"name"`` key and keyword arguments.
+            *args: Positional arguments for the factory.
+            offered: Keyword arguments passed only to a factory that takes them (by name, or
+                through ``**kwargs``): the env offers every user-side factory its ``backend``,
+                and a plain class with no arguments is built without it, so a plugin need not
+                accept one.
+            **kwargs: Keyword arguments for the factory.
+
+        Raises:
+            ValueError: Unknown name (the message lists the valid ones) or a spec without a
+                ``"name"`` key.
+
+        Example:
+            >>> things = Registry("thing")
+            >>> _ = things.register("plain", lambda: "no backend")
+            >>> _ = things.register("llm", lambda backend, size=1: f"{backend} x{size}")
+            >>> things.build("plain", offered={"backend": "b"})
+            'no backend'
+            >>> things.build({"name": "llm", "size": 2}, offered={"backend": "b"})
+            'b x2'
+        """
+        name, given = self.parse(spec)
+        kwargs = {**given, **kwargs}
+        factory = self._check(name).factory
+        if offered:
+            taken = {k: v for k, v in offered.items() if _takes(factory, k)}
+            kwargs = {**taken, **kwargs}
+        return factory(*args, **kwargs)
+
+    def parse(self, spec: str | Mapping[str, Any]) -> tuple[Any, dict[str, Any]]:
+        """A spec -> ``(name, keyword arguments)``: a name alone, or ``{"name": ..., **kwargs}``.
+
+        Raises:
+            ValueError: A mapping without a ``"name"`` key.
+
+        Example:
+            >>> Registry("colour").parse({"name": "red", "shade": 3})
+            ('red', {'shade': 3})
         """
         if isinstance(spec, Mapping):
             options = dict(spec)
             if "name" not in options:
                 raise ValueError(f"a {self.kind} spec needs a 'name' key, got {dict(spec)!r}")
-            name = options.pop("name")
-            kwargs = {**options, **kwargs}
-        else:
-            name = spec
-        return self._check(name).factory(*args, **kwargs)
+            return options.pop("name"), options
+        return spec, {}
 
     def _check(self, name: Any) -> Entry[T]:
         try:
@@ -176,3 +220,11 @@ class Registry(Mapping[str, Callable[..., T]], Generic[T]):
 
     def __repr__(self) -> str:
         return f"Registry({self.kind!r}, {list(self._entries)})"
+
+
+def _takes(factory: Callable[..., Any], name: str) -> bool:
+    try:
+        params = inspect.signature(factory).parameters.values()
+    except (TypeError, ValueError):  # no signature to read (a builtin): pass what was given
+        return True
+    return any(p.name == name or p.kind is p.VAR_KEYWORD for p in params)

@@ -40,6 +40,7 @@ from dialogue_gym.core.vocabulary import (
     SELF_DISCLOSURE,
     SUGGESTION,
 )
+from dialogue_gym.registry import Registry
 
 Observation = Mapping[str, np.ndarray]
 LowLevelPolicy = Callable[[Observation], int]
@@ -103,7 +104,10 @@ def _cues_clear(obs: Observation, confidence: float = 0.6) -> bool:
     return float(np.max(obs["need_cues"])) >= confidence
 
 
-#: The built-in options, each a documented mini-policy over ESConv's strategies.
+#: The options, by name: a :class:`~dialogue_gym.registry.Registry` whose entries build an
+#: :class:`Option` (``BUILTIN_OPTIONS.build("comfort")``); :func:`register_option` adds one, and
+#: ``Options(env, options=["...", ...])`` and :class:`HierarchicalPolicy` take its names.
+#: The built-ins, each a documented mini-policy over ESConv's strategies:
 #:
 #: - ``explore``: Question and Restatement, alternating, for up to 2 turns, stopping early
 #:   once one need's revealed evidence reaches 0.6 (ESConv's exploration stage);
@@ -112,13 +116,56 @@ def _cues_clear(obs: Observation, confidence: float = 0.6) -> bool:
 #: - ``suggest``: one Providing Suggestions turn;
 #: - ``inform``: one Information turn;
 #: - ``disclose``: one Self-disclosure turn (meets a need for shared experience).
-BUILTIN_OPTIONS: dict[str, Option] = {
-    "explore": Option("explore", _alternate(QUESTION, RESTATEMENT), 2, _cues_clear),
-    "comfort": Option("comfort", _alternate(REFLECTION, AFFIRMATION), 2),
-    "suggest": Option("suggest", _constant(SUGGESTION), 1),
-    "inform": Option("inform", _constant(INFORMATION), 1),
-    "disclose": Option("disclose", _constant(SELF_DISCLOSURE), 1),
-}
+BUILTIN_OPTIONS: Registry[Option] = Registry("option")
+
+
+def register_option(option: Option, *, doc: str = "") -> Option:
+    """Register ``option`` under its name, for ``Options`` and ``HierarchicalPolicy`` to take.
+
+    Raises:
+        ValueError: The name is taken.
+
+    Example:
+        >>> with BUILTIN_OPTIONS.restoring():
+        ...     _ = register_option(Option("ask", _constant(QUESTION), 1), doc="one question")
+        ...     BUILTIN_OPTIONS.build("ask").max_turns
+        1
+        >>> "ask" in BUILTIN_OPTIONS
+        False
+    """
+    BUILTIN_OPTIONS.register(option.name, lambda: option, doc=doc)
+    return option
+
+
+register_option(
+    Option("explore", _alternate(QUESTION, RESTATEMENT), 2, _cues_clear),
+    doc="Question and Restatement, alternating, until a need's evidence reaches 0.6",
+)
+register_option(
+    Option("comfort", _alternate(REFLECTION, AFFIRMATION), 2),
+    doc="Reflection of feelings and Affirmation and Reassurance, alternating",
+)
+register_option(Option("suggest", _constant(SUGGESTION), 1), doc="one Providing Suggestions turn")
+register_option(Option("inform", _constant(INFORMATION), 1), doc="one Information turn")
+register_option(Option("disclose", _constant(SELF_DISCLOSURE), 1), doc="one Self-disclosure turn")
+
+
+#: The options ``Options(env)`` plays when none are named: the five built-ins, in this action
+#: order (a registered plugin option joins only when named, so the default action space and
+#: the study's hierarchical runs stay as they were).
+DEFAULT_OPTIONS: tuple[str, ...] = ("explore", "comfort", "suggest", "inform", "disclose")
+
+
+def resolve_options(options: Sequence[Option | str] | None) -> list[Option]:
+    """``Option`` objects and registered names -> options (default: :data:`DEFAULT_OPTIONS`).
+
+    Raises:
+        ValueError: An unknown name (the message lists the registered ones), or no option.
+    """
+    chosen = list(options) if options is not None else list(DEFAULT_OPTIONS)
+    if not chosen:
+        raise ValueError("Options needs at least one option")
+    return [BUILTIN_OPTIONS.build(o) if isinstance(o, str) else o for o in chosen]
 
 
 class Options(gym.Wrapper, gym.utils.RecordConstructorArgs):
@@ -142,18 +189,7 @@ class Options(gym.Wrapper, gym.utils.RecordConstructorArgs):
         super().__init__(env)
         if not 0.0 <= gamma <= 1.0:
             raise ValueError(f"gamma must be in [0, 1], got {gamma}")
-        chosen = list(options) if options is not None else list(BUILTIN_OPTIONS)
-        if not chosen:
-            raise ValueError("Options needs at least one option")
-        self.options: list[Option] = []
-        for opt in chosen:
-            if isinstance(opt, str):
-                if opt not in BUILTIN_OPTIONS:
-                    raise ValueError(
-                        f"unknown built-in option {opt!r}; valid: {sorted(BUILTIN_OPTIONS)}"
-                    )
-                opt = BUILTIN_OPTIONS[opt]
-            self.options.append(opt)
+        self.options: list[Option] = resolve_options(options)
         self._policies = [as_low_level_policy(o.policy) for o in self.options]
         self.gamma = float(gamma)
         self.action_space = gym.spaces.Discrete(len(self.options))
@@ -242,8 +278,7 @@ class HierarchicalPolicy:
     """
 
     def __init__(self, manager: Any, options: Sequence[Option | str] | None = None) -> None:
-        chosen = list(options) if options is not None else list(BUILTIN_OPTIONS)
-        self.options = [BUILTIN_OPTIONS[o] if isinstance(o, str) else o for o in chosen]
+        self.options = resolve_options(options)
         self._manager = as_low_level_policy(manager)
         self._policies = [as_low_level_policy(o.policy) for o in self.options]
         self._current: int | None = None

@@ -81,10 +81,10 @@ def study_label(reward: str, reward_kwargs: dict[str, Any]) -> str:
         ('multi_turn', 'multi_turn_value')
     """
     from dialogue_gym.rewards.registry import REWARDS
-    from dialogue_gym.study.settings import REWARD_VARIANTS
+    from dialogue_gym.study.settings import REWARD_VARIANTS, resolve_reward
 
-    for label, (base, kwargs) in REWARD_VARIANTS.items():
-        if base == reward and kwargs == reward_kwargs:
+    for label in REWARD_VARIANTS:
+        if resolve_reward(label) == (reward, reward_kwargs):
             return label
     if not reward_kwargs:
         return reward

@@ -12,16 +12,17 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from dialogue_gym.core.validation import InvalidArgument
+from dialogue_gym.registry import Registry
 from dialogue_gym.rewards.registry import REWARDS, reward_probes
 from dialogue_gym.study.learners import LEARNERS, study_learners
 
-#: Study reward labels that stand for a registered reward with fixed arguments: label ->
-#: ``(reward, reward_kwargs)``. ``multi_turn_value`` is CollabLLM's reward paid in its value
-#: form (the look-ahead's value every turn, so a longer conversation earns more), run beside
-#: ``multi_turn`` (the advantage form, the faithful one in a multi-step MDP): docs/rewards.md.
-REWARD_VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
-    "multi_turn_value": ("multi_turn", {"mode": "value"}),
-}
+#: Study reward labels that stand for a registered reward with fixed arguments: a
+#: :class:`~dialogue_gym.registry.Registry` whose entries build ``(reward, reward_kwargs)``
+#: (:func:`resolve_reward` reads it; :func:`register_reward_variant` adds one).
+#: ``multi_turn_value`` is CollabLLM's reward paid in its value form (the look-ahead's value
+#: every turn, so a longer conversation earns more), run beside ``multi_turn`` (the advantage
+#: form, the faithful one in a multi-step MDP): docs/rewards.md.
+REWARD_VARIANTS: Registry[tuple[str, dict[str, Any]]] = Registry("study reward variant")
 
 
 def register_reward_variant(label: str, reward: str, **reward_kwargs: Any) -> None:
@@ -35,10 +36,12 @@ def register_reward_variant(label: str, reward: str, **reward_kwargs: Any) -> No
             registered reward.
 
     Example:
-        >>> register_reward_variant("next_turn_dpdp", "next_turn", values={"better": 0.1})
-        >>> study_rewards()[study_rewards().index("next_turn") + 1]
+        >>> with REWARD_VARIANTS.restoring():
+        ...     register_reward_variant("next_turn_dpdp", "next_turn", values={"better": 0.1})
+        ...     study_rewards()[study_rewards().index("next_turn") + 1]
         'next_turn_dpdp'
-        >>> del REWARD_VARIANTS["next_turn_dpdp"]  # (the example cleans up after itself)
+        >>> "next_turn_dpdp" in REWARD_VARIANTS
+        False
     """
     if label in REWARDS or label in REWARD_VARIANTS:
         raise InvalidArgument(
@@ -48,7 +51,23 @@ def register_reward_variant(label: str, reward: str, **reward_kwargs: Any) -> No
         raise InvalidArgument(
             "register_reward_variant", "reward", reward, f"must be one of {', '.join(REWARDS)}"
         )
-    REWARD_VARIANTS[label] = (reward, dict(reward_kwargs))
+    kwargs = dict(reward_kwargs)
+    REWARD_VARIANTS.register(
+        label, lambda: (reward, dict(kwargs)), doc=f"{reward} {kwargs}", reward=reward
+    )
+
+
+register_reward_variant("multi_turn_value", "multi_turn", mode="value")
+
+
+def variant_base(label: str) -> str:
+    """The registered reward a study variant stands for.
+
+    Example:
+        >>> variant_base("multi_turn_value")
+        'multi_turn'
+    """
+    return REWARD_VARIANTS.build(label)[0]
 
 
 def reward_choices() -> tuple[str, ...]:
@@ -64,8 +83,7 @@ def resolve_reward(label: str) -> tuple[str, dict[str, Any]]:
         (('multi_turn', {'mode': 'value'}), ('sparse', {}))
     """
     if label in REWARD_VARIANTS:
-        reward, kwargs = REWARD_VARIANTS[label]
-        return reward, dict(kwargs)
+        return REWARD_VARIANTS.build(label)
     return label, {}
 
 
@@ -82,7 +100,7 @@ def study_rewards() -> tuple[str, ...]:
     out: list[str] = []
     for name in reward_probes():
         out.append(name)
-        out.extend(label for label, (base, _) in REWARD_VARIANTS.items() if base == name)
+        out.extend(label for label in REWARD_VARIANTS if variant_base(label) == name)
     return tuple(out)
 
 

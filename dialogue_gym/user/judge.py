@@ -52,7 +52,6 @@ from dialogue_gym.core.vocabulary import emotion_band
 from dialogue_gym.llm.backends import BackendSpec, GenerationParams
 from dialogue_gym.llm.client import BackendClient, load_prompt, spec_label
 from dialogue_gym.registry import Registry
-from dialogue_gym.user._registry import build
 from dialogue_gym.user.injection import quote_as_data, screen
 
 __all__ = [
@@ -361,7 +360,7 @@ def make_judge(
         ...
         ValueError: unknown core 'vibes'; valid: 'rule', 'llm'
     """
-    return build(JUDGES, core, backend, kwargs)
+    return JUDGES.build(core, offered={"backend": backend}, **kwargs)
 
 
 def _rule(backend: BackendSpec = None, **_: Any) -> None:

@@ -45,7 +45,6 @@ from typing import Any
 
 from dialogue_gym.llm.backends import BackendSpec
 from dialogue_gym.registry import Registry
-from dialogue_gym.user._registry import build
 from dialogue_gym.user.recognise.base import Recognition
 from dialogue_gym.user.recognise.classifier import ClassifierRecogniser
 from dialogue_gym.user.recognise.labelled import (
@@ -119,7 +118,7 @@ def make_recogniser(
         ...
         ValueError: unknown recogniser 'vibes'; valid: 'lexical', 'llm', 'classifier', 'embedding'
     """
-    return build(RECOGNISERS, kind, backend, kwargs)
+    return RECOGNISERS.build(kind, offered={"backend": backend}, **kwargs)
 
 
 def _embedding(**kwargs: Any) -> Any:

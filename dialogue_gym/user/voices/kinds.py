@@ -28,7 +28,6 @@ from typing import Any
 
 from dialogue_gym.llm.backends import BackendSpec
 from dialogue_gym.registry import Registry
-from dialogue_gym.user._registry import build
 from dialogue_gym.user.voices.llm import LLMAgentRealiser, LLMUserVoice
 from dialogue_gym.user.voices.template import TemplateAgentRealiser, TemplateUserVoice
 from dialogue_gym.user.voices.turns import AgentRealiser, AgentTurn, UserTurn, UserVoice
@@ -85,7 +84,7 @@ def make_user_voice(
     Raises:
         ValueError: Unknown name (the message names the valid ones).
     """
-    return build(USER_VOICES, kind, backend, kwargs)
+    return USER_VOICES.build(kind, offered={"backend": backend}, **kwargs)
 
 
 def make_agent_realiser(
@@ -101,7 +100,7 @@ def make_agent_realiser(
     Raises:
         ValueError: Unknown name (the message names the valid ones).
     """
-    return build(AGENT_REALISERS, kind, backend, kwargs)
+    return AGENT_REALISERS.build(kind, offered={"backend": backend}, **kwargs)
 
 
 class SilentVoice:
