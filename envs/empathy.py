@@ -37,6 +37,7 @@ Example:
 from __future__ import annotations
 
 import copy
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from threading import get_ident
@@ -96,7 +97,9 @@ ENV_ARGUMENTS: Mapping[str, Spec] = {
     # The whole of the longest conversation (an opening and two messages a turn); more shows
     # nothing more.
     "history_window": integer(0, 2 * MAX_TURNS_LIMIT + 1),
-    "core": registered(JUDGES.names, JUDGES.kind),
+    "appraisal": registered(JUDGES.names, JUDGES.kind),
+    # Deprecated since 0.2 (it read as the affective core, env.core): appraisal= replaces it.
+    "core": registered(JUDGES.names, JUDGES.kind, optional=True),
 }
 
 #: The public names of ``env.unwrapped`` that code above the env may use (see the module
@@ -216,6 +219,36 @@ def _add_voice_check(info: dict[str, Any], voice: Any) -> None:
         info["voice_check"] = dict(reports[0])
 
 
+def renamed_appraisal(owner: str, appraisal: str, core: str | None) -> str:
+    """The appraisal an env runs, from ``appraisal=`` or its deprecated name ``core=``.
+
+    ``core`` named three things (the package, the env's affective core ``env.core`` and this
+    argument); the argument is now ``appraisal``. ``core=`` still works for one release, with a
+    ``DeprecationWarning``.
+
+    Raises:
+        InvalidArgument: Both are given and differ.
+
+    Example:
+        >>> import warnings
+        >>> with warnings.catch_warnings(record=True) as caught:
+        ...     warnings.simplefilter("always")
+        ...     renamed_appraisal("Env", "rule", "llm"), caught[0].category.__name__
+        ('llm', 'DeprecationWarning')
+    """
+    if core is None:
+        return appraisal
+    warnings.warn(
+        f"{owner}(core={core!r}) is deprecated and will be removed in 0.3: "
+        f"use appraisal={core!r} (who appraises each turn's emotion change)",
+        DeprecationWarning,
+        stacklevel=3,
+    )
+    if appraisal != "rule" and appraisal != core:
+        raise InvalidArgument(owner, "core", core, f"no value beside appraisal={appraisal!r}")
+    return core
+
+
 class EmpathyDialogueEnv(gym.Env[dict[str, np.ndarray], int]):
     """## Description
 
@@ -313,15 +346,16 @@ class EmpathyDialogueEnv(gym.Env[dict[str, np.ndarray], int]):
         sim=None,             # SimConfig or a dict of overrides: the simulator's assumptions
         render_mode=None,     # None, "ansi", "human" or "rgb_array" (see Rendering)
         history_window=4,     # messages of context the llm voices see (0 to 2001)
-        core="rule",          # "rule" (the affective core) or "llm": SAGE mode, the emotion
-                              # change judged by the backend (see dialogue_gym/user/judge.py)
+        appraisal="rule",     # who appraises each turn's emotion change: "rule" (the
+                              # affective core) or "llm": SAGE mode, judged by the backend
+                              # (see dialogue_gym/user/judge.py); core= is its old name
     )
     ```
 
     A bad argument raises `dialogue_gym.core.validation.InvalidArgument` (a `ValueError`) naming
     it, its value and what is allowed (`ENV_ARGUMENTS` declares each one's type and range).
 
-    In SAGE mode (`core="llm"`) `info` also has `appraisal_source` (`"llm"` or `"rule"`),
+    In SAGE mode (`appraisal="llm"`) `info` also has `appraisal_source` (`"llm"` or `"rule"`),
     `appraisal_fallback` (the judge's reply failed validation; the rule appraisal stood) and
     `appraisal_error`; `env.unwrapped.appraisal_failures`, `appraisal_calls` and
     `appraisal_failure_rate` count them.
@@ -361,7 +395,8 @@ class EmpathyDialogueEnv(gym.Env[dict[str, np.ndarray], int]):
         sim: SimConfig | Mapping[str, Any] | None = None,
         render_mode: str | None = None,
         history_window: int = 4,
-        core: str = "rule",
+        appraisal: str = "rule",
+        core: str | None = None,
     ) -> None:
         arguments = {
             "voice": voice,
@@ -372,9 +407,11 @@ class EmpathyDialogueEnv(gym.Env[dict[str, np.ndarray], int]):
             "sim": sim,
             "render_mode": render_mode,
             "history_window": history_window,
+            "appraisal": appraisal,
             "core": core,
         }
         check_all(type(self).__name__, ENV_ARGUMENTS, arguments)
+        appraisal = renamed_appraisal(type(self).__name__, appraisal, core)
         self.config = SimConfig.coerce(sim)
         self.cards = load_scenarios(scenarios)
         # By id and by the opaque key info["card_id"] shows: reset(options={"card": ...}) takes
@@ -388,10 +425,10 @@ class EmpathyDialogueEnv(gym.Env[dict[str, np.ndarray], int]):
         self.backend = backend
         self.voice = make_user_voice(voice, backend=backend)
         self.realiser = make_agent_realiser(agent_voice, backend=backend)
-        self.core_kind = core
-        # SAGE mode (core="llm"): the emotion change is judged by the backend
+        self.appraisal = appraisal
+        # SAGE mode (appraisal="llm"): the emotion change is judged by the backend
         # (dialogue_gym/user/judge.py); these count the judge's calls and parse failures.
-        self.judge = make_judge(core, backend=backend)
+        self.judge = make_judge(appraisal, backend=backend)
         self.appraisal_calls = 0
         self.appraisal_failures = 0
         self._judge_info: dict[str, Any] = {}

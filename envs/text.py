@@ -228,7 +228,7 @@ class EmpathyDialogueTextEnv(EmpathyDialogueEnv):
     strategies (`dialogue_gym.user.recognise`): the **primary** act is what the affective core
     appraises, exactly as if the strategy env had been given that index; the other acts it
     recognised are reported. The agent's words are what the user's voice answers, and what the
-    LLM-judged core (SAGE mode, `core="llm"`) judges.
+    LLM-judged appraisal (SAGE mode, `appraisal="llm"`) judges.
 
     **What the user hears.** In `EmpathyDialogueText-v0` the user hears only the strategy the
     recogniser names: an insult that carries a cue phrase helps almost as much as support, and a
@@ -344,7 +344,7 @@ class EmpathyDialogueTextEnv(EmpathyDialogueEnv):
         sim=None,              # SimConfig or a dict of overrides
         render_mode=None,      # None, "ansi", "human" or "rgb_array" (as EmpathyDialogue-v0)
         history_window=4,
-        core="rule",           # "rule" or "llm" (SAGE mode: the emotion change judged by the backend)
+        appraisal="rule",      # "rule" or "llm" (SAGE mode: the emotion change judged by the backend)
         listener=None,         # None (the strategy alone), "embedding" or "lexical": how the
                                # words are heard (dialogue_gym.user.hearing)
     )
@@ -369,7 +369,8 @@ class EmpathyDialogueTextEnv(EmpathyDialogueEnv):
         sim: SimConfig | Mapping[str, Any] | None = None,
         render_mode: str | None = None,
         history_window: int = 4,
-        core: str = "rule",
+        appraisal: str = "rule",
+        core: str | None = None,
         listener: str | None = None,
     ) -> None:
         # The rest are checked by the strategy env's constructor.
@@ -385,6 +386,7 @@ class EmpathyDialogueTextEnv(EmpathyDialogueEnv):
             sim=sim,
             render_mode=render_mode,
             history_window=history_window,
+            appraisal=appraisal,
             core=core,
         )
         self.max_length = int(max_length)

@@ -4,7 +4,7 @@
 :class:`EmpathyDialogueVectorEnv` (the registration's ``vector_entry_point``). Each user is a
 full ``gym.make`` env (reward wrappers included). When anything in it calls an LLM — the user
 voice, the agent realiser (``agent_voice="llm"``), the LLM recogniser of
-EmpathyDialogueText-v0 (``recogniser="llm"``), the SAGE judge (``core="llm"``) — the N users
+EmpathyDialogueText-v0 (``recogniser="llm"``), the SAGE judge (``appraisal="llm"``) — the N users
 step in worker threads and every one of those backend handles
 (:class:`~dialogue_gym.llm.client.BackendClient`) is routed through one
 :class:`~dialogue_gym.llm.batching.Batcher`, so each kind of call costs one backend call for all

@@ -385,7 +385,7 @@ def test_a_corrupt_card_is_refused_naming_its_file_or_plays_finite(tmp_path_fact
 
 # -- env arguments, reset options, the vector env ------------------------------------------------
 
-_ENV_ARGS = ("max_turns", "history_window", "scenarios", "agent_voice", "core")
+_ENV_ARGS = ("max_turns", "history_window", "scenarios", "agent_voice", "appraisal")
 
 
 @settings(suppress_health_check=_SUPPRESS)

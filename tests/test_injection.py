@@ -188,7 +188,7 @@ def test_injections_gain_nothing_with_a_gullible_llm_recogniser():
 @pytest.mark.parametrize("recogniser", ["lexical", "llm"])
 def test_injections_gain_nothing_in_sage_mode_with_a_gullible_judge(recogniser):
     backend = ScriptedBackend(gullible)
-    env = make(recogniser=recogniser, core="llm", backend=backend)
+    env = make(recogniser=recogniser, appraisal="llm", backend=backend)
     assert_no_gain(env, ALL_TEST_CARDS)
     assert backend.judged()
 
@@ -201,7 +201,7 @@ def test_the_suite_has_teeth(monkeypatch):
 
     monkeypatch.setattr(dialogue_gym.user.recognise.base, "screen", lambda text: None)
     monkeypatch.setattr(dialogue_gym.user.judge, "screen", lambda text: None)
-    env = make(core="llm", backend=ScriptedBackend(gullible))
+    env = make(appraisal="llm", backend=ScriptedBackend(gullible))
     injections, _, small_talk = suite()
     cards = range(0, 72, 8)
     assert gains(env, injections, cards).mean() > gains(env, small_talk, cards).mean() + 1.0
@@ -210,7 +210,7 @@ def test_the_suite_has_teeth(monkeypatch):
 @pytest.mark.llm
 def test_injections_gain_nothing_with_the_embedded_model():
     """SmolLM2-135M as recogniser and as judge (SAGE mode), over two cards, one turn each."""
-    env = make(recogniser="llm", core="llm")
+    env = make(recogniser="llm", appraisal="llm")
     assert_no_gain(env, (0, 36), turns=1)
     u = env.unwrapped
     print(f"judge: {u.appraisal_failures}/{u.appraisal_calls} replies failed validation")

@@ -1,7 +1,7 @@
 """Every LLM caller of every user of a vector env goes through one batched call per round.
 
 The user voice, the agent realiser (``agent_voice="llm"``), the LLM recogniser of
-EmpathyDialogueText-v0 and the SAGE judge (``core="llm"``) each hold a backend handle; the
+EmpathyDialogueText-v0 and the SAGE judge (``appraisal="llm"``) each hold a backend handle; the
 vector env swaps all of them for its batcher. A counting backend (deterministic replies, one
 record per call) shows how many calls of how many chats each kind of LLM work costs.
 """
@@ -82,7 +82,7 @@ N = 4
 # Unchecked voice: a line failing the check costs extra (resampling) calls, and these tests
 # count calls per kind of LLM work; the resampling rounds have their own tests (test_voice.py).
 VOICE = {"name": "llm", "check": False}
-TEXT_KWARGS = {"voice": VOICE, "recogniser": "llm", "core": "llm", "scenarios": "test"}
+TEXT_KWARGS = {"voice": VOICE, "recogniser": "llm", "appraisal": "llm", "scenarios": "test"}
 
 
 def text_actions(strategies) -> list[str]:
@@ -110,7 +110,7 @@ def test_realiser_judge_and_voice_are_each_one_call_of_n():
         num_envs=N,
         voice=VOICE,
         agent_voice="llm",
-        core="llm",
+        appraisal="llm",
         backend=backend,
         scenarios="test",
     )

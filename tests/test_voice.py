@@ -719,7 +719,7 @@ def test_every_llm_caller_honours_the_env_history_window(window: int) -> None:
         "EmpathyDialogue-v0",
         voice="llm",
         agent_voice="llm",
-        core="llm",
+        appraisal="llm",
         backend=backend,
         history_window=window,
         scenarios="test",

@@ -1,4 +1,4 @@
-"""SAGE mode: the emotion change of each turn judged by an LLM (``core="llm"``).
+"""SAGE mode: the emotion change of each turn judged by an LLM (``appraisal="llm"``).
 
 In SAGE (Zhang et al., 2025) the simulated user's emotion is an LLM's structured judgement.
 Here the rule core (:class:`~dialogue_gym.core.affect.AffectiveCore`) still decides everything
@@ -26,7 +26,7 @@ agent text (silence, and silent forks) is appraised by the rule core too, withou
 
 The rule core stays the default: the embedded 135M model is far too small to judge (most of
 its replies do not parse; ``docs/text.md`` records the rate). SAGE mode is for a 7B+ model
-behind a server: ``gym.make(id, core="llm", backend={"name": "openai", ...})``.
+behind a server: ``gym.make(id, appraisal="llm", backend={"name": "openai", ...})``.
 
 Example:
     >>> parse_verdict('Sure! {"reason": "They listened.", "change": 14}', "I hear you.", 10.0)
@@ -249,7 +249,7 @@ class AppraisalJudge:
 
     def describe(self) -> dict[str, Any]:
         """What judges, for ``info``."""
-        return {"core": "llm", "backend": spec_label(self.client.spec), **_params(self.params)}
+        return {"appraisal": "llm", "backend": spec_label(self.client.spec), **_params(self.params)}
 
     def build_chat(
         self, core: AffectiveCore, agent_text: str, user_text: str, nonce: str
@@ -332,25 +332,25 @@ def _nonce(seed: int) -> str:
     return f"{(z ^ (z >> 32)) & 0xFFFFFFFF:08x}"
 
 
-#: The affective cores ``gym.make(id, core=name)`` accepts, as judge factories: a factory
+#: The appraisals ``gym.make(id, appraisal=name)`` accepts, as judge factories: a factory
 #: builds the judge of the emotion change, or returns ``None`` for the rule core alone.
-JUDGES: Registry[Any] = Registry("core")
+JUDGES: Registry[Any] = Registry("appraisal")
 
 
 def register_judge(name: str, factory: Callable[..., Any] | None = None, **options: Any) -> Any:
     """Register a judge (an object with ``appraise(items)``, ``describe()`` and ``client``, as
-    :class:`AppraisalJudge`): ``gym.make(id, core=name)`` then builds it."""
+    :class:`AppraisalJudge`): ``gym.make(id, appraisal=name)`` then builds it."""
     return JUDGES.register(name, factory, **options)
 
 
 def make_judge(
-    core: str | Mapping[str, Any], backend: BackendSpec = "llama_cpp", **kwargs: Any
+    appraisal: str | Mapping[str, Any], backend: BackendSpec = "llama_cpp", **kwargs: Any
 ) -> AppraisalJudge | None:
-    """The judge for a core kind: ``None`` for ``"rule"``, an :class:`AppraisalJudge` for
+    """The judge for an appraisal: ``None`` for ``"rule"``, an :class:`AppraisalJudge` for
     ``"llm"`` (or whatever a registered kind builds).
 
     Raises:
-        ValueError: Unknown core kind (the message names the valid ones).
+        ValueError: Unknown appraisal (the message names the valid ones).
 
     Example:
         >>> make_judge("rule") is None, type(make_judge("llm")).__name__
@@ -358,9 +358,9 @@ def make_judge(
         >>> make_judge("vibes")
         Traceback (most recent call last):
         ...
-        ValueError: unknown core 'vibes'; valid: 'rule', 'llm'
+        ValueError: unknown appraisal 'vibes'; valid: 'rule', 'llm'
     """
-    return JUDGES.build(core, offered={"backend": backend}, **kwargs)
+    return JUDGES.build(appraisal, offered={"backend": backend}, **kwargs)
 
 
 def _rule(backend: BackendSpec = None, **_: Any) -> None:
