@@ -81,6 +81,39 @@ VECTOR_ENV_ARGUMENTS: Mapping[str, Spec] = {
 }
 
 
+#: The public names of the vector env (``envs.unwrapped``) that code above it may use:
+#: Gymnasium's ``VectorEnv`` API, and two of its own, ``envs`` (the single users, each a full
+#: ``gym.make`` env, for adapters such as SB3's that step them) and ``backend_calls`` (the
+#: batched backend calls so far, which the throughput benchmark counts).
+#: ``tests/test_simulator_view.py`` checks, at run time, that nothing above reads another.
+VECTOR_VIEW: tuple[str, ...] = (
+    # Gymnasium's VectorEnv API
+    "reset",
+    "step",
+    "render",
+    "close",
+    "call",
+    "get_attr",
+    "set_attr",
+    "num_envs",
+    "action_space",
+    "observation_space",
+    "single_action_space",
+    "single_observation_space",
+    "metadata",
+    "render_mode",
+    "spec",
+    "unwrapped",
+    "np_random",
+    "np_random_seed",
+    "closed",
+    # this env's own
+    "env_id",
+    "envs",
+    "backend_calls",
+)
+
+
 class EmpathyDialogueVectorEnv(VectorEnv):
     """A vector of dialogue envs that batches their LLM calls.
 

@@ -29,6 +29,7 @@ import dialogue_gym  # noqa: F401  (registers the envs)
 from dialogue_gym.core.affect import USER_MODEL_VIEW, AffectiveCore, UserState
 from dialogue_gym.envs.empathy import SIMULATOR_VIEW, EmpathyDialogueEnv
 from dialogue_gym.envs.text import TEXT_SIMULATOR_VIEW
+from dialogue_gym.envs.vector import VECTOR_VIEW, EmpathyDialogueVectorEnv
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -159,9 +160,10 @@ class Touches:
 
 
 @contextlib.contextmanager
-def recording() -> Iterator[Touches]:
+def recording(*also: type) -> Iterator[Touches]:
     """Record every attribute read or written on the env, the user model and its state by a
-    frame of a module above the env (the env's own code and Gymnasium's are not counted)."""
+    frame of a module above the env (the env's own code and Gymnasium's are not counted), and
+    on the instances of the classes in ``also``."""
     touches = Touches()
 
     def caller() -> str | None:
@@ -192,6 +194,8 @@ def recording() -> Iterator[Touches]:
 
     saved = patch(EmpathyDialogueEnv, True) + patch(AffectiveCore, True)
     saved += patch(UserState, False)  # its fields are for reading
+    for cls in also:
+        saved += patch(cls, True)
     try:
         yield touches
     finally:
@@ -283,6 +287,28 @@ def test_rewards_agents_and_metrics_touch_only_the_published_view():
     assert user_names <= set(USER_MODEL_VIEW), sorted(user_names - set(USER_MODEL_VIEW))
     writes = {(m, c, n) for m, c, n, k in touches.seen if k == "set"}
     assert not writes, f"layers above the env wrote to the simulator: {sorted(writes)}"
+
+
+def test_code_above_the_vector_env_touches_only_its_published_view():
+    from fake_backends import ScriptedBackend
+
+    from dialogue_gym.evaluation.throughput import vec_row
+    from dialogue_gym.integrations.sb3 import SB3VecEnv
+
+    with recording(EmpathyDialogueVectorEnv) as touches:
+        # The throughput benchmark's batched row (it counts backend calls) ...
+        vec_row(ScriptedBackend(lambda chat: "Fine, thanks."), users=2, rounds=1, max_tokens=4)
+        # ... and SB3's adapter, which steps the single users.
+        venv = SB3VecEnv(gym.make_vec("EmpathyDialogue-v0", num_envs=2, voice="template"))
+        venv.seed(0)
+        venv.reset()
+        venv.step(np.array([0, 1]))
+        venv.get_attr("max_turns")
+        venv.close()
+    names = touches.names(EmpathyDialogueVectorEnv)
+    assert {"envs", "backend_calls"} <= names  # it saw them
+    assert names <= set(VECTOR_VIEW), sorted(names - set(VECTOR_VIEW))
+    assert not touches.names(EmpathyDialogueVectorEnv, "set")
 
 
 def test_user_model_copies_are_complete_and_independent():
