@@ -775,11 +775,13 @@ def test_resume_may_grow_the_grid_but_never_shrink_it():
 def test_the_report_is_rebuilt_from_the_records_alone(tiny_run, tmp_path):
     # A folder of committed records (runs.jsonl and args.json) rebuilds the whole report: the
     # reference policies are seeded template episodes, measured again to the same numbers.
+    # No setting is given: --report-only reads them from the folder's args.json.
     folder = tmp_path / "tiny"
     folder.mkdir()
     for name in ("runs.jsonl", "args.json"):
         (folder / name).write_bytes((tiny_run / name).read_bytes())
-    _run(tmp_path, "tiny", "--report-only", "--no-plots")
+    command = ["study", "--out", str(tmp_path), "--name", "tiny", "--report-only", "--no-plots"]
+    assert cli(command) == 0
     assert json.loads((folder / "baselines.json").read_text()) == json.loads(
         (tiny_run / "baselines.json").read_text()
     )

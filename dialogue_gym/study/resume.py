@@ -263,6 +263,36 @@ def saved_args(out: Path) -> dict[str, Any] | None:
     return saved if isinstance(saved, dict) else None
 
 
+def with_folder_settings(args: Args, saved: dict[str, Any] | None) -> Args:
+    """``args`` with every setting left at its default read from the folder's ``args.json``.
+
+    ``--report-only`` rebuilds a folder's report from its records: ``dialogue-gym study
+    --name full_hard --report-only`` needs no other flag. A setting given on the command line
+    (not the default) stands, so a folder's records are re-judged under, say, another
+    ``--margin`` only when asked (and then each record's fingerprint decides what is reused).
+    Where the study runs and what it shows (``NEUTRAL_FIELDS``) is not read.
+
+    Example:
+        >>> with_folder_settings(Args(margin=5.0), {"seeds": 10, "margin": 10.0, "workers": 8})
+        ... # doctest: +ELLIPSIS
+        Args(...seeds=10...margin=5.0...)
+        >>> with_folder_settings(Args(), {"seeds": 10, "workers": 8}).workers == Args().workers
+        True
+    """
+    if not saved:
+        return args
+    defaults = Args()
+    changes: dict[str, Any] = {}
+    for f in dataclasses.fields(Args):
+        if f.name in NEUTRAL_FIELDS or f.name not in saved:
+            continue
+        if getattr(args, f.name) != getattr(defaults, f.name):
+            continue
+        value = saved[f.name]
+        changes[f.name] = tuple(value) if isinstance(value, list) else value
+    return dataclasses.replace(args, **changes)
+
+
 def check_resumable(out: Path, args: Args) -> None:
     """Refuse to resume a study folder whose settings differ in anything that changes a result.
 

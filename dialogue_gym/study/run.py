@@ -65,6 +65,7 @@ from dialogue_gym.study.resume import (
     run_fingerprint,
     saved_args,
     settings_differences,
+    with_folder_settings,
     write_atomic,
 )
 from dialogue_gym.study.settings import (
@@ -474,6 +475,9 @@ def main(args: Args) -> dict[str, Any]:
     if args.quick:
         args = quick_args(args)
     args = dataclasses.replace(args, name=name)
+    if args.report_only:
+        args = with_folder_settings(args, saved_args(Path(args.out) / name))
+        command = command_line(args) + " --report-only"
     check(args)
     check_dependencies(args)
     out = Path(args.out) / name

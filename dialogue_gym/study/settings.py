@@ -195,7 +195,8 @@ class Args:
     resume: bool = False
     """train only the runs missing from <out>/<name>/runs.jsonl (same settings as its args.json)"""
     report_only: bool = False
-    """train nothing: rebuild the report from <out>/<name>/runs.jsonl (e.g. after a crash)"""
+    """train nothing: rebuild the report from <out>/<name>/runs.jsonl (e.g. after a crash);
+    the settings not given are read from the folder's args.json"""
     tensorboard: bool = False
     """write TensorBoard logs of the SB3 runs to <out>/<name>/tensorboard/<run> (needs the
     tensorboard package); changes no result"""
