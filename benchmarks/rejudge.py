@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dialogue_gym.study import report
+from dialogue_gym.study import tables
 from dialogue_gym.study.intervals import difference_interval, identity_seed, improvement_interval
 from dialogue_gym.study.verdicts import LEARNED_AT, verdicts
 
@@ -77,12 +77,12 @@ def table(rows: list[dict], only: list[dict] | None = None) -> str:
     for r in rows:
         if r["reward"] == "sparse" or r.get("dropped") or (only is not None and r not in only):
             continue
-        diff = report.difference_words(r) if "diff_iqm" in r else ""
+        diff = tables.difference_words(r) if "diff_iqm" in r else ""
         old = r["old_verdict"] + (f", {r['old_speed']}" if r["old_speed"] else "")
         lines.append(
             f"| {r['env']} | {r['setting']} | {r['learner']} | {r['reward']} "
-            f"| {r['success_iqm']:.0%} | {report.seeds_cell(r)} | {diff} | {old} "
-            f"| {report.verdict_cell(r)} |"
+            f"| {r['success_iqm']:.0%} | {tables.seeds_cell(r)} | {diff} | {old} "
+            f"| {tables.verdict_cell(r)} |"
         )
     return "\n".join(lines)
 

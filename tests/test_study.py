@@ -15,7 +15,7 @@ import pytest
 from dialogue_gym import InvalidArgument
 from dialogue_gym.cli import main as cli
 from dialogue_gym.evaluation.episode_log import read_episodes
-from dialogue_gym.study import intervals, report, resume, settings, verdicts
+from dialogue_gym.study import aggregate, intervals, resume, settings, tables, verdicts
 from dialogue_gym.study import run as study
 
 TINY = [
@@ -253,7 +253,7 @@ def test_verdicts_follow_the_stated_rules():
         ("inconclusive", "slower"),
         ("matches", "as fast"),
     ]
-    can, cannot = report.conditions(rows, "ppo")
+    can, cannot = tables.conditions(rows, "ppo")
     assert can == ["`final_emotion`: default", "`next_turn`: hard, wide"]
     assert cannot == [
         "`final_emotion`: wide (inconclusive)",
@@ -287,13 +287,13 @@ def test_unsettled_verdicts_are_those_with_a_curve_still_climbing():
     ]
     verdicts.verdicts(rows)
     assert [r["settled"] for r in rows[1:]] == [False, False]  # the bonus still climbs
-    assert report.verdict_cell(rows[1]) == "beats, faster (unsettled)"
-    assert report.unsettled(rows, "default") == [
+    assert tables.verdict_cell(rows[1]) == "beats, faster (unsettled)"
+    assert tables.unsettled(rows, "default") == [
         "- **ppo**: next_turn, final_emotion (still climbing at the last evaluation: sparse)"
     ]
     rows[0]["flattened"] = True
     verdicts.verdicts(rows)
-    assert [r["settled"] for r in rows[1:]] == [True, True] and not report.unsettled(
+    assert [r["settled"] for r in rows[1:]] == [True, True] and not tables.unsettled(
         rows, "default"
     )
     assert verdicts.flattened([0.0, 0.5, 0.54]) and not verdicts.flattened([0.0, 0.5, 0.55])
@@ -308,20 +308,20 @@ def test_the_breakdown_solves_and_soothes_per_need():
         "card_initial_emotion": [40.0, 40.0, 40.0, 40.0],
         "card_final_emotion": [75.0, 70.0, 50.0, 45.0],
     }
-    got = report.breakdown([rec])
+    got = aggregate.breakdown([rec])
     assert got["need_success"] == {"a": 1.0, "b": 0.0}
     assert got["need_soothing"] == {"a": 0.0, "b": 1.0}
     assert got["problem_success"] == {"p": 0.5, "q": 0.5}
     row = {"setting": "default", "learner": "ppo", "reward": "final_emotion", **got}
-    assert report.need_table([row], "default").splitlines()[-1] == (
+    assert tables.need_table([row], "default").splitlines()[-1] == (
         "| ppo | final_emotion | 100% solves | 0% soothes (1.00) |"
     )
-    assert report.need_summary([row], "default") == [
+    assert tables.need_summary([row], "default") == [
         "- ppo / `final_emotion`: solves a; only soothes b."
     ]
     # Records of a version without the per-card outcome: success per need only.
     old = {k: v for k, v in rec.items() if k in ("card_need", "card_success")}
-    assert report.breakdown([old]) == {"need_success": {"a": 1.0, "b": 0.0}}
+    assert aggregate.breakdown([old]) == {"need_success": {"a": 1.0, "b": 0.0}}
 
 
 def test_quick_keeps_its_name_in_the_settings():
@@ -504,9 +504,9 @@ def test_a_learner_that_never_learns_the_bonus_is_dropped_from_the_verdicts():
     assert [r["verdict"] for r in rows[:6]] == ["reference", "dropped", "dropped"] * 2
     assert all(r["dropped"] for r in rows[:6]) and not any(r["dropped"] for r in rows[6:])
     assert [r["verdict"] for r in rows[6:]] == ["reference", "matches", "falls short"]
-    assert report.verdict_cell(rows[1]) == "dropped (bonus unlearned)"
+    assert tables.verdict_cell(rows[1]) == "dropped (bonus unlearned)"
     assert "both fail" not in {r["verdict"] for r in rows}
-    lines = report.answer(rows, "default")
+    lines = tables.answer(rows, "default")
     assert lines[0] == (
         "- **a2c** — the coarse bonus scores 1% [0%, 8%]: dropped from the verdicts, it never "
         "learned the coarse bonus in 12000 decisions (learning area 0.03, below the random "
@@ -515,7 +515,7 @@ def test_a_learner_that_never_learns_the_bonus_is_dropped_from_the_verdicts():
     assert lines[2].startswith("- **dqn** — the coarse bonus scores 28% [17%, 42%]. **matches**")
     # Nothing dropped stays unsettled; the sweep's cells keep "both fail" (the setting is hard,
     # not the learner), and without a main setting nothing is dropped.
-    assert report.unsettled(rows, "default") == []
+    assert tables.unsettled(rows, "default") == []
     swept = [{**r, "setting": "resolution_uplift=15"} for r in learner("ppo", 0.0)]
     verdicts.verdicts(swept, "default")
     # (multi_turn's difference, [-5, +25] points, lies above -δ: it matches the unlearned bonus)

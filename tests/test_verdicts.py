@@ -13,7 +13,7 @@ import random
 import numpy as np
 import pytest
 
-from dialogue_gym.study import intervals, report, resume, verdicts
+from dialogue_gym.study import aggregate, intervals, report, resume, tables, verdicts
 from dialogue_gym.study import run as study
 
 NEEDS = ("a", "b", "c", "d", "e", "f")
@@ -52,7 +52,7 @@ def _cell(reward: str, per_seed: list[int], learner: str = "ppo") -> list[dict]:
 
 
 def _rows(records: list[dict], margin: float = 0.10, reps: int = 500) -> dict[str, dict]:
-    rows = report.aggregate(records, reps)
+    rows = aggregate.aggregate(records, reps)
     for row in rows:
         row["grounding_vs_heuristic"] = 1.0
     verdicts.verdicts(rows, margin=margin)
@@ -84,10 +84,10 @@ def test_overlapping_wide_intervals_are_inconclusive_with_a_power_estimate():
     assert row["verdict"] == "inconclusive"
     assert row["seeds_needed"] is None or row["seeds_needed"] > 3
     assert row["split"] and ref["split"]  # fewer than 10 seeds, some learned and some not
-    cell = report.verdict_cell(row)
+    cell = tables.verdict_cell(row)
     assert cell.startswith("inconclusive") and "seeds" in cell and "(seeds split)" in cell
     # Not a replacement: the words say so.
-    can, cannot = report.conditions(list(rows.values()), "ppo")
+    can, cannot = tables.conditions(list(rows.values()), "ppo")
     assert can == [] and cannot == ["`next_turn`: default (inconclusive)"]
 
 
@@ -97,7 +97,7 @@ def test_the_quick_studys_case_is_not_called_a_replacement():
     reward = _cell("potential_emotion", [0, 4, 9])
     rows = _rows(bonus + reward)
     assert rows["ppo/potential_emotion"]["verdict"] not in verdicts.REPLACES
-    answer = " ".join(report.answer(list(rows.values()), "default"))
+    answer = " ".join(tables.answer(list(rows.values()), "default"))
     assert "**matches**" not in answer and "**beats**" not in answer
 
 
@@ -109,16 +109,16 @@ def test_beats_needs_the_whole_difference_interval_above_zero():
 
 def test_adding_a_row_or_reordering_records_moves_no_other_rows_interval():
     base = _cell("sparse", [16, 3, 12, 18, 7]) + _cell("next_turn", [14, 15, 2, 19, 11])
-    alone = {f"{r['reward']}": json.dumps(r, sort_keys=True) for r in report.aggregate(base, 400)}
+    alone = {f"{r['reward']}": json.dumps(r, sort_keys=True) for r in aggregate.aggregate(base, 400)}
     more = base + _cell("multi_turn", [20, 1, 5, 9, 13]) + _cell("sparse", [4, 8], "a2c")
     random.Random(0).shuffle(more)
-    grown = report.aggregate(more, 400)
+    grown = aggregate.aggregate(more, 400)
     for row in grown:
         if row["learner"] == "ppo" and row["reward"] in alone:
             assert json.dumps(row, sort_keys=True) == alone[row["reward"]]
     # Another seed set is another row: its interval is drawn afresh.
     fewer = [r for r in base if r["seed"] != 4]
-    changed = {r["reward"]: r for r in report.aggregate(fewer, 400)}
+    changed = {r["reward"]: r for r in aggregate.aggregate(fewer, 400)}
     assert changed["sparse"]["seeds"] == 4
 
 

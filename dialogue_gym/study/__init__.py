@@ -9,7 +9,11 @@
 - :mod:`~dialogue_gym.study.intervals`: rliable's stratified bootstrap, one generator per row;
 - :mod:`~dialogue_gym.study.verdicts`: each reward against the coarse bonus, by the difference
   interval and a declared margin;
-- :mod:`~dialogue_gym.study.report`: tables, plots and ``report.md``;
+- :mod:`~dialogue_gym.study.aggregate`: a row per learner, reward, setting and user, with
+  intervals and breakdowns;
+- :mod:`~dialogue_gym.study.tables`: the rows in words: cells, tables, the answer;
+- :mod:`~dialogue_gym.study.plots`: the PNG plots;
+- :mod:`~dialogue_gym.study.report`: the files (CSVs, ``report.md``, ``summary.json``);
 - :mod:`~dialogue_gym.study.executors`: where the runs execute (local processes, Ray);
 - :mod:`~dialogue_gym.study.llm_level`: GRPO runs beside the strategy level's verdicts.
 
