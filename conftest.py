@@ -13,7 +13,7 @@ import importlib.util
 _OPTIONAL = {
     "dialogue_gym/integrations/openenv/*.py": "openenv",
     "dialogue_gym/integrations/minari.py": "minari",
-    "dialogue_gym/integrations/verl.py": "verl",
+    "dialogue_gym/integrations/verl/*.py": "verl",
     "dialogue_gym/integrations/rllib.py": "ray",
     "dialogue_gym/ui/app.py": "gradio",
 }

@@ -1,5 +1,5 @@
 """The reward-hacking audit: the second reader, cue stuffing, agreement, utterance statistics,
-the injection counts and the report (``dialogue_gym/evaluation/audit.py``)."""
+the injection counts and the report (``dialogue_gym/evaluation/audit/``)."""
 
 from __future__ import annotations
 
@@ -28,6 +28,7 @@ from dialogue_gym.evaluation.audit import (
     injection_counts,
     labelled_reference,
     reader_agreement,
+    readers,
     utterance_stats,
 )
 from dialogue_gym.evaluation.episode_log import EpisodeLogger, read_episodes
@@ -117,7 +118,7 @@ def test_the_classifier_is_deterministic_and_cached():
 
 
 def test_the_classifier_shares_no_code_with_the_lexical_recogniser():
-    path = Path(audit.__file__).parents[1] / "user" / "recognise" / "classifier.py"
+    path = Path(dialogue_gym.__file__).parent / "user" / "recognise" / "classifier.py"
     tree = ast.parse(path.read_text())
     imported = {
         node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module
@@ -226,8 +227,9 @@ class _Fixed:
 
 
 def test_reader_agreement_on_a_hand_made_example(monkeypatch):
-    monkeypatch.setattr(audit, "_LEXICAL", _Fixed(0))
-    monkeypatch.setattr(audit, "_CLASSIFIER", _Fixed(1))
+    # Patched where reader_agreement looks them up (the readers module), not on the package.
+    monkeypatch.setattr(readers, "LEXICAL_READER", _Fixed(0))
+    monkeypatch.setattr(readers, "CLASSIFIER_READER", _Fixed(1))
     # (lexical, classifier): agree on 3 of 5; the pair (2, 4) twice, (0, 7) once.
     texts = ["a #0,0", "b #0,0", "c #2,4", "d #2,4", "e #0,7"]
     r = reader_agreement(texts, top=2)

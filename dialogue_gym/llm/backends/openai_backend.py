@@ -47,6 +47,11 @@ balancer in front of a fleet) and the users' turns become concurrent HTTP reques
   key, give ``api_key_env`` (the name of an environment variable) rather than the key
   itself: the spec is recorded in ``info["voice_config"]`` and pickled with the env.
 
+This module holds the backend; its helpers are :mod:`~dialogue_gym.llm.backends.openai_loop`
+(the event loop in its thread), :mod:`~dialogue_gym.llm.backends.openai_retry` (deadlines,
+retries, backoff, which failures are retried) and
+:mod:`~dialogue_gym.llm.backends.openai_parse` (reading completions and the model list).
+
 Example:
     >>> backend = OpenAIBackend("http://127.0.0.1:8000/v1", model="my-model", concurrency=4)
     >>> backend
@@ -58,40 +63,35 @@ Example:
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import contextlib
-import json
 import math
 import os
 import threading
 import time
-import weakref
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from typing import Any, TypeVar
 
 from dialogue_gym.llm.backends.base import BackendError, GenerationParams
+from dialogue_gym.llm.backends.openai_loop import LoopThread
+from dialogue_gym.llm.backends.openai_parse import chat_reply, cut_at_stop, first_model, usage_count
+from dialogue_gym.llm.backends.openai_retry import (
+    EXCERPT_CHARS,
+    GaveUp,
+    RetryPolicy,
+    classify,
+    with_retries,
+)
 
-__all__ = ["DEFAULT_API_KEY", "OpenAIBackend"]
+__all__ = ["DEFAULT_API_KEY", "EXCERPT_CHARS", "OpenAIBackend"]
 
 #: The key sent when none is configured (local servers ignore it; vLLM's docs use it).
 DEFAULT_API_KEY = "EMPTY"
-
-#: How much of a malformed body an error message quotes.
-EXCERPT_CHARS = 200
 
 #: Seconds ``generate`` waits past :meth:`OpenAIBackend.worst_case_seconds` before it gives
 #: up on the event loop itself (a safety net: the deadlines end every request well before).
 _LOOP_GRACE_S = 30.0
 
 _T = TypeVar("_T")
-
-
-class _Retryable(Exception):
-    """A failure worth another attempt (connection, deadline, 5xx, 429, garbage)."""
-
-
-class _Fatal(Exception):
-    """A failure another attempt will not fix (4xx other than 408/409/429)."""
 
 
 class OpenAIBackend:
@@ -186,10 +186,8 @@ class OpenAIBackend:
     def _reset_runtime(self) -> None:
         """Forget the client, the loop and its thread (they are rebuilt on the next call)."""
         self._client: Any = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
+        self._runner: LoopThread | None = None
         self._slots: asyncio.Semaphore | None = None
-        self._pid: int | None = None
         # Clients dropped after a failure -> when the requests still on them are surely over
         # (time.monotonic()); closed by the first call after that, or by close().
         self._retired: dict[Any, float] = {}
@@ -199,7 +197,7 @@ class OpenAIBackend:
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
-        runtime = ("_client", "_loop", "_thread", "_slots", "_pid", "_retired")
+        runtime = ("_client", "_runner", "_slots", "_retired")
         for key in (*runtime, "_lock", "_stats_lock"):
             state.pop(key, None)
         return state
@@ -229,15 +227,17 @@ class OpenAIBackend:
             >>> backend.worst_case_seconds(), backend.worst_case_seconds(9)
             (4.5, 9.0)
         """
-        one = (self.max_retries + 1) * self.timeout + sum(
-            self._backoff(attempt) for attempt in range(1, self.max_retries + 1)
-        )
+        one = self._policy().worst_case_seconds()
         waves = max(1, math.ceil(int(chats) / self.concurrency))
         return waves * one + (one if self.model is None else 0.0)
 
-    def _backoff(self, attempt: int) -> float:
-        """The wait before attempt number ``attempt`` (1 = the first retry)."""
-        return min(self.backoff * 2 ** (attempt - 1), self.max_backoff)
+    def _policy(self) -> RetryPolicy:
+        # Built per use from the attributes, which callers may change after construction.
+        return RetryPolicy(self.timeout, self.max_retries, self.backoff, self.max_backoff)
+
+    def _count(self, stat: str) -> None:
+        with self._stats_lock:
+            self.stats[stat] += 1
 
     # -- plumbing -----------------------------------------------------------------------
 
@@ -254,24 +254,15 @@ class OpenAIBackend:
             return key
         return DEFAULT_API_KEY
 
-    def _ensure_loop(self) -> asyncio.AbstractEventLoop:
+    def _ensure_loop(self) -> LoopThread:
         """The running event loop of this backend (started here if needed); hold ``_lock``."""
-        if self._pid != os.getpid():
+        if self._runner is None or not self._runner.usable():
             # A forked child inherits the attributes but not the parent's loop thread, and
-            # the parent's connections are not its own: start afresh.
+            # the parent's connections are not its own; what belonged to a loop whose thread
+            # died goes with it: start afresh.
             self._reset_runtime()
-        if self._loop is None or self._thread is None or not self._thread.is_alive():
-            loop = asyncio.new_event_loop()
-            thread = threading.Thread(
-                target=loop.run_forever, name="dialogue_gym-openai", daemon=True
-            )
-            thread.start()
-            # A backend dropped without close() must not leave its loop's thread behind.
-            weakref.finalize(self, _stop_loop, loop)
-            # What belonged to the old loop (a thread that died, a parent's) goes with it.
-            self._client, self._slots, self._retired = None, None, {}
-            self._loop, self._thread, self._pid = loop, thread, os.getpid()
-        return self._loop
+            self._runner = LoopThread(self, name="dialogue_gym-openai")
+        return self._runner
 
     def _get_client(self) -> Any:
         """The async OpenAI client (created, with the event loop, on first use)."""
@@ -333,24 +324,8 @@ class OpenAIBackend:
                 with :class:`BackendError` whatever the loop is doing (a safety net).
         """
         with self._lock:
-            loop = self._ensure_loop()
-        future = asyncio.run_coroutine_threadsafe(coro, loop)
-        try:
-            return future.result(timeout=bound + _LOOP_GRACE_S)
-        except concurrent.futures.CancelledError as exc:
-            raise BackendError(
-                f"openai backend at {self.base_url}: the backend was closed during the call"
-            ) from exc
-        except concurrent.futures.TimeoutError as exc:
-            future.cancel()
-            raise BackendError(
-                f"openai backend at {self.base_url}: the call did not end within "
-                f"{bound + _LOOP_GRACE_S:g}s although its requests have deadlines (a stuck "
-                "event loop?)"
-            ) from exc
-        except BaseException:
-            future.cancel()  # an interrupt (Ctrl-C) in the caller stops the requests too
-            raise
+            runner = self._ensure_loop()
+        return runner.run(coro, bound + _LOOP_GRACE_S, who=f"openai backend at {self.base_url}")
 
     def close(self) -> None:
         """Cancel what is in flight, close the HTTP client and stop the event loop.
@@ -358,64 +333,18 @@ class OpenAIBackend:
         All come back on the next call.
         """
         with self._lock:
-            client, loop, thread = self._client, self._loop, self._thread
-            clients = [c for c in (client, *self._retired) if c is not None]
-            same_process = self._pid == os.getpid()
+            runner = self._runner
+            clients = [c for c in (self._client, *self._retired) if c is not None]
             self._reset_runtime()
-        if loop is None or thread is None or not same_process or not thread.is_alive():
+        if runner is None or not runner.usable():
             return
 
-        async def shutdown() -> None:
-            me = asyncio.current_task()
-            tasks = [task for task in asyncio.all_tasks() if task is not me]
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+        async def close_clients() -> None:
             for each in clients:
                 with contextlib.suppress(Exception):
                     await each.close()
 
-        with contextlib.suppress(Exception):  # best effort: the loop stops regardless
-            asyncio.run_coroutine_threadsafe(shutdown(), loop).result(timeout=5)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(timeout=5)
-        if not thread.is_alive():
-            loop.close()
-
-    def _classify(self, exc: BaseException) -> Exception:
-        """Map a client exception to :class:`_Retryable` or :class:`_Fatal`."""
-        import openai
-
-        text = f"{type(exc).__name__}: {exc}"
-        if isinstance(exc, openai.APIStatusError):
-            status = exc.status_code
-            # The raw body, not the client's summary: for a page that is not JSON (a proxy's
-            # HTML error page) the summary is only "Error code: 500".
-            body = _body_of(exc)
-            text = f"HTTP {status}: " + (
-                f"body ({len(body)} bytes): {_short(body.decode('utf-8', 'replace'), EXCERPT_CHARS)}"
-                if body.strip()
-                else _short(str(exc))
-            )
-            if status in (408, 409, 429) or status >= 500:
-                return _Retryable(text)
-            return _Fatal(text)
-        if isinstance(exc, openai.APIConnectionError):  # includes APITimeoutError
-            # The client says only "Connection error."; the causes under it say what
-            # happened (refused, reset, a body cut short), the deepest one most exactly.
-            chain = []
-            cause = exc.__cause__ or exc.__context__
-            while cause is not None and len(chain) < 8:
-                chain.append(cause)
-                cause = cause.__cause__ or cause.__context__
-            # The first and the deepest, each said once (the layers repeat one another).
-            causes = [f"{type(c).__name__}: {_short(str(c), 160)}" for c in chain[:1] + chain[-1:]]
-            causes = list(dict.fromkeys(causes))
-            detail = f" ({' <- '.join(causes)})" if causes else ""
-            return _Retryable(f"{type(exc).__name__}: {exc}{detail}")
-        # Anything else out of the client means the server answered something that is not
-        # an OpenAI response.
-        return _Retryable(f"malformed response: {_short(text)}")
+        runner.stop(close_clients)
 
     def _slot(self) -> asyncio.Semaphore:
         """The semaphore that bounds requests in flight (made on the loop, on first use)."""
@@ -430,50 +359,20 @@ class OpenAIBackend:
             BackendError: The last attempt failed, or one failed with a status that is not
                 retried.
         """
-        last: Exception | None = None
-        errors: list[str] = []  # each attempt's error, for the message
-        attempts = self.max_retries + 1
-        for attempt in range(attempts):
-            if attempt:
-                await asyncio.sleep(self._backoff(attempt))  # a cancel ends the wait at once
-                with self._stats_lock:
-                    self.stats["retries"] += 1
-            async with self._slot():  # waiting for a slot is not part of the deadline
-                client = self._get_client()
-                with self._stats_lock:
-                    self.stats["attempts"] += 1
-                deadline = asyncio.timeout(self.timeout)
-                try:
-                    async with deadline:
-                        return await call(client)
-                except TimeoutError as exc:
-                    last = (
-                        _Retryable(
-                            f"timed out: no complete answer within the {self.timeout:g}s "
-                            "deadline (connecting, sending, waiting for the headers and "
-                            "reading the body)"
-                        )
-                        if deadline.expired()
-                        else _Retryable(f"TimeoutError: {exc}")  # not ours: a socket's own
-                    )
-                except (_Retryable, _Fatal) as exc:
-                    last = exc
-                except Exception as exc:  # classified here
-                    last = self._classify(exc)
-            errors.append(str(last))
-            if isinstance(last, _Fatal):
-                break
-            self._drop_client(client)  # stale connections to a dead server: start afresh
-        with self._stats_lock:
-            self.stats["failures"] += 1
-        tries = "no retry (not retryable)" if isinstance(last, _Fatal) else f"{attempts} attempts"
-        # A server that died mid-answer refuses the retry: the first error is the telling one.
-        earlier = [e for e in dict.fromkeys(errors[:-1]) if e != str(last)]
-        also = f" (earlier: {'; '.join(earlier)})" if earlier else ""
-        raise BackendError(
-            f"openai backend: {what} at {self.base_url} (model {self.model!r}) failed after "
-            f"{tries}, timeout {self.timeout:g}s each: {last}{also}"
-        )
+        try:
+            return await with_retries(
+                call,
+                self._policy(),
+                slot=self._slot,
+                get_client=self._get_client,
+                drop_client=self._drop_client,
+                count=self._count,
+            )
+        except GaveUp as failure:
+            raise BackendError(
+                f"openai backend: {what} at {self.base_url} (model {self.model!r}) failed after "
+                f"{failure.tries}, timeout {self.timeout:g}s each: {failure}"
+            ) from None
 
     def resolved_model(self) -> str:
         """The model name sent with each request (asks the server once when ``model=None``).
@@ -491,8 +390,8 @@ class OpenAIBackend:
                 raw = await client.models.with_raw_response.list()
                 body = raw.http_response.content
             except Exception as exc:
-                raise self._classify(exc) from exc
-            return _first_model(body)
+                raise classify(exc) from exc
+            return first_model(body)
 
         await self._close_retired()
         return await self._with_retries("listing models (GET /models)", ask)
@@ -580,151 +479,14 @@ class OpenAIBackend:
                 raw = await client.chat.completions.with_raw_response.create(**request)
                 body = raw.http_response.content
             except Exception as exc:
-                raise self._classify(exc) from exc
+                raise classify(exc) from exc
             # Read the body ourselves, strictly: the client builds its objects without
             # validating them, so {"choices": [{"message": "hi"}]} came out as "".
-            text, usage = _chat_reply(body)
+            text, usage = chat_reply(body)
             with self._stats_lock:
-                self.stats["prompt_tokens"] += _int(usage.get("prompt_tokens"))
-                self.stats["completion_tokens"] += _int(usage.get("completion_tokens"))
+                self.stats["prompt_tokens"] += usage_count(usage.get("prompt_tokens"))
+                self.stats["completion_tokens"] += usage_count(usage.get("completion_tokens"))
             return text
 
         text = await self._with_retries("POST /chat/completions", call)
-        return _cut(text, stop).strip()
-
-
-def _stop_loop(loop: asyncio.AbstractEventLoop) -> None:
-    """Stop ``loop`` from another thread (its thread then ends); nothing if it is closed."""
-    with contextlib.suppress(RuntimeError):
-        loop.call_soon_threadsafe(loop.stop)
-
-
-# -- reading answers ----------------------------------------------------------------------
-
-
-def _chat_reply(body: bytes) -> tuple[str, dict[str, Any]]:
-    """The first choice's text and the usage of a chat (or text) completion body.
-
-    Raises:
-        _Retryable: The body is not JSON or not the shape of a completion; the message says
-            what is wrong and quotes the start of the body.
-
-    Example:
-        >>> _chat_reply(b'{"choices": [{"message": {"content": "hi"}}]}')
-        ('hi', {})
-        >>> _chat_reply(b'{"choices": [{"message": "hi"}]}')
-        Traceback (most recent call last):
-        ...
-        dialogue_gym.llm.backends.openai_backend._Retryable: malformed response: choices[0].message is a string, not an object; body (32 bytes): {"choices": [{"message": "hi"}]}
-    """
-    data = _json_object(body)
-    if "choices" not in data:
-        raise _malformed("no 'choices'", body)
-    choices = data["choices"]
-    if not isinstance(choices, list):
-        raise _malformed(f"'choices' is {_kind(choices)}, not an array", body)
-    if not choices:
-        raise _malformed("'choices' is empty", body)
-    first = choices[0]
-    if not isinstance(first, dict):
-        raise _malformed(f"choices[0] is {_kind(first)}, not an object", body)
-    if "message" in first:
-        message = first["message"]
-        if not isinstance(message, dict):
-            raise _malformed(f"choices[0].message is {_kind(message)}, not an object", body)
-        if "content" not in message:
-            raise _malformed("choices[0].message has no 'content'", body)
-        text = message["content"]
-        if text is None:  # a valid answer: the model stopped at once
-            text = ""
-        if not isinstance(text, str):
-            raise _malformed(f"choices[0].message.content is {_kind(text)}, not a string", body)
-    elif "text" in first:  # the text-completions shape, which some servers send
-        text = first["text"]
-        if not isinstance(text, str):
-            raise _malformed(f"choices[0].text is {_kind(text)}, not a string", body)
-    else:
-        raise _malformed("choices[0] has neither 'message' nor 'text'", body)
-    usage = data.get("usage")
-    return text, usage if isinstance(usage, dict) else {}
-
-
-def _first_model(body: bytes) -> str:
-    """The first model id of a ``GET /models`` body.
-
-    Raises:
-        _Retryable: The body is not JSON or lists no model.
-    """
-    data = _json_object(body)
-    models = data.get("data")
-    if not isinstance(models, list):
-        raise _malformed(f"GET /models: 'data' is {_kind(models)}, not an array", body)
-    for model in models:
-        name = model.get("id") if isinstance(model, dict) else None
-        if isinstance(name, str) and name:
-            return name
-    raise _malformed("GET /models lists no model", body)
-
-
-def _json_object(body: bytes) -> dict[str, Any]:
-    try:
-        data = json.loads(body)
-    except ValueError as exc:  # JSONDecodeError and undecodable bytes alike
-        raise _malformed(f"not JSON ({exc})", body) from exc
-    if not isinstance(data, dict):
-        raise _malformed(f"the body is {_kind(data)}, not an object", body)
-    return data
-
-
-def _malformed(what: str, body: bytes) -> _Retryable:
-    """The error for a body of the wrong shape: what is wrong and the body's start."""
-    text = body.decode("utf-8", errors="replace")
-    if not text.strip():
-        return _Retryable(f"malformed response: {what}; the body is empty")
-    return _Retryable(
-        f"malformed response: {what}; body ({len(body)} bytes): {_short(text, EXCERPT_CHARS)}"
-    )
-
-
-def _kind(value: Any) -> str:
-    """The JSON name of a value's type, with its article."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int | float):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "an array"
-    if isinstance(value, dict):
-        return "an object"
-    return type(value).__name__  # pragma: no cover - json.loads makes no other type
-
-
-def _body_of(exc: BaseException) -> bytes:
-    """The body of the HTTP response an error carries (``b""`` when it cannot be read)."""
-    try:
-        return bytes(exc.response.content)  # type: ignore[attr-defined]
-    except Exception:  # no response, or its body was never read
-        return b""
-
-
-def _cut(text: str, stop: Sequence[str]) -> str:
-    """``text`` up to the first stop string (servers cut there already; some do not)."""
-    cut = len(text)
-    for s in stop:
-        i = text.find(s)
-        if 0 <= i < cut:
-            cut = i
-    return text[:cut]
-
-
-def _int(value: Any) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) else 0
-
-
-def _short(text: str, limit: int = 300) -> str:
-    text = " ".join(str(text).split())
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+        return cut_at_stop(text, stop).strip()

@@ -1,36 +1,16 @@
-"""verl adapter: the simulated user of ``EmpathyDialogueText-v0`` as the user of a verl rollout.
+"""verl's interaction API (verl 0.4.1 to 0.7.1): a store of simulated users, one env each.
 
-verl (RLVER's engine) trains a language model on multi-turn conversations; the other side of
-the conversation is a *user simulator* that verl asks for the next user turn and a score. This
-module is that simulator, backed by the env: each conversation (``instance_id``) is its own
-simulated user (its own env, seeded by the dataset row), the policy's words are the env's
-action, the user's reply is the env's ``info["user_utterance"]``, and the per-turn score is
-the reward of one of our reward wrappers (by name; RLVER's layout by default:
-``final_emotion``, ``max(e_T / 100, 0)`` once at the end).
-
-verl's own interface for this moved between releases, so there are two forms over one store of
-users (:class:`DialogueInteraction`):
-
-- :class:`DialogueInteraction` implements verl's ``BaseInteraction``
-  (``verl.interactions.base``, verl 0.4.1 to 0.7.1): ``start_interaction``,
-  ``generate_response`` -> ``(should_terminate, response, turn_score, metadata)``,
-  ``calculate_score``, ``finalize_interaction``. When that verl is installed it subclasses
-  verl's class; verl loads it from an interaction config
-  (``rollout.multi_turn.interaction_config_path``, ``examples/verl/interaction_config.yaml``).
-- ``DialogueAgentLoop``, for verl 0.8 and later, which deleted ``verl/interactions``
-  (verl-project/verl#6074, "[BREAKING] deprecate verl/interactions"; the agent loop is the
-  sanctioned path): an ``AgentLoopBase`` (``agent_name: dialogue_gym_user``, declared in
-  ``rollout.agent.agent_loop_config_path``, ``examples/verl/agent_loop_config.yaml``) that runs
-  the conversation token in, token out with verl's own Continuous Token builder, masks the
-  user's tokens (``response_mask`` 0) and returns the episode's return as the trajectory's
-  ``reward_score`` and the per-turn scores as ``turn_scores``. It drives a
-  :class:`DialogueInteraction` itself, so both forms play the same users. It is built on first
-  use (``from dialogue_gym.integrations.verl import DialogueAgentLoop``), which imports verl.
-
-The dataset rows name the user: :func:`verl_rows` writes verl's RLHF-dataset rows (the system
-prompt and the user's opening line as ``prompt``; ``extra_info.interaction_kwargs`` with the
-card and the seed), and the interaction resets its env with that card and seed, so the opening
-line verl shows the policy is the one the simulated user said (checked on the first turn).
+Each conversation (``instance_id``) is its own simulated user: its own env, seeded by the
+dataset row; the policy's words are the env's action, the user's reply is the env's
+``info["user_utterance"]``, and the per-turn score is the reward of one of our reward
+wrappers (by name; RLVER's layout by default: ``final_emotion``, ``max(e_T / 100, 0)`` once
+at the end). :class:`DialogueInteraction` implements verl's ``BaseInteraction``
+(``verl.interactions.base``): ``start_interaction``, ``generate_response`` ->
+``(should_terminate, response, turn_score, metadata)``, ``calculate_score``,
+``finalize_interaction``. When that verl is installed it subclasses verl's class; verl loads
+it from an interaction config (``rollout.multi_turn.interaction_config_path``,
+``examples/verl/interaction_config.yaml``). verl >= 0.8's agent loop
+(:mod:`~dialogue_gym.integrations.verl.agent_loop`) drives the same store.
 
 verl never calls ``finalize_interaction`` in 0.7.1's agent loop, and a conversation verl cuts
 short (its turn or length limits) never reaches the env's end. So the store frees a user's
@@ -38,21 +18,15 @@ env as soon as its episode ends (keeping a few numbers until ``finalize_interact
 envs to a small pool for the next users, and drops conversations left idle past
 ``idle_timeout_s`` and the least recently used past ``max_sessions``.
 
-``pip install 'dialogue_gym[verl]'`` installs verl; training needs GPUs (see ``docs/verl.md``).
-This module imports verl only for ``BaseInteraction`` (verl < 0.8) and ``DialogueAgentLoop``.
+:func:`compute_score` is verl's custom reward function for this form: the sum of the
+conversation's turn scores.
 
 Example:
-    >>> import asyncio
-    >>> user = DialogueInteraction({"name": "dialogue_gym", "env_kwargs": {"scenarios": "test"}})
-    >>> async def talk():
-    ...     await user.start_interaction("conv-1", seed=0, card=0)
-    ...     chat = [{"role": "user", "content": user.opening("conv-1")},
-    ...             {"role": "assistant", "content": "What has been the hardest part?"}]
-    ...     done, reply, score, meta = await user.generate_response("conv-1", chat)
-    ...     await user.finalize_interaction("conv-1")
-    ...     return done, score, meta["strategy"], len(user)
-    >>> asyncio.run(talk())
-    (False, 0.0, 'Question', 0)
+    >>> user = DialogueInteraction({"name": "dialogue_gym", "env_kwargs": {"max_turns": 4}})
+    >>> user.name, user.settings["env_kwargs"]["max_turns"], user.settings["env_kwargs"]["voice"]
+    ('dialogue_gym', 4, 'template')
+    >>> len(user), compute_score(extra_info={"turn_scores": [0.0, 0.5]})
+    (0, 0.5)
 """
 
 from __future__ import annotations
@@ -60,7 +34,6 @@ from __future__ import annotations
 import asyncio
 import copy
 import importlib.metadata
-import json
 import logging
 import time
 import uuid
@@ -74,26 +47,20 @@ import numpy as np
 
 import dialogue_gym  # noqa: F401  (registers the envs)
 from dialogue_gym.envs.text import to_action
-from dialogue_gym.integrations.trl import SYSTEM_PROMPT
 from dialogue_gym.rewards.base import COMPONENTS_KEY
 
 __all__ = [
-    "AGENT_NAME",
     "DEFAULT_CONFIG",
     "INTERACTION_NAME",
     "DialogueInteraction",
     "UnknownInstanceError",
     "compute_score",
-    "shared_interaction",
-    "verl_rows",
 ]
 
 logger = logging.getLogger(__name__)
 
 #: The interaction's name in the config and in the rows' ``interaction_kwargs``.
 INTERACTION_NAME = "dialogue_gym"
-#: The agent loop's name (verl >= 0.8): the rows' ``agent_name``.
-AGENT_NAME = "dialogue_gym_user"
 
 #: What the interaction config's ``config:`` may set, and the defaults (RLVER's layout: the
 #: final-emotion reward, 8 turns; the hearing user (EmpathyDialogueText-v1, whose listener and
@@ -492,268 +459,3 @@ def compute_score(
         0.62
     """
     return float(sum((extra_info or {}).get("turn_scores") or []))
-
-
-def verl_rows(
-    split: str = "train",
-    n: int | None = None,
-    seed: int = 0,
-    config: Mapping[str, Any] | None = None,
-    system_prompt: str = SYSTEM_PROMPT,
-    interaction_name: str = INTERACTION_NAME,
-    agent_name: str | None = AGENT_NAME,
-) -> list[dict[str, Any]]:
-    """Rows of verl's RLHF dataset (a parquet file), one simulated user each.
-
-    Each row: ``data_source`` (``"dialogue_gym"``), ``prompt`` (``system_prompt``, then the
-    user's opening line), ``ability``, ``reward_model`` (``{"style": "rule", "ground_truth":
-    card}``: verl's reward managers read it; the reward comes from the interaction),
-    ``extra_info`` (``index``, ``split``, and ``interaction_kwargs``: ``name``, ``card``,
-    ``seed``), and ``agent_name`` (verl >= 0.8 picks the agent loop by it; ``None`` leaves it
-    out for verl's ``tool_agent`` loop with an interaction config).
-
-    Card ``k % n_cards`` of a seeded order, episode seed drawn per row, as
-    ``dialogue_gym.integrations.trl.episode_dataset`` does.
-
-    Args:
-        split: Scenario cards (``"train"``, ``"test"``, ``"all"`` or a folder).
-        n: Rows (default: one per card).
-        seed: Seeds the order and the episode seeds.
-        config: The interaction's config (its ``env_kwargs`` decide the opening lines).
-        system_prompt: The system message.
-        interaction_name: The interaction's name in the interaction config.
-        agent_name: The agent loop's name, or ``None``.
-
-    Example:
-        >>> rows = verl_rows("test", n=2)
-        >>> [m["role"] for m in rows[0]["prompt"]], sorted(rows[0]["extra_info"]["interaction_kwargs"])
-        (['system', 'user'], ['card', 'name', 'seed'])
-    """
-    settings = dict(config or {})
-    settings.setdefault("env_kwargs", {})
-    settings["env_kwargs"] = {**settings["env_kwargs"], "scenarios": split}
-    interaction = DialogueInteraction(settings)
-    env = interaction.make_env()
-    cards = [card.id for card in env.unwrapped.cards]
-    n = len(cards) if n is None else int(n)
-    rng = np.random.default_rng(seed)
-    order: list[str] = []
-    rows = []
-    for index in range(n):
-        if not order:
-            order = [cards[i] for i in rng.permutation(len(cards))]
-        card = order.pop(0)
-        episode_seed = int(rng.integers(2**31 - 1))
-        _, info = env.reset(seed=episode_seed, options={"card": card})
-        row = {
-            "data_source": "dialogue_gym",
-            "prompt": [
-                {"role": "system", "content": system_prompt},
-                {"role": "user", "content": str(info["user_utterance"])},
-            ],
-            "ability": "emotional_support",
-            "reward_model": {"style": "rule", "ground_truth": card},
-            "extra_info": {
-                "index": index,
-                "split": str(split),
-                "interaction_kwargs": {
-                    "name": interaction_name,
-                    "card": card,
-                    "seed": episode_seed,
-                },
-            },
-        }
-        if agent_name is not None:
-            row["agent_name"] = agent_name
-        rows.append(row)
-    env.close()
-    return rows
-
-
-# ---------------------------------------------------------------- verl >= 0.8: an agent loop
-
-#: One interaction per config in a process: verl builds an agent loop per trajectory, and the
-#: trajectories of a worker share its users' store and env pool.
-_SHARED: dict[str, DialogueInteraction] = {}
-
-
-def shared_interaction(config: Mapping[str, Any] | None = None) -> DialogueInteraction:
-    """The process's :class:`DialogueInteraction` for ``config`` (built on first use)."""
-    plain = _to_plain(config or {})
-    key = json.dumps(plain, sort_keys=True, default=str)
-    if key not in _SHARED:
-        _SHARED[key] = DialogueInteraction(plain)
-    return _SHARED[key]
-
-
-def _to_plain(config: Mapping[str, Any]) -> dict[str, Any]:
-    """A config as a plain dict: hydra hands an agent loop OmegaConf containers."""
-    try:
-        from omegaconf import OmegaConf
-    except ImportError:  # no verl, so no OmegaConf: a plain mapping already
-        return copy.deepcopy(dict(config))
-    if OmegaConf.is_config(config):
-        return OmegaConf.to_container(config, resolve=True)
-    return copy.deepcopy(dict(config))
-
-
-def _build_agent_loop() -> type:
-    """``DialogueAgentLoop``, on verl's ``AgentLoopBase`` (imports verl >= 0.8)."""
-    try:
-        from verl.experimental.agent_loop.agent_loop import (
-            AgentLoopBase,
-            AgentLoopOutput,
-        )
-        from verl.utils.profiler import simple_timer
-    except ImportError as err:
-        raise ImportError(
-            f"DialogueAgentLoop needs verl >= 0.8 ({err}); pip install 'dialogue_gym[verl]'"
-        ) from None
-
-    class DialogueAgentLoop(AgentLoopBase):
-        """verl's agent loop with our simulated user as the other side (verl >= 0.8).
-
-        Per trajectory: start a conversation from the row's ``interaction_kwargs``; then
-        generate the policy's turn (token in, token out), hand its text to the user, append
-        the user's reply through verl's Continuous Token builder with ``response_mask`` 0, and
-        repeat until the episode ends or verl's limits (``response_length``,
-        ``multi_turn.max_assistant_turns``, ``max_user_turns``) stop it. The trajectory's
-        ``reward_score`` is the episode's return under the configured reward (on the last
-        token, as RLVER pays it); ``extra_fields["turn_scores"]`` holds the per-turn scores.
-        The conversation is finalized whatever happens.
-
-        Args:
-            *args: verl's ``AgentLoopBase`` arguments.
-            interaction_config: A :class:`DialogueInteraction` config (the agent-loop config
-                entry's key; default: :data:`DEFAULT_CONFIG`).
-            score_trajectory: Set ``reward_score`` (else verl's reward loop scores it).
-            name: The entry's name (hydra passes it): unused.
-            tools: verl's tools (hydra passes them): unused.
-            **kwargs: verl's ``AgentLoopBase`` keyword arguments.
-        """
-
-        def __init__(
-            self,
-            *args: Any,
-            interaction_config: Mapping[str, Any] | None = None,
-            score_trajectory: bool = True,
-            name: str | None = None,
-            tools: Any = None,
-            **kwargs: Any,
-        ) -> None:
-            super().__init__(*args, **kwargs)
-            rollout = self.rollout_config
-            self.response_length = int(rollout.response_length)
-            self.max_assistant_turns = rollout.multi_turn.get("max_assistant_turns")
-            self.max_user_turns = rollout.multi_turn.get("max_user_turns")
-            self.interaction = shared_interaction(interaction_config)
-            self.score_trajectory = bool(score_trajectory)
-
-        async def run(self, sampling_params: dict[str, Any], **kwargs: Any) -> AgentLoopOutput:
-            messages = [dict(m) for m in kwargs["raw_prompt"]]
-            extra_info = kwargs.get("extra_info") or {}
-            user_kwargs = dict(
-                kwargs.get("interaction_kwargs") or extra_info.get("interaction_kwargs") or {}
-            )
-            instance_id = uuid.uuid4().hex
-            await self.interaction.start_interaction(instance_id, **user_kwargs)
-            try:
-                return await self._converse(instance_id, messages, sampling_params)
-            finally:
-                await self.interaction.finalize_interaction(instance_id)
-
-        async def _converse(
-            self, instance_id: str, messages: list[dict[str, Any]], sampling_params: dict[str, Any]
-        ) -> AgentLoopOutput:
-            metrics: dict[str, Any] = {}
-            token_ids = await self.ct_build_initial_tokens(messages)
-            mask: list[int] = []
-            logprobs: list[float] = []  # when the server gives them; 0.0 on the user's tokens
-            assistant_turns = user_turns = 0
-            started = time.perf_counter()
-            while True:
-                with simple_timer("generate_sequences", metrics):
-                    output = await self.server_manager.generate(
-                        request_id=instance_id,
-                        prompt_ids=token_ids,
-                        sampling_params=sampling_params,
-                    )
-                if metrics.get("num_preempted") is None:
-                    metrics["num_preempted"] = (
-                        -1 if output.num_preempted is None else output.num_preempted
-                    )
-                merged, mask, aligned = await self.ct_merge_assistant_token(
-                    token_ids,
-                    output.token_ids,
-                    mask,
-                    logprobs if (logprobs or output.log_probs) else None,
-                    assistant_logprobs=output.log_probs or None,
-                )
-                token_ids = merged.token_ids
-                logprobs = aligned if aligned is not None else logprobs
-                assistant_turns += 1
-                if len(mask) >= self.response_length:
-                    break
-                text = self.tokenizer.decode(output.token_ids, skip_special_tokens=True)
-                messages.append({"role": "assistant", "content": text})
-                before = list(messages)
-                done, reply, _, _ = await self.interaction.generate_response(instance_id, messages)
-                user_turns += 1
-                if done:
-                    break
-                if self.max_assistant_turns and assistant_turns >= self.max_assistant_turns:
-                    break
-                if self.max_user_turns and user_turns >= self.max_user_turns:
-                    break
-                messages.append({"role": "user", "content": reply})
-                merged, new_mask, aligned = await self.ct_merge_context_msg(
-                    before, messages, token_ids, mask, logprobs or None
-                )
-                if len(new_mask) >= self.response_length:
-                    break
-                token_ids, mask = merged.token_ids, new_mask
-                if logprobs:
-                    logprobs = aligned or []
-            # verl's slot for time spent outside generation: here, the simulated user's turns.
-            metrics["tool_calls"] = time.perf_counter() - started - metrics["generate_sequences"]
-            # The response is what the mask covers; the prompt, everything before it.
-            response = token_ids[len(token_ids) - len(mask) :]
-            prompt = token_ids[: len(token_ids) - len(mask)]
-            scores = self.interaction.turn_scores(instance_id)
-            outcome = self.interaction.outcome(instance_id)
-            return AgentLoopOutput(
-                prompt_ids=prompt,
-                response_ids=response[: self.response_length],
-                response_mask=mask[: self.response_length],
-                response_logprobs=logprobs[: self.response_length] if logprobs else None,
-                reward_score=(
-                    await self.interaction.calculate_score(instance_id)
-                    if self.score_trajectory
-                    else None
-                ),
-                num_turns=assistant_turns + user_turns + 1,
-                metrics=metrics,
-                extra_fields={
-                    "turn_scores": scores,
-                    "tool_rewards": [],
-                    "dialogue": {"ended": bool(outcome), **outcome},
-                },
-            )
-
-    DialogueAgentLoop.__module__ = __name__
-    DialogueAgentLoop.__qualname__ = "DialogueAgentLoop"
-    # Not ``register``ed here: verl looks the name up before it imports this module, so the
-    # agent-loop config file must name it (with its ``interaction_config``), and registering on
-    # import would replace that entry with a bare one.
-    return DialogueAgentLoop
-
-
-def __getattr__(name: str) -> Any:
-    # ``DialogueAgentLoop`` is built on first use (hydra's ``_target_`` lookup included):
-    # importing verl's agent loop pulls in Ray, hydra and more, which the interaction form
-    # and the rest of this module do not need.
-    if name == "DialogueAgentLoop":
-        cls = _build_agent_loop()
-        globals()[name] = cls
-        return cls
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,154 @@
+"""The episode record and token in, token out: how a conversation becomes TRL's token ids.
+
+An :class:`Episode` is one conversation of a rollout. Its ``completion_ids`` grow **by
+concatenation**, never by re-tokenising the conversation: the policy's sampled tokens, then the
+chat template's tokens for the user's reply and the next assistant header, then the policy's
+next turn... ``env_mask`` is 1 exactly on the policy's tokens (the user's words and the template
+are not trained on), and ``logprobs`` is 0.0 on the template's. :meth:`Episode.add_turn` is
+that step; :func:`template_ids` is the chat template as token ids.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["Episode", "template_ids"]
+
+
+def template_ids(
+    tokenizer: Any,
+    messages: Sequence[Mapping[str, Any]],
+    add_generation_prompt: bool,
+    chat_template: str | None = None,
+) -> list[int]:
+    """The conversation through the tokenizer's chat template, as a list of token ids.
+
+    Args:
+        tokenizer: A Hugging Face tokenizer with a chat template.
+        messages: ``{"role", "content"}`` messages.
+        add_generation_prompt: End with the next assistant turn's header.
+        chat_template: Another template than the tokenizer's (``None``: its own).
+    """
+    out = tokenizer.apply_chat_template(
+        list(messages),
+        add_generation_prompt=add_generation_prompt,
+        tokenize=True,
+        return_dict=False,
+        chat_template=chat_template,
+    )
+    if isinstance(out, Mapping):  # some tokenizers return a BatchEncoding whatever return_dict says
+        out = out["input_ids"]
+    return list(out)
+
+
+@dataclass
+class Episode:
+    """One conversation of a rollout, as the policy played it (for logs and the audit).
+
+    Attributes:
+        card: The scenario card's id.
+        seed: The episode's seed.
+        messages: The conversation as the policy saw it (system, user, assistant...).
+        env_reward: The return under the rollout's reward wrapper.
+        success: The user's need was met.
+        user_left: The user left (emotion fell to 0).
+        final_emotion: The emotion score at the end.
+        turns: The policy's turns.
+        strategies: The recogniser's reading of each policy turn (``info["strategy"]``).
+        completion_ids: The completion's token ids (policy and template tokens).
+        env_mask: 1 on the policy's tokens, 0 on the user's and the template's.
+        logprobs: The sampled tokens' log-probabilities (0.0 on template tokens).
+        done: The conversation has ended.
+        need: The user's hidden need (known once the conversation ends).
+        resolved: Whether the need was met by the end.
+        initial_emotion: The emotion score at the opening.
+        emotions: The emotion score after the opening and after each policy turn.
+        user_lines: The user's opening line and each reply.
+    """
+
+    card: str
+    seed: int
+    messages: list[dict[str, str]]
+    env_reward: float = 0.0
+    success: bool = False
+    user_left: bool = False
+    final_emotion: float = 0.0
+    turns: int = 0
+    strategies: list[str] = field(default_factory=list)
+    completion_ids: list[int] = field(default_factory=list)
+    env_mask: list[int] = field(default_factory=list)
+    logprobs: list[float] = field(default_factory=list)
+    done: bool = False
+    need: str = ""
+    resolved: bool = False
+    initial_emotion: float = 0.0
+    emotions: list[float] = field(default_factory=list)
+    user_lines: list[str] = field(default_factory=list)
+
+    def add_turn(
+        self,
+        ids: list[int],
+        logprobs: list[float],
+        text: str,
+        step: tuple[Any, Any, bool, bool, dict[str, Any]],
+        tokenizer: Any,
+        eos: set[int],
+    ) -> None:
+        """Record one policy turn and what the env made of it; unless the conversation ended,
+        append the user's reply as template tokens (masked), up to the next assistant header.
+
+        The template part is the difference between templating the conversation with and
+        without the user's new message (checked to be a prefix extension), cut at the
+        end-of-turn token the policy generated (or, when a turn ran out of tokens, just before
+        the one the template adds to close it).
+
+        Args:
+            ids: The policy's sampled tokens (up to its first end-of-turn token, included).
+            logprobs: Their log-probabilities.
+            text: The tokens decoded (what the env was told).
+            step: What ``env.step`` returned for ``text``.
+            tokenizer: The policy's tokenizer (its chat template).
+            eos: The end-of-turn token ids.
+
+        Raises:
+            ValueError: The chat template is not prefix-preserving, or closes an assistant
+                turn with no end-of-turn token.
+        """
+        _, reward, terminated, truncated, info = step
+        self.completion_ids += ids
+        self.env_mask += [1] * len(ids)
+        self.logprobs += logprobs
+        self.env_reward += float(reward)
+        self.turns += 1
+        self.final_emotion = float(info["emotion"])
+        self.strategies.append(str(info["strategy"]))
+        self.emotions.append(float(info["emotion"]))
+        self.user_lines.append(info["user_utterance"])
+        self.resolved = bool(info["resolved"])
+        self.messages.append({"role": "assistant", "content": text})
+        if terminated or truncated:
+            self.done = True
+            self.need = str(info.get("need", ""))
+            self.success = bool(info.get("success", False))
+            self.user_left = bool(info.get("user_left", False))
+            return
+        before = template_ids(tokenizer, self.messages, add_generation_prompt=False)
+        self.messages.append({"role": "user", "content": info["user_utterance"]})
+        after = template_ids(tokenizer, self.messages, add_generation_prompt=True)
+        if after[: len(before)] != before:
+            raise ValueError(
+                "the chat template is not prefix-preserving: templating the conversation with "
+                "the user's new message changes how the earlier messages are rendered"
+            )
+        ends = [t for t, tok in enumerate(before) if tok in eos]
+        if not ends:
+            raise ValueError("the chat template closes an assistant turn with no end-of-turn token")
+        # The policy's own end-of-turn token is kept; a turn that ran out of tokens gets the
+        # template's closing token (a template token, masked).
+        cut = ends[-1] + 1 if ids and ids[-1] in eos else ends[-1]
+        delta = after[cut:]
+        self.completion_ids += delta
+        self.env_mask += [0] * len(delta)
+        self.logprobs += [0.0] * len(delta)
