@@ -14,6 +14,7 @@ installs them. Marked ``server`` and ``slow``: the fast tier leaves them out.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -26,6 +27,7 @@ from pathlib import Path
 
 import pytest
 
+from dialogue_gym.core.vocabulary import NEEDS
 from dialogue_gym.ports import free_port
 from dialogue_gym.ui.play import STRATEGY_ENV, TEXT_ENV, PlayOptions, PlaySession
 
@@ -189,6 +191,123 @@ def _start(page, env_id: str, seed: int, card: str) -> str:
     return _wait_for_text(page, "#play-status", rf"turn 0 of [\s\S]*Seed {seed}\.")
 
 
+def _axis_labels(page, plot: str) -> dict[str, list[str]]:
+    """A plot's tick labels as drawn, by axis ("X", "Y"), read from its SVG."""
+    return page.evaluate(
+        """(sel) => { const out = {};
+          for (const g of document.querySelectorAll(sel + ' svg g.role-axis')) {
+            const name = (g.getAttribute('aria-label') || '').split('-')[0];
+            out[name] = Array.from(g.querySelectorAll('.role-axis-label text'),
+                                   t => t.textContent); }
+          return out; }""",
+        f"#{plot}",
+    )
+
+
+def _legend(page, plot: str) -> list[dict[str, object]]:
+    """What a person reads as a plot's legend: the labels of the plot's own legend drawn
+    whole inside the plot, and those of a legend below it (``#<plot>-legend``) shown whole,
+    each with its colour."""
+    return page.evaluate(
+        """(id) => { const out = [];
+          const inside = (r, box) => r.width > 0 && r.left >= box.left - 1 &&
+            r.right <= box.right + 1 && r.top >= box.top - 1 && r.bottom <= box.bottom + 1;
+          const svg = document.querySelector('#' + id + ' svg');
+          if (svg) {
+            const box = svg.getBoundingClientRect();
+            for (const t of svg.querySelectorAll('.role-legend-label text')) {
+              if (inside(t.getBoundingClientRect(), box))
+                out.push({label: t.textContent, colour: null, where: 'plot'});
+            } }
+          const legend = document.querySelector('#' + id + '-legend');
+          if (legend) {
+            const box = legend.getBoundingClientRect();
+            for (const item of legend.querySelectorAll('.legend-item')) {
+              const label = item.querySelector('.legend-label');
+              if (!label || label.scrollWidth > label.clientWidth + 1) continue;
+              if (!inside(label.getBoundingClientRect(), box)) continue;
+              const swatch = item.querySelector('.legend-swatch');
+              out.push({label: label.innerText,
+                        colour: swatch && getComputedStyle(swatch).backgroundColor,
+                        where: 'below'}); } }
+          return out; }""",
+        plot,
+    )
+
+
+def _line_colours(page, plot: str) -> dict[str, str]:
+    """Each series' line colour in a plot's SVG, as ``rgb(r, g, b)``."""
+    strokes = page.evaluate(
+        """(sel) => Array.from(document.querySelectorAll(sel + ' svg path'))
+             .filter(p => p.getAttribute('aria-roledescription') === 'line mark')
+             .map(p => [p.getAttribute('aria-label') || '', p.getAttribute('stroke') || ''])""",
+        f"#{plot}",
+    )
+    colours = {}
+    for label, stroke in strokes:
+        match = re.search(r"series: (.*)$", label)
+        if match and re.fullmatch(r"#[0-9a-fA-F]{6}", stroke):
+            r, g, b = (int(stroke[i : i + 2], 16) for i in (1, 3, 5))
+            colours[match.group(1)] = f"rgb({r}, {g}, {b})"
+    return colours
+
+
+def _overlaps(a: dict[str, float], b: dict[str, float]) -> bool:
+    return (
+        min(a["right"], b["right"]) - max(a["left"], b["left"]) > 0.5
+        and min(a["bottom"], b["bottom"]) - max(a["top"], b["top"]) > 0.5
+    )
+
+
+def _chat_layout(page, chat: str) -> dict[str, object]:
+    """The boxes of a chat's label and icons, and the visible part of each message (clipped
+    to the scrolling area)."""
+    return page.evaluate(
+        """(sel) => { const c = document.querySelector(sel);
+          const box = e => { const r = e.getBoundingClientRect();
+            return {left: r.left, right: r.right, top: r.top, bottom: r.bottom}; };
+          const log = c.querySelector('[role=log]'); const view = box(log);
+          const messages = [];
+          for (const m of log.querySelectorAll('.message-row')) {
+            const r = box(m);
+            const seen = {left: Math.max(r.left, view.left), right: Math.min(r.right, view.right),
+                          top: Math.max(r.top, view.top), bottom: Math.min(r.bottom, view.bottom)};
+            if (seen.bottom - seen.top > 0.5) messages.push({box: seen, text: m.innerText});
+          }
+          return {badge: box(c.querySelector('label[data-testid=block-label]')),
+                  icons: Array.from(c.querySelectorAll('.top-panel button'), box),
+                  messages, scrollTop: log.scrollTop,
+                  scrollable: log.scrollHeight - log.clientHeight}; }""",
+        f"#{chat}",
+    )
+
+
+def _scroll_chat(page, chat: str, fraction: float) -> None:
+    page.eval_on_selector(
+        f"#{chat} [role=log]",
+        "(log, f) => { log.scrollTop = f * (log.scrollHeight - log.clientHeight); }",
+        fraction,
+    )
+    page.wait_for_timeout(200)
+
+
+#: Each report table header's rendered lines: its characters grouped by the line box they
+#: are drawn on.
+HEADER_LINES = """() => Array.from(document.querySelectorAll('#report-md th'), th => {
+    const lines = []; let top = null; const range = document.createRange();
+    const walker = document.createTreeWalker(th, NodeFilter.SHOW_TEXT);
+    for (let n = walker.nextNode(); n; n = walker.nextNode()) {
+      for (let i = 0; i < n.data.length; i++) {
+        range.setStart(n, i); range.setEnd(n, i + 1);
+        const rects = range.getClientRects(); if (!rects.length) continue;
+        const t = rects[0].top;
+        if (top === null || Math.abs(t - top) > 3) { lines.push(''); top = t; }
+        lines[lines.length - 1] += n.data[i];
+      } }
+    return {text: th.textContent, lines, scroll: th.scrollWidth, client: th.clientWidth};
+  })"""
+
+
 def _settle(page) -> None:
     """Let the plots draw (Vega renders after the values arrive)."""
     page.wait_for_timeout(800)
@@ -259,6 +378,45 @@ def test_play_a_whole_episode_with_strategy_buttons(page):
     _shot(page, "play_strategy.png")
 
 
+def test_the_plots_tick_whole_turns(page):
+    _start(page, STRATEGY_ENV, seed=1, card="0")
+    plots = ["plot-emotion", "plot-state", "plot-cues", "plot-reward"]
+    for turns in (0, 3):
+        for clicks in range(1, turns + 1):
+            page.click(f"#strategy-{RESOLVING[clicks - 1]}")
+            _wait_turn(page, clicks)
+        _settle(page)
+        for plot in plots:
+            axes = _axis_labels(page, plot)
+            if plot == "plot-reward" and turns == 0:
+                continue  # nothing paid before the first turn: an empty plot
+            # Whole turns, each once, in order: no 0.5 between them, no "0.000000".
+            first = 1 if plot == "plot-reward" else 0
+            assert axes["X"] == [str(t) for t in range(first, turns + 1)], (plot, axes)
+            for label in axes["Y"]:
+                assert re.fullmatch(r"-?\d+(\.\d{1,2})?", label), (plot, label, axes["Y"])
+
+
+def test_the_need_cues_legend_names_every_need_in_full(page):
+    _start(page, STRATEGY_ENV, seed=1, card="0")
+    for clicks in (1, 2):
+        page.click(f"#strategy-{RESOLVING[clicks - 1]}")
+        _wait_turn(page, clicks)
+    _settle(page)
+    # The six needs, in full, each in its line's colour.
+    legend = _legend(page, "plot-cues")
+    needs = [need.replace("_", " ") for need in NEEDS]
+    assert sorted(item["label"] for item in legend) == sorted(needs), legend
+    lines = _line_colours(page, "plot-cues")
+    assert set(lines) == set(needs), lines
+    for item in legend:
+        if item["colour"] is not None:
+            assert item["colour"] == lines[item["label"]], (item, lines)
+    # The reward plot's legend: every series drawn, named.
+    drawn = _line_colours(page, "plot-reward")
+    assert sorted(item["label"] for item in _legend(page, "plot-reward")) == sorted(drawn)
+
+
 # -- Browse, Compare, Study report ------------------------------------------------------------
 
 
@@ -276,11 +434,36 @@ def test_browse_a_sample_log_and_switch_episodes(page):
     assert "ran out of turns" in shown and "Reflection of feelings x10" in shown
     chat = _text(page, "#browse-chat")
     assert "[Reflection of feelings]" in chat
+    # The return shown is the evaluation's, paid in the coarse bonus: not final_emotion's.
+    paid = re.search(r"evaluation return \(sparse bonus\) (\d+\.\d{3})", shown)
+    assert paid, shown
+    log = SAMPLES / "episodes" / "default__final_emotion__ppo__s0.jsonl"
+    episodes = [json.loads(line) for line in (ROOT / log).read_text().splitlines()]
+    sparse = {f"{sum(s['reward_components']['sparse'] for s in e['steps']):.3f}" for e in episodes}
+    assert paid.group(1) in sparse, (paid.group(1), sparse)
+    assert "evaluation return (sparse bonus)" in page.input_value("#browse-episode input")
+    assert "reward (sparse bonus)" in _text(page, "#browse-table")
     _shot(page, "browse.png")
     # Open one file by its path, as a person types it.
     page.fill("#browse-path textarea", str(SAMPLES / "episodes" / "default__sparse__ppo__s0.jsonl"))
     page.click("#browse-load")
     assert "4 episode(s) of 1 run(s)" in _wait_for_text(page, "#browse-info", "4 episode")
+
+
+def test_the_chat_label_and_icons_never_cover_a_message(page):
+    page.get_by_role("tab", name="Browse").click()
+    _wait_for_text(page, "#browse-summary", "Outcome")
+    _wait_for_text(page, "#browse-chat", "Reflection of feelings")
+    checked = 0
+    for fraction in (1.0, 0.5, 0.37, 0.0):  # as loaded (the end), then scrolled up
+        _scroll_chat(page, "browse-chat", fraction)
+        layout = _chat_layout(page, "browse-chat")
+        assert layout["scrollable"] > 100 and layout["messages"], layout
+        first = layout["messages"][0]  # the topmost message in view
+        for cover in [layout["badge"], *layout["icons"]]:
+            assert not _overlaps(cover, first["box"]), (fraction, cover, first)
+            checked += 1
+    assert checked >= 8
 
 
 def test_compare_two_runs_on_the_same_card(page):
@@ -297,6 +480,15 @@ def test_the_study_report_renders_tables_verdicts_and_plots(page):
     text = _wait_for_text(page, "#report-md", "The answer")
     assert "soothes" in text and "final_emotion" in text
     page.wait_for_function("document.querySelectorAll('#report-plots img').length >= 3")
+    # Table headers wrap between words only ("learner", never "learn" / "er").
+    headers = page.evaluate(HEADER_LINES)
+    assert len(headers) >= 10
+    for header in headers:
+        lines = header["lines"]
+        assert "".join(lines) == header["text"], header
+        for before, after in zip(lines, lines[1:], strict=False):
+            assert before[-1:].isspace() or after[:1].isspace(), header
+        assert header["scroll"] <= header["client"] + 1, header
     _shot(page, "report.png")
 
 

@@ -18,6 +18,7 @@ Usage (what ``dialogue-gym ui`` does)::
 from __future__ import annotations
 
 import functools
+import html
 import logging
 import traceback
 from collections.abc import Callable, Sequence
@@ -28,7 +29,7 @@ import gradio as gr
 import pandas as pd
 
 import dialogue_gym
-from dialogue_gym.core.vocabulary import STRATEGIES
+from dialogue_gym.core.vocabulary import NEEDS, STRATEGIES
 from dialogue_gym.rewards import REWARDS
 from dialogue_gym.ui.browse import (
     ALL,
@@ -60,9 +61,42 @@ log = logging.getLogger(__name__)
 
 #: Plot rows' columns (long format: one series per colour).
 PLOT_COLUMNS = ["turn", "value", "series"]
+#: The turn categories' order on a plot's axis (as numbers, not "0", "1", "10", "2"). Fixed:
+#: the plot takes its data and this order in separate updates, and draws the data with the
+#: order it had before. Turns past the last, in no log the page reads, would come after it.
+TURN_ORDER = [str(turn) for turn in range(501)]
+#: Series colours, in order (Vega's ``tableau10``, the plots' own default scheme); a plot
+#: with a legend of its own (:func:`_legend`) maps its series to them.
+PALETTE = (
+    "#4c78a8",
+    "#f58518",
+    "#e45756",
+    "#72b7b2",
+    "#54a24b",
+    "#eeca3b",
+    "#b279a2",
+    "#ff9da6",
+    "#9d755d",
+    "#bab0ac",
+)
+#: The need cues' series (``NEEDS`` order, in words) and their colours.
+CUE_COLOURS = {need.replace("_", " "): PALETTE[i % len(PALETTE)] for i, need in enumerate(NEEDS)}
 CSS = """
 #play-status, #play-outcome { font-size: 1.05em; }
 .notice p { color: #b3261e; font-weight: 600; }
+/* The chat's label and icons float over the top of the chat: the messages scroll below them,
+   never under them. */
+.chat { --chat-head: 2rem; }
+.chat .wrapper > .bubble-wrap { margin-top: var(--chat-head); height: calc(100% - var(--chat-head)); }
+/* Report tables: a header wraps between its words, never inside one ("learn|er"). */
+#report-md th { word-break: normal; overflow-wrap: normal; hyphens: none; }
+/* A plot's own legend, below it: every series named in full, wrapping as the width needs. */
+.plot-legend { display: flex; flex-wrap: wrap; gap: 2px 14px; padding: 2px 10px 6px;
+  font-size: var(--text-sm); }
+.plot-legend .legend-item { display: inline-flex; align-items: center; gap: 5px;
+  white-space: nowrap; }
+.plot-legend .legend-swatch { display: inline-block; width: 16px; height: 3px;
+  border-radius: 2px; }
 """
 
 
@@ -90,11 +124,44 @@ class UiDefaults:
 
 
 def _frame(rows: list[dict[str, Any]]) -> pd.DataFrame | None:
-    """Plot rows as a typed frame; ``None`` (an empty plot) when there are none."""
+    """Plot rows as a typed frame; ``None`` (an empty plot) when there are none.
+
+    The turn is a category, "0", "1", ...: a number would give the axis ticks between
+    turns (0.5, 1.5) and labels such as "0.000000" while only turn 0 is drawn. The plots
+    order the categories as numbers (``TURN_ORDER``).
+    """
     if not rows:
         return None
     frame = pd.DataFrame(rows, columns=PLOT_COLUMNS)
-    return frame.astype({"turn": "int64", "value": "float64", "series": "string"})
+    frame["turn"] = frame["turn"].astype("int64").astype(str)
+    return frame.astype({"turn": "string", "value": "float64", "series": "string"})
+
+
+def _plot(rows: list[dict[str, Any]], colours: dict[str, str] | None = None) -> Any:
+    """A plot's update: its rows, and with ``colours`` each series' colour (a plot whose
+    legend is :func:`_legend`)."""
+    extra = {"color_map": colours} if colours is not None else {}
+    return gr.update(value=_frame(rows), **extra)
+
+
+def _series_colours(rows: list[dict[str, Any]]) -> dict[str, str]:
+    """Each series of the rows, in first-seen order, to its palette colour."""
+    names = dict.fromkeys(str(row["series"]) for row in rows)
+    return {name: PALETTE[i % len(PALETTE)] for i, name in enumerate(names)}
+
+
+def _legend(colours: dict[str, str]) -> str:
+    """A plot's legend as HTML: each series' colour and its name in full.
+
+    The plots' own legend is one row under the plot, cut off at its edge: six needs, or a
+    reward's components, do not fit beside the chat.
+    """
+    items = "".join(
+        f'<span class="legend-item"><span class="legend-swatch" style="background: {colour}">'
+        f'</span><span class="legend-label">{html.escape(name)}</span></span>'
+        for name, colour in colours.items()
+    )
+    return f'<div class="plot-legend">{items}</div>'
 
 
 def _table(headers: list[str], rows: list[list[Any]]) -> pd.DataFrame:
@@ -120,33 +187,37 @@ def _close_session(session: Any) -> None:
 
 
 def _play_outputs(session: PlaySession | None, notice: str = "") -> tuple[Any, ...]:
-    """(state, chat, status, notice, outcome, emotion, hidden state, cues, reward, table)."""
+    """(state, chat, status, notice, outcome, emotion, hidden state, cues, reward, table,
+    reward legend)."""
     if session is None:
-        empty = _frame([])
         return (
             None,
             [],
             "Press **Start** to meet a simulated user.",
             _notice(notice),
             "",
-            empty,
-            empty,
-            empty,
-            empty,
+            _plot([]),
+            _plot([]),
+            _plot([]),
+            _plot([]),
             pd.DataFrame(),
+            "",
         )
     headers, rows = session.turn_table()
+    rewards = session.reward_rows()
+    colours = _series_colours(rewards)
     return (
         session,
         session.chat(),
         f"{session.status()}\n\n{session.intro}",
         _notice(notice),
         session.summary(),
-        _frame(session.emotion_rows()),
-        _frame(session.state_rows()),
-        _frame(session.cue_rows()),
-        _frame(session.reward_rows()),
+        _plot(session.emotion_rows()),
+        _plot(session.state_rows()),
+        _plot(session.cue_rows()),
+        _plot(rewards, colours),
         _table(headers, rows),
+        _legend(colours) if colours else "",
     )
 
 
@@ -210,9 +281,17 @@ def _cards(scenarios: str) -> tuple[Any, str]:
         return gr.update(choices=[("random", RANDOM_CARD)], value=RANDOM_CARD), _notice(str(err))
 
 
-def _lineplot(label: str, y_title: str, y_lim: list[float] | None, elem_id: str) -> gr.LinePlot:
-    # No frame at first: the plot fixes its axes' kinds from the first frame it is built with,
-    # and an empty one would make every later value a category (Gradio 6).
+def _lineplot(
+    label: str,
+    y_title: str,
+    y_lim: list[float] | None,
+    elem_id: str,
+    colours: dict[str, str] | None = None,
+) -> gr.LinePlot:
+    """A plot of ``{turn, value, series}`` rows (:func:`_plot`), turns as whole-number
+    categories. With ``colours`` (series to colour, or ``{}`` for colours sent with the rows)
+    the plot draws no legend: :func:`_legend` is shown below it instead."""
+    # No frame at first: the plot fixes its axes' kinds from the first frame it is built with.
     return gr.LinePlot(
         None,
         x="turn",
@@ -222,7 +301,12 @@ def _lineplot(label: str, y_title: str, y_lim: list[float] | None, elem_id: str)
         x_title="turn",
         y_title=y_title,
         y_lim=y_lim,
+        # Without fixed limits a flat line (every reward 0) gets one tick, "0.000000".
+        y_axis_format=None if y_lim else "~g",
         color_title="",
+        sort=TURN_ORDER,
+        color_map=colours or None,
+        colors_in_legend=[] if colours is not None else None,
         elem_id=elem_id,
     )
 
@@ -272,7 +356,9 @@ def _play_tab(defaults: UiDefaults) -> None:
     with gr.Row():
         with gr.Column(scale=3):
             status = gr.Markdown("Press **Start** to meet a simulated user.", elem_id="play-status")
-            chat = gr.Chatbot([], label="conversation", height=460, elem_id="play-chat")
+            chat = gr.Chatbot(
+                [], label="conversation", height=460, elem_id="play-chat", elem_classes=["chat"]
+            )
             with gr.Row(visible=defaults.env_id in TEXT_ENVS) as text_row:
                 text = gr.Textbox(
                     "",
@@ -295,13 +381,17 @@ def _play_tab(defaults: UiDefaults) -> None:
             state_plot = _lineplot(
                 "hidden state: trust, understanding", "0–1", [0, 1], "plot-state"
             )
-            cue_plot = _lineplot("need cues (observation)", "evidence", [0, 1], "plot-cues")
-            reward_plot = _lineplot("reward and components", "reward", None, "plot-reward")
+            cue_plot = _lineplot(
+                "need cues (observation)", "evidence", [0, 1], "plot-cues", CUE_COLOURS
+            )
+            gr.HTML(_legend(CUE_COLOURS), elem_id="plot-cues-legend")
+            reward_plot = _lineplot("reward and components", "reward", None, "plot-reward", {})
+            reward_legend = gr.HTML("", elem_id="plot-reward-legend")
     table = gr.Dataframe(label="each turn", interactive=False, elem_id="play-table")
     session = gr.State(None, delete_callback=_close_session)
 
     shown = [session, chat, status, notice, outcome, emotion_plot, state_plot, cue_plot]
-    shown += [reward_plot, table]
+    shown += [reward_plot, table, reward_legend]
     start.click(
         _start,
         [env_id, scenarios, card, voice, reward, seed, max_turns, session],
@@ -328,9 +418,9 @@ def _filter_updates(logs: LogSet | None) -> list[Any]:
 def _episode_outputs(logs: LogSet | None, key: str | None) -> tuple[Any, ...]:
     """(summary, chat, trajectory, table) of one episode."""
     if logs is None or not key:
-        return "", [], _frame([]), pd.DataFrame()
+        return "", [], _plot([]), pd.DataFrame()
     view = episode_view(logs.get(key))
-    return view.summary, view.chat, _frame(view.trajectory_rows()), _table(view.headers, view.rows)
+    return view.summary, view.chat, _plot(view.trajectory_rows()), _table(view.headers, view.rows)
 
 
 def _episode_choices(logs: LogSet | None, chosen: Sequence[str]) -> tuple[Any, str | None]:
@@ -407,7 +497,7 @@ def _show(logs: LogSet | None, key: str | None) -> tuple[Any, ...]:
     try:
         return ("", *_episode_outputs(logs, key))
     except LogError as err:
-        return (_notice(str(err)), "", [], _frame([]), pd.DataFrame())
+        return (_notice(str(err)), "", [], _plot([]), pd.DataFrame())
 
 
 def _step_episode(logs: LogSet | None, key: str | None, by: int, *chosen: str) -> Any:
@@ -455,7 +545,9 @@ def _browse_tab() -> dict[str, Any]:
     summary = gr.Markdown("", elem_id="browse-summary")
     with gr.Row():
         with gr.Column(scale=3):
-            chat = gr.Chatbot([], label="episode", height=460, elem_id="browse-chat")
+            chat = gr.Chatbot(
+                [], label="episode", height=460, elem_id="browse-chat", elem_classes=["chat"]
+            )
         with gr.Column(scale=2):
             plot = _lineplot("emotion trajectory", "emotion", [0, 100], "browse-plot")
     table = gr.Dataframe(
@@ -481,11 +573,11 @@ def _browse_tab() -> dict[str, Any]:
 def _compare_outputs(logs: LogSet | None, run_a: str, run_b: str, card: str) -> tuple[Any, ...]:
     """(notice, verdict, summary A, chat A, summary B, chat B, plot)."""
     if logs is None:
-        return (_notice("Load episode logs in Browse first."), "", "", [], "", [], _frame([]))
+        return (_notice("Load episode logs in Browse first."), "", "", [], "", [], _plot([]))
     try:
         c = compare(logs, run_a, run_b, card or None)
     except LogError as err:
-        return (_notice(str(err)), "", "", [], "", [], _frame([]))
+        return (_notice(str(err)), "", "", [], "", [], _plot([]))
     return (
         "",
         c.verdict,
@@ -493,7 +585,7 @@ def _compare_outputs(logs: LogSet | None, run_a: str, run_b: str, card: str) -> 
         c.left.chat,
         c.right.summary,
         c.right.chat,
-        _frame(c.trajectory_rows()),
+        _plot(c.trajectory_rows()),
     )
 
 
@@ -514,10 +606,14 @@ def _compare_tab() -> dict[str, Any]:
     with gr.Row():
         with gr.Column():
             summary_a = gr.Markdown("", elem_id="compare-summary-a")
-            chat_a = gr.Chatbot([], label="run A", height=420, elem_id="compare-chat-a")
+            chat_a = gr.Chatbot(
+                [], label="run A", height=420, elem_id="compare-chat-a", elem_classes=["chat"]
+            )
         with gr.Column():
             summary_b = gr.Markdown("", elem_id="compare-summary-b")
-            chat_b = gr.Chatbot([], label="run B", height=420, elem_id="compare-chat-b")
+            chat_b = gr.Chatbot(
+                [], label="run B", height=420, elem_id="compare-chat-b", elem_classes=["chat"]
+            )
     return {
         "run_a": run_a,
         "run_b": run_b,
@@ -676,5 +772,7 @@ def _browse_report(folder: str, episodes: str, old: LogSet | None) -> tuple[Any,
     """Open the report's episode logs in Browse: (path, tabs, then what loading shows)."""
     if not episodes:
         why = f"Open a report with episode logs first ({folder or 'no folder'} has none)."
-        return (gr.update(), gr.update(), old, _notice(why), *[gr.update()] * (len(FILTERS) + 9))
+        # After the notice: the info line, the filters and what follows them (as _load).
+        rest = 1 + len(FILTERS) + _AFTER_FILTERS
+        return (gr.update(), gr.update(), old, _notice(why), *[gr.update()] * rest)
     return (episodes, gr.Tabs(selected="browse"), *_load_path(episodes, old))

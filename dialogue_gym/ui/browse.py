@@ -57,6 +57,8 @@ __all__ = [
     "episode_outcome",
     "episode_view",
     "load_logs",
+    "return_label",
+    "return_reward",
 ]
 
 #: The filter value that keeps everything.
@@ -113,12 +115,69 @@ class Entry:
 
     @property
     def label(self) -> str:
-        """A line for a picker: run, card, outcome, final emotion, return."""
+        """A line for a picker: run, card, outcome, final emotion, return (and of what)."""
         e = self.episode
         return (
             f"{self.run} · {self.card} · {self.outcome} · emotion {_num(e.get('final_emotion'))}"
-            f" · return {_num(e.get('episode_return'), 2)}"
+            f" · {return_label(self.episode)} {_num(e.get('episode_return'), 2)}"
         )
+
+
+#: How the page names a reward a logged return was paid in (the others by their own name).
+_REWARD_WORDS = {"sparse": "sparse bonus"}
+
+
+def return_reward(episode: dict[str, Any]) -> str | None:
+    """The reward whose return the log's ``episode_return`` is, or ``None`` when the log
+    does not say.
+
+    The logger sums the reward of the env it wraps, which is not always the one the agent was
+    trained on: a study's evaluation episodes are played in the bare env, whose reward is the
+    coarse bonus ``sparse``, whatever the run's ``reward``. The reward is found as the one
+    whose component (``reward_components``) equals the logged reward at every step; the run's
+    own reward is preferred when several do.
+
+    Example:
+        >>> steps = [{"reward": 0.0, "reward_components": {"sparse": 0.0, "final_emotion": 0.0}},
+        ...          {"reward": 0.0, "reward_components": {"sparse": 0.0, "final_emotion": 0.5}}]
+        >>> return_reward({"reward": "final_emotion", "steps": steps})
+        'sparse'
+        >>> return_reward({"steps": [{"reward": 1.0}]}) is None
+        True
+    """
+    steps = [s for s in episode.get("steps") or [] if isinstance(s, dict)]
+    names: list[str] | None = None
+    for s in steps:
+        components = s.get("reward_components") or {}
+        reward = s.get("reward")
+        if not _is_num(reward):
+            return None
+        fits = [
+            k
+            for k, v in components.items()
+            if "/" not in k and _is_num(v) and math.isclose(v, reward, abs_tol=1e-9)
+        ]
+        names = fits if names is None else [k for k in names if k in fits]
+    if not names:
+        return None
+    trained = episode.get("reward")
+    return trained if trained in names else ("sparse" if "sparse" in names else names[0])
+
+
+def return_label(episode: dict[str, Any]) -> str:
+    """How the page labels a logged episode's return: what reward it is the return of.
+
+    Example:
+        >>> steps = [{"reward": 1.0, "reward_components": {"sparse": 1.0, "next_turn": 0.5}}]
+        >>> return_label({"reward": "next_turn", "learner": "ppo", "steps": steps})
+        'evaluation return (sparse bonus)'
+    """
+    name = return_reward(episode)
+    played = episode.get("player") and not (episode.get("learner") or episode.get("policy"))
+    kind = "return" if played else "evaluation return"
+    if name is None:
+        return f"{kind} (the logged env's reward)"
+    return f"{kind} ({_REWARD_WORDS.get(name, name)})"
 
 
 def _num(value: Any, digits: int = 0) -> str:
@@ -316,6 +375,7 @@ def episode_view(entry: Entry) -> EpisodeView:
             }
         )
     names = list(dict.fromkeys(k for s in steps for k in (s.get("reward_components") or {})))
+    paid = return_reward(e)
     headers = [
         "turn",
         "strategy (as read)",
@@ -323,7 +383,7 @@ def episode_view(entry: Entry) -> EpisodeView:
         "user act",
         "emotion",
         "change",
-        "reward",
+        f"reward ({_REWARD_WORDS.get(paid, paid)})" if paid else "reward",
         *names,
     ]
     rows = [
@@ -346,7 +406,7 @@ def episode_view(entry: Entry) -> EpisodeView:
         f"**{entry.run}** — learner `{entry.learner}`, reward `{entry.reward}`, card "
         f"`{entry.card}` (hidden need: **{str(e.get('need') or '?').replace('_', ' ')}**). "
         f"Outcome: **{entry.outcome}** after {e.get('turns', len(steps))} turn(s); emotion "
-        f"{_num(start)} → {_num(e.get('final_emotion'))}; return "
+        f"{_num(start)} → {_num(e.get('final_emotion'))}; {return_label(e)} "
         f"{_num(e.get('episode_return'), 3)}; seed {e.get('seed')}. Strategies: {used or 'none'}."
     )
     return EpisodeView(entry, chat, headers, rows, trajectory, summary)
