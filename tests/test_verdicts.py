@@ -109,7 +109,9 @@ def test_beats_needs_the_whole_difference_interval_above_zero():
 
 def test_adding_a_row_or_reordering_records_moves_no_other_rows_interval():
     base = _cell("sparse", [16, 3, 12, 18, 7]) + _cell("next_turn", [14, 15, 2, 19, 11])
-    alone = {f"{r['reward']}": json.dumps(r, sort_keys=True) for r in aggregate.aggregate(base, 400)}
+    alone = {
+        f"{r['reward']}": json.dumps(r, sort_keys=True) for r in aggregate.aggregate(base, 400)
+    }
     more = base + _cell("multi_turn", [20, 1, 5, 9, 13]) + _cell("sparse", [4, 8], "a2c")
     random.Random(0).shuffle(more)
     grown = aggregate.aggregate(more, 400)
