@@ -334,8 +334,8 @@ def _hand_episodes(lines, returns):
 def test_best_and_worst_and_the_transcript():
     episodes = _hand_episodes(["a", "b", "c"], [0.2, 0.9, -0.1])
     best, worst = best_and_worst(episodes, k=2)
-    assert [e.card for e in best] == ["card-1", "card-0"]
-    assert [e.card for e in worst] == ["card-2", "card-0"]
+    assert [e.card_id for e in best] == ["card-1", "card-0"]
+    assert [e.card_id for e in worst] == ["card-2", "card-0"]
     text = format_transcript(episodes[1])
     assert text.splitlines()[0] == "card card-1, return 0.900, final emotion 90.0, success"
     assert text.splitlines()[1:] == [
@@ -367,7 +367,7 @@ def test_episodes_in_every_accepted_form(tmp_path):
     [line] = read_episodes(path)
     from_log = as_episode(line)
     assert from_log.utterances == from_result.utterances and from_log.user == from_result.user
-    assert from_log.card == result.card_id
+    assert from_log.card_id == result.card_id
 
     chat = {
         "messages": [{"role": "user", "content": "Hi."}, {"role": "assistant", "content": "Hey."}]

@@ -7,6 +7,13 @@ or a trained model with SB3's ``predict`` (wrap it in :class:`ModelPolicy`, or c
 per agent turn, the strategy, the user's act and line, the emotion, the reward and the reward
 components every reward wrapper wrote (``dialogue_gym.evaluation.metrics`` reads these).
 
+:class:`EpisodeResult` is the package's one episode record; the other two are views of it that
+keep its field names (``card_id``, ``episode_return``, ``success``, ``final_emotion``,
+``user_lines``): the audit's text view (:class:`dialogue_gym.evaluation.audit.Episode`, built
+from a result by ``as_episode``) and a GRPO rollout's conversation in progress
+(:class:`dialogue_gym.integrations.trl.Episode`, with its token ids; ``.result()`` is the
+record).
+
 Example:
     >>> results = evaluate("stage-heuristic", env_kwargs={"scenarios": "test"}, seed=0)
     >>> r = results[0]

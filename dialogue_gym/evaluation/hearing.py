@@ -64,7 +64,7 @@ def heard_stats(episodes: Any, listener: str = "lexical") -> dict[str, Any]:
     config = SimConfig()
     readings = []
     for episode in as_episodes(episodes):
-        card = _cards().get(episode.card)
+        card = _cards().get(episode.card_id)
         earlier: list[str] = []
         for k, text in enumerate(episode.utterances):
             said = episode.user[k] if k < len(episode.user) else ""

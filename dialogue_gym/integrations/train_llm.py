@@ -134,26 +134,7 @@ def parse_args(argv: Sequence[str] | None = None) -> Args:
 
 def to_results(episodes: Sequence[Any]) -> list[EpisodeResult]:
     """:class:`~dialogue_gym.integrations.trl.Episode` records as the metrics' episode records."""
-    index = {name: i for i, name in enumerate(STRATEGIES)}
-    return [
-        EpisodeResult(
-            card_id=ep.card,
-            need=ep.need,
-            success=ep.success,
-            user_left=ep.user_left,
-            initial_emotion=ep.initial_emotion,
-            final_emotion=ep.final_emotion,
-            turns=ep.turns,
-            strategies=[index[s] for s in ep.strategies],
-            emotions=list(ep.emotions),
-            episode_return=ep.env_reward,
-            messages=list(ep.messages),
-            user_lines=list(ep.user_lines),
-            resolved=ep.resolved,
-            seed=ep.seed,
-        )
-        for ep in episodes
-    ]
+    return [ep.result() for ep in episodes]
 
 
 def summary(episodes: Sequence[Any]) -> dict[str, Any]:
@@ -162,7 +143,7 @@ def summary(episodes: Sequence[Any]) -> dict[str, Any]:
     dist = strategy_distribution(results)
     return {
         "episodes": len(results),
-        "env_reward": float(np.mean([ep.env_reward for ep in episodes])),
+        "env_reward": float(np.mean([ep.episode_return for ep in episodes])),
         "success": success_rate(results),
         "final_emotion": mean_final_emotion(results),
         "user_left": user_left_rate(results),
@@ -190,10 +171,10 @@ def evaluate(rollout: Any, trainer: Any, rows: Any, seed: int) -> list[Any]:
 
 def _episode_json(ep: Any) -> dict[str, Any]:
     return {
-        "card": ep.card,
+        "card": ep.card_id,
         "seed": ep.seed,
         "need": ep.need,
-        "return": ep.env_reward,
+        "return": ep.episode_return,
         "success": ep.success,
         "user_left": ep.user_left,
         "initial_emotion": ep.initial_emotion,

@@ -27,23 +27,37 @@ __all__ = ["Episode", "agent_utterances", "as_episode", "as_episodes"]
 
 @dataclass(frozen=True)
 class Episode:
-    """One conversation as the audit reads it.
+    """One conversation as the audit reads it: the text view of an episode record.
+
+    The fields keep the names of :class:`~dialogue_gym.evaluation.episodes.EpisodeResult`
+    (the package's episode record); ``utterances`` is what the audit adds, the agent's lines
+    read out of the chat.
 
     Attributes:
         utterances: The agent's lines, in order.
-        user: The user's lines (the opening line first when there is one).
+        user_lines: The user's lines (the opening line first when there is one).
         episode_return: The episode's return (``nan`` when unknown).
         success: Whether the episode succeeded.
         final_emotion: The user's emotion at the end (``nan`` when unknown).
-        card: The scenario card's id.
+        card_id: The scenario card's id.
     """
 
     utterances: tuple[str, ...]
-    user: tuple[str, ...] = ()
+    user_lines: tuple[str, ...] = ()
     episode_return: float = math.nan
     success: bool = False
     final_emotion: float = math.nan
-    card: str = ""
+    card_id: str = ""
+
+    @property
+    def user(self) -> tuple[str, ...]:
+        """The user's lines (``user_lines``; the name before the records were aligned)."""
+        return self.user_lines
+
+    @property
+    def card(self) -> str:
+        """The scenario card's id (``card_id``; the name before the records were aligned)."""
+        return self.card_id
 
 
 def _float(value: Any) -> float:

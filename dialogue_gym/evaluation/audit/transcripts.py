@@ -51,14 +51,14 @@ def format_transcript(episode: Any, max_chars: int = 400) -> str:
         text = " ".join(text.replace("```", "'''").split())
         return text if len(text) <= max_chars else text[: max_chars - 1] + "\u2026"
 
-    user = list(e.user)
+    user = list(e.user_lines)
     lines = [f"user:  {cut(user.pop(0))}"] if len(user) == len(e.utterances) + 1 else []
     for i, text in enumerate(e.utterances):
         lines.append(f"agent: {cut(text)}")
         if i < len(user):
             lines.append(f"user:  {cut(user[i])}")
     head = (
-        f"card {e.card or '?'}, return {e.episode_return:.3f}, final emotion "
+        f"card {e.card_id or '?'}, return {e.episode_return:.3f}, final emotion "
         f"{e.final_emotion:.1f}, {'success' if e.success else 'no success'}"
     )
     return "\n".join([head, "```text", *lines, "```"])

@@ -6,6 +6,11 @@ chat template's tokens for the user's reply and the next assistant header, then 
 next turn... ``env_mask`` is 1 exactly on the policy's tokens (the user's words and the template
 are not trained on), and ``logprobs`` is 0.0 on the template's. :meth:`Episode.add_turn` is
 that step; :func:`template_ids` is the chat template as token ids.
+
+An episode's outcome uses the field names of the package's one episode record,
+:class:`~dialogue_gym.evaluation.episodes.EpisodeResult` (``card_id``, ``episode_return``,
+``success``, ``final_emotion``, ``user_lines``...); :meth:`Episode.result` is that record, for
+the metrics. The rollout hands TRL the return under its own name, ``env_reward``.
 """
 
 from __future__ import annotations
@@ -13,6 +18,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+from dialogue_gym.core.vocabulary import STRATEGIES
+from dialogue_gym.evaluation.episodes import EpisodeResult
 
 __all__ = ["Episode", "template_ids"]
 
@@ -48,10 +56,11 @@ class Episode:
     """One conversation of a rollout, as the policy played it (for logs and the audit).
 
     Attributes:
-        card: The scenario card's id.
+        card_id: The scenario card's id.
         seed: The episode's seed.
         messages: The conversation as the policy saw it (system, user, assistant...).
-        env_reward: The return under the rollout's reward wrapper.
+        episode_return: The return under the rollout's reward wrapper (what TRL reads as
+            ``env_reward``).
         success: The user's need was met.
         user_left: The user left (emotion fell to 0).
         final_emotion: The emotion score at the end.
@@ -68,10 +77,10 @@ class Episode:
         user_lines: The user's opening line and each reply.
     """
 
-    card: str
+    card_id: str
     seed: int
     messages: list[dict[str, str]]
-    env_reward: float = 0.0
+    episode_return: float = 0.0
     success: bool = False
     user_left: bool = False
     final_emotion: float = 0.0
@@ -120,7 +129,7 @@ class Episode:
         self.completion_ids += ids
         self.env_mask += [1] * len(ids)
         self.logprobs += logprobs
-        self.env_reward += float(reward)
+        self.episode_return += float(reward)
         self.turns += 1
         self.final_emotion = float(info["emotion"])
         self.strategies.append(str(info["strategy"]))
@@ -152,3 +161,36 @@ class Episode:
         self.completion_ids += delta
         self.env_mask += [0] * len(delta)
         self.logprobs += [0.0] * len(delta)
+
+    @property
+    def env_reward(self) -> float:
+        """The return under the name TRL's reward function reads (``episode_return``)."""
+        return self.episode_return
+
+    @property
+    def card(self) -> str:
+        """The scenario card's id (``card_id``; the name before the records were aligned)."""
+        return self.card_id
+
+    def result(self) -> EpisodeResult:
+        """This conversation as the package's episode record, for the metrics.
+
+        The strategies are the recogniser's readings as indices into ``STRATEGIES``.
+        """
+        index = {name: i for i, name in enumerate(STRATEGIES)}
+        return EpisodeResult(
+            card_id=self.card_id,
+            need=self.need,
+            success=self.success,
+            user_left=self.user_left,
+            initial_emotion=self.initial_emotion,
+            final_emotion=self.final_emotion,
+            turns=self.turns,
+            strategies=[index[s] for s in self.strategies],
+            emotions=list(self.emotions),
+            episode_return=self.episode_return,
+            messages=list(self.messages),
+            user_lines=list(self.user_lines),
+            resolved=self.resolved,
+            seed=self.seed,
+        )

@@ -350,7 +350,7 @@ class DialogueRollout:
             messages = [{"role": m["role"], "content": m["content"]} for m in prompt]
             episodes.append(
                 Episode(
-                    card=card,
+                    card_id=card,
                     seed=seed,
                     messages=messages,
                     initial_emotion=float(info["emotion"]),
@@ -385,7 +385,7 @@ class DialogueRollout:
             "completion_ids": [ep.completion_ids for ep in episodes],
             "logprobs": [ep.logprobs for ep in episodes],
             "env_mask": [ep.env_mask for ep in episodes],
-            "env_reward": [ep.env_reward for ep in episodes],
+            "env_reward": [ep.episode_return for ep in episodes],
             "success": [ep.success for ep in episodes],
             "final_emotion": [ep.final_emotion for ep in episodes],
             "turns": [ep.turns for ep in episodes],
