@@ -81,3 +81,18 @@ class Backend(Protocol):
             One stripped reply per chat, in order.
         """
         ...
+
+
+def cut_at_stop(text: str, stop: Sequence[str]) -> str:
+    """``text`` up to the first stop string, excluded (servers cut there already; some do not).
+
+    Example:
+        >>> cut_at_stop("I see.\\nUser: and", ["\\nUser:", "###"])
+        'I see.'
+    """
+    cut = len(text)
+    for s in stop:
+        i = text.find(s)
+        if 0 <= i < cut:
+            cut = i
+    return text[:cut]

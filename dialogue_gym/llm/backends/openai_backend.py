@@ -71,9 +71,9 @@ import time
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from typing import Any, TypeVar
 
-from dialogue_gym.llm.backends.base import BackendError, GenerationParams
+from dialogue_gym.llm.backends.base import BackendError, GenerationParams, cut_at_stop
 from dialogue_gym.llm.backends.openai_loop import LoopThread
-from dialogue_gym.llm.backends.openai_parse import chat_reply, cut_at_stop, first_model, usage_count
+from dialogue_gym.llm.backends.openai_parse import chat_reply, first_model, usage_count
 from dialogue_gym.llm.backends.openai_retry import (
     EXCERPT_CHARS,
     GaveUp,

@@ -16,12 +16,11 @@ Example:
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from typing import Any
 
 from dialogue_gym.llm.backends.openai_retry import EXCERPT_CHARS, RetryableError, shorten
 
-__all__ = ["chat_reply", "cut_at_stop", "first_model", "usage_count"]
+__all__ = ["chat_reply", "first_model", "usage_count"]
 
 
 def chat_reply(body: bytes) -> tuple[str, dict[str, Any]]:
@@ -90,21 +89,6 @@ def first_model(body: bytes) -> str:
         if isinstance(name, str) and name:
             return name
     raise _malformed("GET /models lists no model", body)
-
-
-def cut_at_stop(text: str, stop: Sequence[str]) -> str:
-    """``text`` up to the first stop string (servers cut there already; some do not).
-
-    Example:
-        >>> cut_at_stop("I see.\\nUser: and", ["\\nUser:", "###"])
-        'I see.'
-    """
-    cut = len(text)
-    for s in stop:
-        i = text.find(s)
-        if 0 <= i < cut:
-            cut = i
-    return text[:cut]
 
 
 def usage_count(value: Any) -> int:

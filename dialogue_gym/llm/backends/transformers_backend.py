@@ -50,7 +50,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from dialogue_gym.llm.backends.base import BackendError, GenerationParams
+from dialogue_gym.llm.backends.base import BackendError, GenerationParams, cut_at_stop
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -377,23 +377,13 @@ class TransformersBackend:
             ) from exc
         new = out[:, width:]
         texts = tok.batch_decode(new, skip_special_tokens=True)
-        replies = [_cut(text, params.stop).strip() for text in texts]
+        replies = [cut_at_stop(text, params.stop).strip() for text in texts]
         self.stats["chats"] += len(prompts)
         self.stats["batches"] += 1
         self.stats["prompt_tokens"] += int(enc["attention_mask"].sum())
         self.stats["completion_tokens"] += int((new != tok.pad_token_id).sum())
         self.stats["seconds"] += time.perf_counter() - start
         return replies
-
-
-def _cut(text: str, stop: Sequence[str]) -> str:
-    """``text`` up to the first stop string (excluded)."""
-    cut = len(text)
-    for s in stop:
-        i = text.find(s)
-        if 0 <= i < cut:
-            cut = i
-    return text[:cut]
 
 
 @contextlib.contextmanager
