@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 Chat = Sequence[Mapping[str, str]]
 
@@ -96,3 +97,23 @@ def replies_by_caller(chat: Chat) -> str:
     if who == "recogniser":
         return "Question"
     return f"Reply number {len(chat)} of {who}, about how things went today."
+
+
+def completion_body(text: Any = "I hear you.", model: str = "m") -> bytes:
+    """An OpenAI-compatible ``chat.completion`` response body carrying ``text``."""
+    return json.dumps(
+        {
+            "id": "x",
+            "object": "chat.completion",
+            "created": 0,
+            "model": model,
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": text},
+                    "finish_reason": "stop",
+                }
+            ],
+            "usage": {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5},
+        }
+    ).encode()

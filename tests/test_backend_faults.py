@@ -30,6 +30,7 @@ from typing import Any
 
 import gymnasium as gym
 import pytest
+from fake_backends import completion_body as fake_completion
 
 import dialogue_gym  # noqa: F401  (registers the envs)
 from dialogue_gym.llm.backends import BackendError, GenerationParams, get_backend
@@ -48,22 +49,7 @@ CHAT = [[{"role": "user", "content": "How are you holding up?"}]]
 
 
 def completion_body(text: Any = REPLY) -> bytes:
-    return json.dumps(
-        {
-            "id": "x",
-            "object": "chat.completion",
-            "created": 0,
-            "model": "m",
-            "choices": [
-                {
-                    "index": 0,
-                    "message": {"role": "assistant", "content": text},
-                    "finish_reason": "stop",
-                }
-            ],
-            "usage": {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5},
-        }
-    ).encode()
+    return fake_completion(text)
 
 
 def head(status: int, length: int, ctype: str = "application/json") -> bytes:

@@ -24,6 +24,7 @@ from typing import Any
 
 import gymnasium as gym
 import pytest
+from fake_backends import completion_body
 
 import dialogue_gym  # noqa: F401  (registers the envs)
 from dialogue_gym.llm.backends import (
@@ -125,22 +126,7 @@ def test_api_key_from_environment(monkeypatch):
 
 
 def completion(text: Any) -> bytes:
-    return json.dumps(
-        {
-            "id": "x",
-            "object": "chat.completion",
-            "created": 0,
-            "model": "fake",
-            "choices": [
-                {
-                    "index": 0,
-                    "message": {"role": "assistant", "content": text},
-                    "finish_reason": "stop",
-                }
-            ],
-            "usage": {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5},
-        }
-    ).encode()
+    return completion_body(text, model="fake")
 
 
 class FakeServer:

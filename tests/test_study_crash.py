@@ -27,6 +27,7 @@ from pathlib import Path
 
 import procs
 import pytest
+from study_files import records, table
 
 from dialogue_gym.study import run as study
 
@@ -273,22 +274,6 @@ def _lines(path: Path) -> int:
         return 0
 
 
-def _table(path: Path) -> list[dict[str, str]]:
-    """A CSV's rows, without the timing columns (``*_seconds``), which differ run to run."""
-    with path.open() as f:
-        return [
-            {k: v for k, v in row.items() if not k.endswith("_seconds")}
-            for row in csv.DictReader(f)
-        ]
-
-
-def _records(path: Path) -> list[dict]:
-    rows = [json.loads(line) for line in path.read_text().splitlines()]
-    for row in rows:
-        row.pop("train_seconds")
-    return sorted(rows, key=lambda r: r["run"])  # written as runs finish, in any order
-
-
 @needs_proc
 @pytest.mark.slow
 def test_kill_9_at_random_points_then_resume_gives_the_uninterrupted_tables(tmp_path):
@@ -328,7 +313,7 @@ def test_kill_9_at_random_points_then_resume_gives_the_uninterrupted_tables(tmp_
     resumed = _study(tmp_path, "crashed", *SIX_RUNS, "--workers", "2", "--resume", env=env)
     assert _finish(resumed) == 0, (tmp_path / "crashed.log").read_text()[-2000:]
 
-    assert _records(runs) == _records(tmp_path / "whole" / "runs.jsonl")
+    assert records(runs) == records(tmp_path / "whole" / "runs.jsonl")
     for name in ("runs.csv", "curves.csv", "aggregate.csv", "baselines.csv"):
-        assert _table(folder / name) == _table(tmp_path / "whole" / name), name
+        assert table(folder / name) == table(tmp_path / "whole" / name), name
     assert len(list((folder / "episodes").glob("*.jsonl"))) == 6

@@ -24,7 +24,6 @@ and every process seen under it are killed, by pid.
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import json
 import os
@@ -42,6 +41,7 @@ from pathlib import Path
 
 import procs
 import pytest
+from study_files import records, table
 
 pytest.importorskip("ray")
 
@@ -248,27 +248,11 @@ class TaskWatcher:
             time.sleep(0.05)
 
 
-def _table(path: Path) -> list[dict[str, str]]:
-    """A CSV's rows, without the timing columns (``*_seconds``), which differ run to run."""
-    with path.open() as f:
-        return [
-            {k: v for k, v in row.items() if not k.endswith("_seconds")}
-            for row in csv.DictReader(f)
-        ]
-
-
-def _records(path: Path) -> list[dict]:
-    rows = [json.loads(line) for line in path.read_text().splitlines()]
-    for row in rows:
-        row.pop("train_seconds")
-    return sorted(rows, key=lambda r: r["run"])  # written as runs finish, in any order
-
-
 def assert_same_results(folder: Path, reference: Path) -> None:
-    assert {r["run"] for r in _records(folder / "runs.jsonl")} == RUNS
-    assert _records(folder / "runs.jsonl") == _records(reference / "runs.jsonl")
+    assert {r["run"] for r in records(folder / "runs.jsonl")} == RUNS
+    assert records(folder / "runs.jsonl") == records(reference / "runs.jsonl")
     for name in ("runs.csv", "curves.csv", "aggregate.csv", "baselines.csv"):
-        assert _table(folder / name) == _table(reference / name), name
+        assert table(folder / name) == table(reference / name), name
     # The transcripts travelled back from the nodes' own folders, byte for byte.
     for run in RUNS:
         episodes = f"episodes/{run}.jsonl"

@@ -26,6 +26,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from test_ui import RESOLVING, WORDS  # typed turns and strategy buttons, checked there
 
 from dialogue_gym.core.vocabulary import NEEDS
 from dialogue_gym.ports import free_port
@@ -58,17 +59,6 @@ if CHROMIUM is None:
         "is not used",
         allow_module_level=True,
     )
-
-#: Typed turns, each read as a different strategy.
-WORDS = [
-    "What happened? How are you feeling about it?",
-    "So what you're saying is that it has been weighing on you.",
-    "It sounds like you feel scared and alone with this.",
-    "You're doing the best you can, and that matters.",
-    "Maybe you could try talking to someone you trust about it.",
-]
-#: Strategy buttons that resolve test card 0 with seed 1 (tests/test_ui.py checks it).
-RESOLVING = [0, 0, 1, 2, 4, 2, 4, 5, 4, 5]
 
 
 @pytest.fixture(scope="module")
