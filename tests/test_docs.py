@@ -341,3 +341,21 @@ def test_every_test_a_page_names_exists() -> None:
         if not re.search(rf"^(?:async )?def {name}\(", source, re.M):
             missing.append(f"{file}::{name}")
     assert not missing, f"pages name tests that do not exist: {missing}"
+
+
+#: Folders whose every module the architecture page's tree names (the folders it describes
+#: file by file; the others it describes as a whole, e.g. "one module per reward wrapper").
+MAPPED_FOLDERS = ("study", "integrations", "llm/backends", "evaluation/audit")
+
+
+@pytest.mark.parametrize("folder", MAPPED_FOLDERS)
+def test_the_architecture_map_names_every_module_of_the_folders_it_details(folder: str) -> None:
+    page = (DOCS / "architecture.md").read_text(encoding="utf-8")
+    tree = page.split("## Where each concept lives", 1)[1].split("\n## ", 1)[0]
+    package = ROOT / "dialogue_gym" / folder
+    modules = [p for p in package.iterdir() if p.suffix == ".py" and not p.name.startswith("_")]
+    modules += [p for p in package.iterdir() if (p / "__init__.py").is_file()]
+    missing = [
+        p.name for p in modules if not re.search(rf"(?<![\w.]){re.escape(p.stem)}(\.py|/|\b)", tree)
+    ]
+    assert not missing, f"docs/architecture.md's tree does not name {folder}/: {missing}"
