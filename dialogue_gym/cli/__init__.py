@@ -180,7 +180,7 @@ def build_parser() -> argparse.ArgumentParser:
     for name, text in (
         ("bench", "the throughput benchmark (dialogue_gym.evaluation.throughput); 'bench --help'"),
         ("study", "the reward study (dialogue_gym.study.run); 'study --help' for its options"),
-        ("train-llm", "GRPO on EmpathyDialogueText-v0 with TRL; 'train-llm --help'"),
+        ("train-llm", "GRPO with TRL on the free-text env (default -v1); 'train-llm --help'"),
         ("dataset", "record a policy's episodes as a Minari dataset; 'dataset --help'"),
     ):
         passthrough = sub.add_parser(name, help=text, add_help=False)

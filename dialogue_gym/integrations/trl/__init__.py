@@ -9,7 +9,8 @@ Two forms, as TRL offers them (both use only the env's public API: ``gym.make``,
   sampled tokens, then the chat template's tokens for the user's reply and the next assistant
   header, then the policy's next turn...), with ``env_mask`` 1 exactly on the policy's tokens
   and the episode's return under the chosen reward wrapper as the extra field ``env_reward``.
-  Works with any chat model (SmolLM2's template needs no tool support).
+  Works with any chat model whose chat template is prefix-preserving (SmolLM2's, Qwen2.5's; no
+  tool support needed); Qwen3's, which strips earlier turns' thinking, is refused.
 - :class:`DialogueToolEnv`, an ``environment_factory`` class: the model talks to the user
   through a ``reply`` tool. It needs a chat template that does tools; SmolLM2's does not, so
   set :func:`tool_chat_template` (TRL's Qwen3-Instruct-2507 template: ChatML, the same special
@@ -43,6 +44,8 @@ Modules:
   ``rollout_func`` form;
 - :mod:`~dialogue_gym.integrations.trl.config`: the ``GRPOConfig`` a rollout trains with
   (:meth:`DialogueRollout.grpo_config`);
+- :mod:`~dialogue_gym.integrations.trl.memory`: the GPU memory a GRPO step needs, estimated
+  before the run (:func:`~dialogue_gym.integrations.trl.memory.estimate_memory`);
 - :mod:`~dialogue_gym.integrations.trl.tool_env`: :class:`DialogueToolEnv` and
   :class:`ToolEnvFactory`, the ``environment_factory`` form;
 - :mod:`~dialogue_gym.integrations.trl.extras`: the optional packages, imported on demand.

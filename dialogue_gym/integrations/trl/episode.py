@@ -22,7 +22,7 @@ from typing import Any
 from dialogue_gym.core.vocabulary import STRATEGIES
 from dialogue_gym.evaluation.episodes import EpisodeResult
 
-__all__ = ["Episode", "template_ids"]
+__all__ = ["PROBE_CHAT", "Episode", "check_prefix_preserving", "template_ids"]
 
 
 def template_ids(
@@ -49,6 +49,50 @@ def template_ids(
     if isinstance(out, Mapping):  # some tokenizers return a BatchEncoding whatever return_dict says
         out = out["input_ids"]
     return list(out)
+
+
+#: A two-turn conversation whose first assistant turn has a thinking block, which templates that
+#: strip earlier turns' thinking (Qwen3's) render differently once the user answers.
+PROBE_CHAT = (
+    {"role": "system", "content": "You are a listener."},
+    {"role": "user", "content": "I had a hard day."},
+    {"role": "assistant", "content": "<think>\nThey sound tired.\n</think>\n\nWhat happened?"},
+    {"role": "user", "content": "My boss shouted at me."},
+)
+
+
+def check_prefix_preserving(tokenizer: Any, chat_template: str | None = None) -> None:
+    """Refuse a chat template under which a conversation's tokens are not a prefix of the
+    next turn's.
+
+    :class:`~dialogue_gym.integrations.trl.DialogueRollout` builds a conversation's token ids
+    by appending each turn to the ids it already has, so the template must render the earlier
+    turns the same once a user's reply follows. A template that re-renders them (Qwen3's
+    strips earlier turns' thinking blocks) would train on tokens the model never sees again.
+    Checked on :data:`PROBE_CHAT`: the one-turn rendering must be a prefix of the two-turn one.
+
+    Args:
+        tokenizer: A Hugging Face tokenizer with a chat template.
+        chat_template: Another template than the tokenizer's (``None``: its own).
+
+    Raises:
+        ValueError: The template is not prefix-preserving (the message says what to use).
+    """
+    one = template_ids(tokenizer, PROBE_CHAT[:3], False, chat_template)
+    two = template_ids(tokenizer, PROBE_CHAT, True, chat_template)
+    if two[: len(one)] != one:
+        at = next(i for i, (a, b) in enumerate(zip(one, two, strict=False)) if a != b)
+        raise ValueError(
+            "the tokenizer's chat template is not prefix-preserving: it renders an earlier "
+            "assistant turn differently once the user replies (from token "
+            f"{at}: {tokenizer.decode(one[at : at + 12])!r} becomes "
+            f"{tokenizer.decode(two[at : at + 12])!r}; Qwen3-family templates strip earlier "
+            "turns' thinking blocks), so token-in, token-out concatenation would train on "
+            "tokens the model never sees again. Use a model whose template keeps earlier turns "
+            "as they were (SmolLM2, Qwen2.5), or set a prefix-preserving template on the "
+            "tokenizer (tokenizer.chat_template = tool_chat_template(), TRL's ChatML template "
+            "for Qwen3-Instruct-2507)"
+        )
 
 
 @dataclass

@@ -4,8 +4,10 @@
 generation batch turn by turn together (one ``generate`` call a turn), and hands TRL the token
 ids by concatenation (:mod:`~dialogue_gym.integrations.trl.episode`), with ``env_mask`` 1
 exactly on the policy's tokens and the episode's return under the chosen reward wrapper as the
-extra field ``env_reward``. Works with any chat model (SmolLM2's template needs no tool
-support).
+extra field ``env_reward``. Works with any chat model whose chat template is prefix-preserving
+(SmolLM2's, Qwen2.5's; no tool support needed); a template that re-renders earlier turns
+(Qwen3's strips their thinking blocks) is refused on the first call
+(:func:`~dialogue_gym.integrations.trl.episode.check_prefix_preserving`).
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from dialogue_gym.integrations.trl.env import (
     remote_env,
     remote_settings,
 )
-from dialogue_gym.integrations.trl.episode import Episode, template_ids
+from dialogue_gym.integrations.trl.episode import Episode, check_prefix_preserving, template_ids
 from dialogue_gym.integrations.trl.extras import require
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -69,8 +71,13 @@ class DialogueRollout:
     unique); an unknown prompt is an error.
 
     vLLM (``GRPOConfig(use_vllm=True)``): each turn is generated through the trainer's
-    ``vllm_generation`` (TRL syncs the weights before calling the rollout). **Untested here**
-    (no GPU, no vLLM on this machine).
+    ``vllm_generation`` (TRL syncs the weights before calling the rollout within a training
+    step; a caller that calls the rollout outside one, as ``train-llm``'s evaluation does,
+    must sync them first: ``trainer.vllm_generation.sync_weights()``). **Untested here** (no
+    GPU, no vLLM on this machine).
+
+    The chat template must be prefix-preserving (the token ids are concatenated turn by turn):
+    the first call checks it and raises ``ValueError`` for one that is not (Qwen3's).
 
     A served user (``base_url=``): each conversation of a call is a session of the
     ``dialogue-gym serve --env EmpathyDialogueText-v0`` server at ``base_url``, opened on first
@@ -149,6 +156,7 @@ class DialogueRollout:
         self.history: list[dict[str, float]] = []
         self._envs: dict[str, list[gym.Env | RemoteDialogueEnv]] = {}
         self._clock: dict[str, float] = {"generate_s": 0.0, "env_s": 0.0}
+        self._checked_template: tuple[int, str | None] | None = None
         self.add(dataset)
 
     @property
@@ -166,12 +174,14 @@ class DialogueRollout:
         learning_rate: float,
         seed: int = 0,
         device: str = "cpu",
+        micro_batch: int = 0,
         **overrides: Any,
     ) -> Any:
         """A ``GRPOConfig`` for training with this rollout: one step plays ``users_per_step``
-        users ``num_generations`` times each, within :attr:`completion_budget`; KL off (as
-        RLVER), no checkpoints, no reports, the dataset's order kept. ``overrides`` are
-        further ``GRPOConfig`` arguments (they win). See
+        users ``num_generations`` times each, within :attr:`completion_budget`, in
+        micro-batches of ``micro_batch`` sequences (0: one) with gradient accumulation over
+        the step; KL off (as RLVER), no checkpoints, no reports, the dataset's order kept.
+        ``overrides`` are further ``GRPOConfig`` arguments (they win). See
         :func:`~dialogue_gym.integrations.trl.config.grpo_config`."""
         return grpo_config(
             output_dir,
@@ -182,6 +192,7 @@ class DialogueRollout:
             seed,
             device,
             completion_budget=self.completion_budget,
+            micro_batch=micro_batch,
             **overrides,
         )
 
@@ -327,6 +338,10 @@ class DialogueRollout:
         started = time.perf_counter()
         self._clock = {"generate_s": 0.0, "env_s": 0.0}
         tokenizer = trainer.processing_class
+        template = (id(tokenizer), getattr(tokenizer, "chat_template", None))
+        if template != self._checked_template:  # before any episode, not mid-conversation
+            check_prefix_preserving(tokenizer)
+            self._checked_template = template
         eos = set(getattr(trainer, "eos_token_ids", None) or [tokenizer.eos_token_id])
         episodes: list[Episode] = []
         envs: list[gym.Env | RemoteDialogueEnv] = []
