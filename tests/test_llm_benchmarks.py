@@ -1,4 +1,5 @@
-"""Smoke runs of the LLM-training benchmarks: ``llm_train_throughput.py`` and ``gpu_train_llm.py``.
+"""Smoke runs of the LLM-training benchmarks: ``llm_train_throughput.py``, ``gpu_train_llm.py``
+and ``llm_rollout_speed.py``.
 
 Each runs real GRPO steps with a tiny random-weights model on the CPU (tens of seconds on a
 busy machine): slow and benchmark tiers. The vLLM path of ``gpu_train_llm.py`` needs a GPU and
@@ -42,6 +43,22 @@ def check_shares(row: dict) -> None:
     parts = sum(row[f"{k}_s"] for k in PARTS)
     assert parts == pytest.approx(row["step_s"], rel=1e-6)
     assert row["step_s"] >= row["rollout_s"] >= row["generation_s"] + row["env_s"] > 0
+
+
+def test_llm_rollout_speed_tiny(tmp_path: Path) -> None:
+    bench = load("llm_rollout_speed")
+    out = tmp_path / "speed.json"
+    args = ["--tiny", "--batches", "2", "--threads", "1", "--max-turns", "1", "--turn-tokens", "8"]
+    results = bench.main(bench.parse_args([*args, "--out", str(out)]))
+    saved = json.loads(out.read_text())
+    assert saved["rows"] == json.loads(json.dumps(results["rows"]))
+    (row,) = saved["rows"]
+    assert (row["threads"], row["batch"]) == (1, 2)
+    assert row["bound"] == pytest.approx(2 * row["bandwidth_gb_s"] * 1e9 / saved["weight_bytes"])
+    assert row["plain"] > 0 and row["rollout"]["tokens_per_s"] > 0
+    # Two conversations of one turn: the policy's tokens, at most 8 a turn.
+    assert 0 < row["rollout"]["policy_tokens"] <= 2 * 8
+    assert "rollout / bound" in bench.report(saved)
 
 
 def test_llm_train_throughput_tiny(tmp_path: Path) -> None:
