@@ -74,10 +74,10 @@ def parse_args(argv: Sequence[str] | None = None) -> Args:
         SystemExit: --batches: every batch must be >= 1, got (0,)
     """
     args = tyro.cli(Args, args=None if argv is None else list(argv), description=__doc__)
-    for name in ("batches", "threads"):
+    for name, one in (("batches", "batch"), ("threads", "thread count")):
         values = getattr(args, name)
         if not values or any(v < 1 for v in values):
-            raise SystemExit(f"--{name}: every {name[:-1]} must be >= 1, got {values}")
+            raise SystemExit(f"--{name}: every {one} must be >= 1, got {values}")
     for name in ("max_turns", "turn_tokens"):
         if getattr(args, name) < 1:
             raise SystemExit(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
