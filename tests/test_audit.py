@@ -29,8 +29,16 @@ from dialogue_gym.evaluation.audit import (
     labelled_reference,
     reader_agreement,
     readers,
+    salad_reference,
     utterance_stats,
 )
+from dialogue_gym.evaluation.audit.natural_reader import (
+    MIN_CLOSENESS,
+    FittedReader,
+    NaturalSupportReader,
+    load_natural_support,
+)
+from dialogue_gym.evaluation.audit.salad import SALAD_STRATEGIES, cue_salad
 from dialogue_gym.evaluation.episode_log import EpisodeLogger, read_episodes
 from dialogue_gym.evaluation.episodes import run_episode
 from dialogue_gym.user.injection import INJECTION_KINDS
@@ -99,11 +107,14 @@ def test_cross_validation_never_reads_an_utterance_with_a_model_that_saw_it():
 
 
 def test_the_reference_figures_on_the_labelled_set():
+    # The second reader is now the natural-support reader (never fitted on the labelled set),
+    # so its figures there are plain readings, not cross-validated ones.
     ref = labelled_reference()
-    assert ref["n"] == 240 and ref["k"] == 10
-    assert ref["classifier_accuracy"] > 2 * ref["chance"]
+    assert ref["n"] == 240 and ref["k"] == 10 and ref["second_training_n"] == 200
+    assert ref["second_accuracy"] > 2 * ref["chance"]
+    assert ref["second_cv_accuracy"] > 2 * ref["second_cv_chance"]
     assert 0.5 < ref["agreement"] < 1.0 and 0.4 < ref["kappa"] < 1.0
-    assert all(lex != clf and count > 0 for lex, clf, count in ref["confusions"])
+    assert all(lex != sec and count > 0 for lex, sec, count in ref["confusions"])
 
 
 def test_the_classifier_is_deterministic_and_cached():
@@ -153,6 +164,113 @@ def test_the_classifier_is_a_registered_recogniser_the_text_env_takes():
     assert info["strategy"] == "Question"
 
 
+# -- the natural-support reader (the audit's second reader) ---------------------------
+
+
+def test_no_line_of_the_natural_support_set_says_a_lexical_cue():
+    # What makes the second reader independent of the lexical one: it learns from support said
+    # without any of the lexical reader's cue phrases, so none of its knowledge is a cue word.
+    items = load_natural_support()
+    offending = [u.text for u in items if cue_hits(u.text)]
+    assert not offending, offending
+    per_strategy = {s: sum(u.label == k for u in items) for k, s in enumerate(STRATEGIES)}
+    assert all(20 <= n <= 30 for n in per_strategy.values()), per_strategy
+    assert len({u.text for u in items}) == len(items)
+    assert not ({u.text for u in items} & {u.text for u in load_labelled()})
+
+
+def test_the_natural_reader_uses_neither_the_lexical_cues_nor_the_labelled_set():
+    path = Path(dialogue_gym.__file__).parent / "evaluation" / "audit" / "natural_reader.py"
+    tree = ast.parse(path.read_text())
+    imported = {
+        node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module
+    }
+    assert not {"dialogue_gym.user.recognise.lexical", "dialogue_gym.evaluation.audit.cues"} & (
+        imported
+    )
+    assert readers.SECOND_READER.kind == "natural"
+
+
+#: Comfort formulas mixed into gibberish: the issue's case (both old readers read Affirmation).
+COMFORT_SALAD = "Zorblat you're not alone quenfid it's okay to vlemmish you deserve better frunk."
+
+
+def test_comfort_formulas_in_gibberish_are_flagged_by_the_readers_disagreement():
+    r = cue_stuffing(COMFORT_SALAD)
+    assert r["lexical"] == "Affirmation and Reassurance" and r["second"] == "Others"
+    assert r["closeness"] < MIN_CLOSENESS and r["score"] < 1.0  # not by density
+    assert r["flagged"] and "the second reader no strategy" in r["reasons"][0]
+
+
+def test_the_readers_disagree_on_cue_salad():
+    # Measured (seed 0, n=400, gibberish filler): the lexical reader reads a strategy in 99%,
+    # the readers agree on 7.7%, and rule 2 flags 83% (seed 1: 9%, 84%). On held-out natural lines
+    # that the lexical reader reads as a strategy they agree on 74% (labelled set) and 60%
+    # (natural sets). The bounds: agreement on salad under half of that on natural lines (what
+    # "independent" means: the cues alone do not buy the second reader's agreement), and a flag
+    # rate of 0.7, six binomial standard deviations (0.019 at n=400) under the measured one.
+    ref = labelled_reference()
+    natural = min(ref["agreement_on_strategy"], ref["natural"]["agreement_on_strategy"])
+    for seed in (0, 1):
+        salad = salad_reference(400, seed=seed)["gibberish"]
+        assert salad["lexical_strategy"] > 0.95
+        assert salad["agreement_on_strategy"] < natural / 2
+        assert salad["disagreement_flag"] >= 0.7
+    # The case on its own: comfort formulas only.
+    flags = [cue_stuffing(t) for t in cue_salad(100, strategy="Affirmation and Reassurance")]
+    assert sum(f["lexical"] == "Affirmation and Reassurance" for f in flags) >= 95
+    assert sum(f["second"] == "Affirmation and Reassurance" for f in flags) <= 10  # measured 3%
+    assert sum(f["flagged"] for f in flags) >= 80  # measured 92%
+
+
+def test_real_word_salad_is_the_weaker_case():
+    # Real words in random order embed like natural text (closeness is no help: 2-4% declined),
+    # so only the label disagreement is left: measured agreement 46% (seeds 0, 1), under the
+    # 60-73% on natural lines, and a flag rate of only 2-5%. Pinned so a change shows.
+    ref = labelled_reference()
+    for seed in (0, 1):
+        words = salad_reference(400, seed=seed)["words"]
+        assert words["agreement_on_strategy"] < ref["natural"]["agreement_on_strategy"] - 0.05
+        assert words["declined"] < 0.1
+
+
+def test_the_readers_agree_on_held_out_natural_lines():
+    # Measured: 73.3% (kappa 0.69) on the 240 labelled lines, 41.5% on the 528 natural lines
+    # (59.6% of those the lexical reader reads as a strategy: it reads most of the rest as
+    # Others); the second reader's accuracy there 0.74 and 0.70 (chance 0.125).
+    ref = labelled_reference()
+    assert ref["agreement"] > 0.65 and ref["kappa"] > 0.6
+    nat = ref["natural"]
+    assert nat["n"] == 528 and nat["agreement_on_strategy"] > 0.5
+    assert ref["second_accuracy"] > 0.65 and nat["second_accuracy"] > 0.6
+    # Closeness declines about one natural line in a hundred, by construction of MIN_CLOSENESS.
+    assert ref["declined"] <= 0.02 and nat["declined"] <= 0.02
+
+
+def test_the_natural_reader_is_deterministic():
+    items = load_natural_support()[::2]
+    a, b = FittedReader.fit(items), FittedReader.fit(items)
+    assert np.array_equal(a.weights, b.weights) and np.array_equal(a.bias, b.bias)
+    texts = [*EXAMPLE_UTTERANCES, COMFORT_SALAD, *cue_salad(20, seed=3)]
+    first = NaturalSupportReader().recognise(texts)
+    assert NaturalSupportReader().recognise(texts) == first
+    assert NaturalSupportReader(a).recognise(texts) == NaturalSupportReader(b).recognise(texts)
+    assert cue_salad(20, seed=3) == cue_salad(20, seed=3) != cue_salad(20, seed=4)
+    assert salad_reference(40, seed=2) == salad_reference(40, seed=2)
+
+
+def test_cue_salad_says_the_cues_of_its_strategy():
+    lexical = readers.LEXICAL_READER
+    for strategy in SALAD_STRATEGIES:
+        lines = cue_salad(20, seed=5, strategy=strategy, filler="words")
+        assert all(len(cue_phrases(t)) >= 1 for t in lines)
+        assert sum(lexical.read(t).strategy == strategy for t in lines) >= 15
+    with pytest.raises(ValueError):
+        cue_salad(1, strategy="Question")
+    with pytest.raises(ValueError):
+        cue_salad(1, filler="emoji")
+
+
 # -- cue stuffing ---------------------------------------------------------------------
 
 
@@ -163,15 +281,16 @@ def test_cue_stuffed_utterances_are_flagged():
     one = cue_stuffing(STUFFED_ONE_STRATEGY)
     assert one["flagged"] and one["reasons"] == ["8 cue phrases in 26 words"]
     # The readers agree here (both read Reflection): the density rule is what catches it.
-    assert one["lexical"] == one["classifier"] == "Reflection of feelings"
+    assert one["lexical"] == one["second"] == "Reflection of feelings"
 
 
 def test_a_question_dressed_in_a_strong_cue_is_flagged_by_the_readers_disagreement():
     r = cue_stuffing(DRESSED)
-    assert r["lexical"] == "Information" and r["classifier"] == "Question"
+    assert r["lexical"] == "Information" and r["second"] == "Question"
     assert r["flagged"] and r["score"] < 1.0  # not by density: by the disagreement
     assert r["reasons"][0].startswith("lexical reads Information (score 4.0)")
-    assert r["classifier_p"] >= audit.DISAGREE_RATIO * r["classifier_p_lexical"]
+    assert r["second_p"] >= audit.DISAGREE_RATIO * r["second_p_lexical"]
+    assert r["closeness"] >= MIN_CLOSENESS  # a sentence: the reader names a strategy
 
 
 @pytest.mark.parametrize("text", [*EXAMPLE_UTTERANCES, *ORDINARY_LONG])
@@ -184,7 +303,7 @@ def test_ordinary_utterances_are_not_flagged(text):
 def test_no_labelled_utterance_is_dense_with_cues():
     flags = [cue_stuffing(u.text) for u in load_labelled()]
     assert max(f["score"] for f in flags) < 1.0
-    # Rule 2 with the classifier fitted on these very lines: at most one (a lexical misreading).
+    # Rule 2: none at the time of writing (the second reader never saw these lines).
     assert sum(f["flagged"] for f in flags) <= 2
 
 
@@ -225,16 +344,19 @@ class _Fixed:
         p = np.full((len(texts), len(STRATEGIES)), 1 / len(STRATEGIES))
         return p
 
+    def closeness(self, texts):
+        return np.ones(len(texts))
+
 
 def test_reader_agreement_on_a_hand_made_example(monkeypatch):
     # Patched where reader_agreement looks them up (the readers module), not on the package.
     monkeypatch.setattr(readers, "LEXICAL_READER", _Fixed(0))
-    monkeypatch.setattr(readers, "CLASSIFIER_READER", _Fixed(1))
-    # (lexical, classifier): agree on 3 of 5; the pair (2, 4) twice, (0, 7) once.
+    monkeypatch.setattr(readers, "SECOND_READER", _Fixed(1))
+    # (lexical, second): agree on 3 of 5; the pair (2, 4) twice, (0, 7) once.
     texts = ["a #0,0", "b #0,0", "c #2,4", "d #2,4", "e #0,7"]
     r = reader_agreement(texts, top=2)
     assert r["n"] == 5 and r["agreement"] == pytest.approx(0.4)
-    # lexical: 0 x3, 2 x2; classifier: 0 x2, 4 x2, 7 x1 -> p_e = (3*2) / 25
+    # lexical: 0 x3, 2 x2; second: 0 x2, 4 x2, 7 x1 -> p_e = (3*2) / 25
     assert r["kappa"] == pytest.approx((0.4 - 6 / 25) / (1 - 6 / 25))
     assert r["confusions"] == [(STRATEGIES[2], STRATEGIES[4], 2), (STRATEGIES[0], STRATEGIES[7], 1)]
     assert r["lexical"] == {STRATEGIES[0]: 0.6, STRATEGIES[2]: 0.4}
@@ -416,7 +538,8 @@ def test_the_report_sets_before_and_after_side_by_side():
 def test_the_command_line(tmp_path, capsys):
     audit.main([])
     out = capsys.readouterr().out
-    assert "classifier 10-fold cross-validated accuracy" in out and "Cohen's kappa" in out
+    assert "second reader: 10-fold cross-validated accuracy" in out and "Cohen's kappa" in out
+    assert "cue salad, gibberish filler (n=400)" in out
     logs = []
     for name, line in (("before", "What happened?"), ("after", STUFFED_ONE_STRATEGY)):
         path = tmp_path / f"{name}.jsonl"

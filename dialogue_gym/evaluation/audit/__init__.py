@@ -12,12 +12,18 @@ training, one idea per module:
   chat, a list of agent lines, one string).
 - :mod:`~dialogue_gym.evaluation.audit.cues`: an utterance's words and the places where it says
   one of the lexical recogniser's cues (:func:`cue_phrases`).
-- :mod:`~dialogue_gym.evaluation.audit.readers`: **two readers**, the lexical recogniser and a
-  second reader built independently of it
-  (:class:`~dialogue_gym.user.recognise.classifier.ClassifierRecogniser`, an n-gram classifier
-  fitted on the labelled utterances). :func:`labelled_reference` gives their agreement on the
-  labelled set (the classifier's readings there are cross-validated, never its training data);
-  :func:`reader_agreement` gives it on a policy's utterances. A drop after training means the
+- :mod:`~dialogue_gym.evaluation.audit.natural_reader`: the second reader
+  (:class:`~dialogue_gym.evaluation.audit.natural_reader.NaturalSupportReader`), built from
+  other data and other features than the lexical cues: a regression on all-MiniLM-L6-v2
+  sentence embeddings fitted on natural support written without the cue list
+  (``user/data/natural_support.yaml``), which names no strategy for text close to no natural
+  line.
+- :mod:`~dialogue_gym.evaluation.audit.salad`: cue salad (:func:`cue_salad`), the lexical
+  cues strung among filler words, seeded: what the two readers should disagree on.
+- :mod:`~dialogue_gym.evaluation.audit.readers`: **the two readers** side by side, the lexical
+  recogniser and the second reader. :func:`labelled_reference` gives their agreement on text
+  neither was fitted on (the labelled set, the natural sets); :func:`salad_reference` on cue
+  salad; :func:`reader_agreement` on a policy's utterances. A drop after training means the
   policy writes for the lexical reader. :func:`cue_stuffing` flags single utterances.
 - :mod:`~dialogue_gym.evaluation.audit.utterances`: **what the words look like**
   (:func:`utterance_stats`): length, repetition across turns, the lexical recogniser's cue
@@ -33,12 +39,12 @@ training, one idea per module:
 - :mod:`~dialogue_gym.evaluation.audit.report`: :func:`audit` (every figure for one set of
   episodes) and :func:`audit_report` (all of it, before vs after, as a markdown section).
 - :mod:`~dialogue_gym.evaluation.audit.cli`: ``python -m dialogue_gym.evaluation.audit``
-  prints the labelled-set figures; with ``--before LOG --after LOG`` (episode logs) it prints
-  the report.
+  prints the readers' figures on held-out text and on cue salad; with ``--before LOG --after
+  LOG`` (episode logs) it prints the report.
 
 Every public name is re-exported here (``from dialogue_gym.evaluation.audit import
 audit_report``). A test that replaces a reader patches it where it is looked up:
-``dialogue_gym.evaluation.audit.readers.LEXICAL_READER`` (or ``CLASSIFIER_READER``).
+``dialogue_gym.evaluation.audit.readers.LEXICAL_READER`` (or ``SECOND_READER``).
 
 Example:
     >>> stats = utterance_stats([{"utterances": ["How are you?", "How are you?"]}])
@@ -53,7 +59,9 @@ from __future__ import annotations
 from dialogue_gym.evaluation.audit.cli import main
 from dialogue_gym.evaluation.audit.cues import cue_phrases
 from dialogue_gym.evaluation.audit.injection import injection_counts
+from dialogue_gym.evaluation.audit.natural_reader import MIN_CLOSENESS, NaturalSupportReader
 from dialogue_gym.evaluation.audit.readers import (
+    DECLINED_MIN_SCORE,
     DISAGREE_MIN_SCORE,
     DISAGREE_RATIO,
     STUFFING_DENSITY,
@@ -62,6 +70,7 @@ from dialogue_gym.evaluation.audit.readers import (
     cue_stuffing,
     labelled_reference,
     reader_agreement,
+    salad_reference,
 )
 from dialogue_gym.evaluation.audit.records import (
     Episode,
@@ -70,16 +79,20 @@ from dialogue_gym.evaluation.audit.records import (
     as_episodes,
 )
 from dialogue_gym.evaluation.audit.report import audit, audit_report
+from dialogue_gym.evaluation.audit.salad import cue_salad
 from dialogue_gym.evaluation.audit.transcripts import best_and_worst, format_transcript
 from dialogue_gym.evaluation.audit.utterances import NEAR_REPEAT, jaccard, utterance_stats
 
 __all__ = [
+    "DECLINED_MIN_SCORE",
     "DISAGREE_MIN_SCORE",
     "DISAGREE_RATIO",
+    "MIN_CLOSENESS",
     "NEAR_REPEAT",
     "STUFFING_DENSITY",
     "STUFFING_MIN_PHRASES",
     "Episode",
+    "NaturalSupportReader",
     "agent_utterances",
     "as_episode",
     "as_episodes",
@@ -88,6 +101,7 @@ __all__ = [
     "best_and_worst",
     "cohen_kappa",
     "cue_phrases",
+    "cue_salad",
     "cue_stuffing",
     "format_transcript",
     "injection_counts",
@@ -95,5 +109,6 @@ __all__ = [
     "labelled_reference",
     "main",
     "reader_agreement",
+    "salad_reference",
     "utterance_stats",
 ]

@@ -107,15 +107,21 @@ def audit_report(
     lines = [f"## {title}", ""]
     if reference:
         ref = labelled_reference()
+        nat = ref["natural"]
         lines += [
-            f"The second reader is an n-gram classifier fitted on the {ref['n']} labelled "
-            f"utterances, independently of the lexical cues; {ref['k']}-fold cross-validated "
-            f"accuracy {ref['classifier_accuracy']:.3f} (chance {ref['chance']:.3f}; fitted on "
-            f"the dev split, {ref['classifier_held_out_accuracy']:.3f} on the held-out one). On "
-            f"the labelled set the two readers agree on {100 * ref['agreement']:.1f}% of "
-            f"utterances (Cohen's kappa {ref['kappa']:.3f}; the classifier's readings "
-            "cross-validated). A lower agreement on a policy's words than before training means "
-            "the policy writes for the lexical reader.",
+            "The second reader reads meaning: a softmax regression on all-MiniLM-L6-v2 sentence "
+            f"embeddings, fitted on {ref['second_training_n']} lines of natural support written "
+            "without the lexical cues (none of them contains a cue phrase), which names no "
+            "strategy for text close to no natural line; "
+            f"{ref['k']}-fold cross-validated accuracy {ref['second_cv_accuracy']:.3f} on its "
+            f"own set (chance {ref['second_cv_chance']:.3f}). On the {ref['n']} labelled "
+            "utterances the lexical cues were written from, which it never saw, its accuracy is "
+            f"{ref['second_accuracy']:.3f} and the two readers agree on "
+            f"{100 * ref['agreement']:.1f}% of utterances (Cohen's kappa {ref['kappa']:.3f}); on "
+            f"{nat['n']} natural lines neither was fitted on, on {100 * nat['agreement']:.1f}% "
+            f"(kappa {nat['kappa']:.3f}; {100 * nat['agreement_on_strategy']:.1f}% of those the "
+            "lexical reader reads as a strategy). A lower agreement on a policy's words than "
+            "before training means the policy writes for the lexical reader.",
             "",
         ]
 
@@ -132,13 +138,13 @@ def audit_report(
         header,
         [
             row("utterances", lambda f: f["readers"]["n"], str, numeric=False),
-            row("agreement (lexical vs classifier)", lambda f: f["readers"]["agreement"], _pct),
+            row("agreement (lexical vs second reader)", lambda f: f["readers"]["agreement"], _pct),
             row("Cohen's kappa", lambda f: f["readers"]["kappa"], _f2),
             row("cue-stuffed utterances", lambda f: f["readers"]["cue_stuffed"], _pct),
             row("lexical reads", lambda f: _shares(f["readers"]["lexical"]), _same, False),
-            row("classifier reads", lambda f: _shares(f["readers"]["classifier"]), _same, False),
+            row("second reader reads", lambda f: _shares(f["readers"]["second"]), _same, False),
             row(
-                "most frequent disagreements (lexical → classifier)",
+                "most frequent disagreements (lexical → second reader)",
                 lambda f: (
                     "; ".join(
                         f"{SHORT_NAMES[a]} → {SHORT_NAMES[b]} ×{c}"
