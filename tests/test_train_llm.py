@@ -72,6 +72,27 @@ def test_smoke_run_writes_every_output_file(tmp_path: Path) -> None:
     assert "| success |" in (run / "report.md").read_text()
 
 
+@pytest.mark.slow
+def test_a_managed_run_reports_the_delivery_agreement(tmp_path: Path) -> None:
+    argv = [*SMOKE, "--steps", "1", "--eval-cards", "2", "--manager", "stage-heuristic"]
+    assert cli_main(["train-llm", *argv, "--name", "managed", "--out", str(tmp_path)]) == 0
+    run = tmp_path / "managed"
+    assert json.loads((run / "args.json").read_text())["manager"] == "stage-heuristic"
+    result = json.loads((run / "eval.json").read_text())
+    for phase in ("before", "after"):
+        assert 0.0 <= result[phase]["delivery_agreement"] <= 1.0
+        episodes = [json.loads(line) for line in (run / f"episodes_{phase}.jsonl").open()]
+        assert all(len(ep["planned"]) == ep["turns"] for ep in episodes)
+    report = (run / "report.md").read_text()
+    assert "Manager: `stage-heuristic`" in report
+    assert "| delivery agreement (read as planned) |" in report
+
+
+def test_the_flat_run_records_no_manager() -> None:
+    args = parse_args(SMOKE)
+    assert args.manager == "none" and dataclasses.asdict(args)["manager"] == "none"
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
@@ -108,6 +129,13 @@ def test_bad_arguments_name_the_field(argv: list[str], message: str) -> None:
         (["--use-vllm", "--device", "cuda", "--tiny"], "--tiny builds a random-weights model"),
         (["--use-vllm", "--device", "cuda", "--model", "m/x.gguf"], "is a GGUF file"),
         (["--use-vllm", "--model", "Qwen/Qwen2.5-0.5B-Instruct"], "needs --device cuda"),
+        (
+            ["--manager", "stage"],
+            "--manager: 'stage' is not a manager; choices: none, random, always-question, "
+            r"always-reassure, always-suggest, stage-heuristic, oracle, or a path to an SB3 "
+            r"model \(\*.zip\)",
+        ),
+        (["--manager", "no/such/ppo.zip"], "--manager: 'no/such/ppo.zip': no SB3 model file"),
     ],
 )
 def test_settings_are_refused_naming_the_flag(argv: list[str], message: str) -> None:

@@ -324,3 +324,178 @@ def test_two_grpo_steps_through_environment_factory(tmp_path: Any) -> None:
     assert any(h["tools/call_frequency"] > 0 for h in logs), "the policy never called reply"
     assert any(h["rewards/DialogueToolEnv/std"] > 0 for h in logs), "env rewards were all equal"
     assert any(len(env.transcript) > 1 for env in made)
+
+
+# ------------------------------------------------- the hierarchical realiser (manager=)
+
+
+@pytest.fixture(scope="module")
+def tiny_trainer(tmp_path_factory: Any) -> Any:
+    """A ``GRPOTrainer`` of a tiny policy whose end-of-turn bias closes turns both ways; the
+    manager tests call their own rollouts with it (its ``rollout_func`` is not used)."""
+    from trl import GRPOTrainer
+
+    model, tokenizer = tiny_policy(smollm2_tokenizer())
+    data = episode_dataset("test", n=2, seed=1)
+    rollout = DialogueRollout(data, reward=REWARD, max_turns=3, turn_tokens=6)
+    config = grpo_config(
+        tmp_path_factory.mktemp("manager"),
+        generation_kwargs={"sequence_bias": {(tokenizer.eos_token_id,): 9.0}},
+    )
+    return GRPOTrainer(
+        model=model,
+        processing_class=tokenizer,
+        reward_funcs=rollout.reward_func,
+        train_dataset=data,
+        rollout_func=rollout,
+        args=config,
+    )
+
+
+def test_the_managers_move_is_in_the_user_turns_and_never_trained_on(tiny_trainer: Any) -> None:
+    import numpy as np
+    import torch
+
+    from dialogue_gym.agents.planner_realiser import STRATEGY_OBS_KEYS
+    from dialogue_gym.core.vocabulary import STRATEGIES
+    from dialogue_gym.integrations.trl.manager import directive
+
+    tokenizer = tiny_trainer.processing_class
+    eos = tokenizer.eos_token_id
+    data = episode_dataset("test", n=2, seed=1)
+    seen: list[dict[str, Any]] = []
+
+    def manager(obs: dict[str, Any]) -> int:
+        seen.append(obs)
+        return (3 * len(seen)) % len(STRATEGIES)  # every strategy in turn, not by episode
+
+    rollout = DialogueRollout(data, reward=REWARD, max_turns=3, turn_tokens=6, manager=manager)
+    prompts = [data[0]["prompt"], data[0]["prompt"], data[1]["prompt"]]
+    torch.manual_seed(0)
+    out = rollout(prompts, tiny_trainer)
+    episodes = rollout.episodes
+
+    # Called once a policy turn: at the reset, then after each step that did not end the
+    # conversation; the episodes advance together, so the calls interleave turn by turn.
+    assert len(seen) == sum(out["turns"]) == sum(len(ep.planned) for ep in episodes)
+    order = [(i, k) for k in range(3) for i, ep in enumerate(episodes) if len(ep.planned) > k]
+    replies = 0
+    assert all(set(obs) == set(STRATEGY_OBS_KEYS) for obs in seen)
+    for i, ep in enumerate(episodes):
+        ids, mask = out["completion_ids"][i], out["env_mask"][i]
+        planned = [STRATEGIES.index(s) for s in ep.planned]
+        assert len(planned) == ep.turns == out["turns"][i]
+        # The opening move is in the prompt's last user message, as the prompt's own ids.
+        moved = [dict(m) for m in prompts[i]]
+        moved[-1]["content"] += directive(planned[0])
+        assert out["prompt_ids"][i] == tokenizer.apply_chat_template(
+            moved, add_generation_prompt=True, tokenize=True, return_dict=False
+        )
+        assert ep.messages[1]["content"] == moved[-1]["content"]
+        # A replay of the same user with the policy's words: the manager saw each turn's
+        # observation, and each later move is in the template tokens after the user's reply.
+        card, seed, _ = rollout.user_of(prompts[i])
+        env = gym.make(ENV_ID, voice="template", scenarios="test", max_turns=3, reward=REWARD)
+        obs, _ = env.reset(seed=seed, options={"card": card})
+        segments = runs(mask)
+        policy = [(s, e) for v, s, e in segments if v == 1]
+        template = [(s, e) for v, s, e in segments if v == 0]
+        for k, (start, end) in enumerate(policy):
+            got = seen[order.index((i, k))]
+            assert all(np.array_equal(got[key], obs[key]) for key in STRATEGY_OBS_KEYS)
+            text = tokenizer.decode(ids[start:end], skip_special_tokens=True).strip()
+            assert "Your next move" not in tokenizer.decode(ids[start:end])
+            obs, _, _, _, info = env.step(to_action(text))
+            if k < len(template):
+                t_start, t_end = template[k]
+                closing = "" if ids[end - 1] == eos else "<|im_end|>"
+                assert tokenizer.decode(ids[t_start:t_end]) == (
+                    f"{closing}\n<|im_start|>user\n{info['user_utterance']}"
+                    f"{directive(planned[k + 1])}<|im_end|>\n<|im_start|>assistant\n"
+                )
+                assert ep.user_lines[k + 1] == info["user_utterance"]  # the reply alone
+                replies += 1
+        # Token in, token out still: the messages with their moves template to the prompt's
+        # ids and the completion's template parts, each turn a prefix extension.
+        before = tokenizer.apply_chat_template(
+            ep.messages[:2], add_generation_prompt=True, tokenize=True, return_dict=False
+        )
+        assert before == out["prompt_ids"][i]
+        assert out["delivery"][i] == pytest.approx(ep.delivery_agreement)
+        assert ep.delivery_agreement == np.mean(
+            [p == r for p, r in zip(ep.planned, ep.strategies, strict=True)]
+        )
+    assert replies >= len(prompts)  # the later moves were checked, not only the opening
+    assert rollout.completion_budget == 3 * (6 + 64 + 48)  # room for each turn's move
+    assert all(len(ids) <= rollout.completion_budget for ids in out["completion_ids"])
+    assert rollout.history[-1]["delivery"] == pytest.approx(np.mean(out["delivery"]))
+
+
+def test_without_a_manager_the_rollout_is_the_flat_one(tiny_trainer: Any) -> None:
+    import torch
+
+    data = episode_dataset("test", n=2, seed=1)
+    prompts = [data[0]["prompt"], data[1]["prompt"]]
+    outs = []
+    for kwargs in ({}, {"manager": None}):
+        rollout = DialogueRollout(data, reward=REWARD, max_turns=3, turn_tokens=6, **kwargs)
+        torch.manual_seed(0)
+        outs.append(rollout(prompts, tiny_trainer))
+        assert all(ep.planned == [] for ep in rollout.episodes)
+        assert all(
+            m["content"] == line
+            for ep in rollout.episodes
+            for m, line in zip(ep.messages[1::2], ep.user_lines, strict=False)
+        )
+    assert outs[0] == outs[1] and "delivery" not in outs[0]
+
+
+def test_a_trained_sb3_manager_loads_from_its_zip(tiny_trainer: Any, tmp_path: Any) -> None:
+    import numpy as np
+    from stable_baselines3 import PPO
+
+    from dialogue_gym.agents.planner_realiser import STRATEGY_OBS_KEYS
+    from dialogue_gym.core.vocabulary import STRATEGIES
+    from dialogue_gym.integrations.trl.manager import StrategyManager
+
+    env = gym.make("EmpathyDialogue-v0", voice="template")
+    ppo = PPO("MultiInputPolicy", env, n_steps=64, batch_size=32, n_epochs=1, seed=0)
+    ppo.learn(256)
+    path = tmp_path / "manager.zip"
+    ppo.save(path)
+
+    data = episode_dataset("test", n=2, seed=1)
+    rollout = DialogueRollout(data, reward=REWARD, max_turns=2, turn_tokens=6, manager=str(path))
+    assert rollout.manager is not None and rollout.manager.label == str(path)
+    out = rollout([data[0]["prompt"], data[1]["prompt"]], tiny_trainer)
+    assert [len(ep.planned) for ep in rollout.episodes] == out["turns"]
+    assert all(s in STRATEGIES for ep in rollout.episodes for s in ep.planned)
+    # The loaded manager decides as the saved model does, on the strategy env's keys.
+    text_env = gym.make(ENV_ID, voice="template", scenarios="test")
+    obs, _ = text_env.reset(seed=data[0]["seed"], options={"card": data[0]["card"]})
+    choose = StrategyManager(str(path)).start(text_env, data[0]["seed"])
+    action, _ = ppo.predict({k: obs[k] for k in STRATEGY_OBS_KEYS}, deterministic=True)
+    assert (
+        choose(obs) == int(np.asarray(action)) == STRATEGIES.index(rollout.episodes[0].planned[0])
+    )
+
+
+def test_a_named_manager_is_fresh_for_each_conversation() -> None:
+    from dialogue_gym.agents.reference import StageHeuristicPolicy
+    from dialogue_gym.integrations.trl.manager import StrategyManager
+
+    env = gym.make(ENV_ID, voice="template", scenarios="test")
+    obs, _ = env.reset(seed=0)
+    for spec in ("stage-heuristic", StageHeuristicPolicy()):
+        manager = StrategyManager(spec)
+        first = manager.start(env, 0)
+        opening = first(obs)
+        second = manager.start(env, 0)
+        assert second(obs) == opening  # its own state: not the first conversation's
+        assert first(obs) != opening  # the heuristic alternates on its own last act
+    with pytest.raises(ValueError, match="'stage' is not a manager; choices: none, random"):
+        StrategyManager("stage")
+    with pytest.raises(ValueError, match="no SB3 model file there"):
+        StrategyManager("missing.zip")
+    with pytest.raises(ValueError, match="pass manager=None"):
+        StrategyManager("none")

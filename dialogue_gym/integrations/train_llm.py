@@ -11,7 +11,9 @@ install). One run = one named reward wrapper:
 2. play the test cards (one episode per card, seeded) with the untrained policy;
 3. GRPO through :class:`~dialogue_gym.integrations.trl.DialogueRollout` (the multi-turn
    ``rollout_func``: token in, token out, the user's tokens masked), one group of
-   ``num_generations`` conversations per simulated user;
+   ``num_generations`` conversations per simulated user; with ``--manager`` the hierarchical
+   realiser (a strategy manager picks each turn's act, the language model says it:
+   :mod:`~dialogue_gym.integrations.trl.manager`);
 4. play the same test episodes with the trained policy;
 5. write ``curves.csv`` (per GRPO step, appended as each step ends: episode reward, success,
    final emotion, turns, the step's seconds and learning rate, and the rollout's split between
@@ -63,6 +65,12 @@ from dialogue_gym.evaluation.metrics import (
     user_left_rate,
 )
 from dialogue_gym.integrations.trl.config import split_step
+from dialogue_gym.integrations.trl.manager import (
+    DIRECTIVE_TOKENS,
+    NO_MANAGER,
+    check_manager,
+    delivery_agreement,
+)
 from dialogue_gym.integrations.trl.memory import GPUS
 from dialogue_gym.rewards import REWARDS
 from dialogue_gym.study.llm_level import paired_difference
@@ -101,6 +109,11 @@ class Args:
     """the reward wrapper (a name in dialogue_gym.rewards.REWARDS)"""
     reward_kwargs: str = "{}"
     """the wrapper's arguments as JSON, e.g. '{"mode": "value"}' for multi_turn"""
+    manager: str = NO_MANAGER
+    """the hierarchical realiser's strategy manager: 'none' (the flat policy), a reference
+    policy ('stage-heuristic'...), or the path of an SB3 model trained on EmpathyDialogue-v0
+    (*.zip); it picks each turn's act, put in the user's message (never trained on), and GRPO
+    trains the model to say it. Short turns are its job: --max-turns 8 --turn-tokens 24"""
     model: str | None = None
     """a Hugging Face causal LM (path or id); default: the embedded SmolLM2-135M-Instruct"""
     tiny: bool = False
@@ -200,6 +213,10 @@ def parse_args(argv: Sequence[str] | None = None) -> Args:
         raise SystemExit(f"--reward-kwargs: not JSON ({err}): {args.reward_kwargs!r}") from None
     if not isinstance(kwargs, dict):
         raise SystemExit(f"--reward-kwargs must be a JSON object, got {args.reward_kwargs!r}")
+    try:
+        check_manager(args.manager)
+    except ValueError as err:
+        raise SystemExit(f"--manager: {err}") from None
     for field in ("steps", "prompts_per_step", "num_generations", "max_turns", "turn_tokens"):
         if getattr(args, field) < 1:
             raise SystemExit(
@@ -288,9 +305,15 @@ def to_results(episodes: Sequence[Any]) -> list[EpisodeResult]:
 
 
 def summary(episodes: Sequence[Any]) -> dict[str, Any]:
-    """The metrics of a set of test conversations."""
+    """The metrics of a set of test conversations (with a manager, ``delivery_agreement``:
+    the share of turns the recogniser read as the planned strategy)."""
     results = to_results(episodes)
     dist = strategy_distribution(results)
+    planned: dict[str, float] = {}
+    if any(ep.planned for ep in episodes):  # the hierarchical realiser: words read as planned?
+        planned["delivery_agreement"] = delivery_agreement(
+            [ep.planned for ep in episodes], [ep.strategies for ep in episodes]
+        )
     return {
         "episodes": len(results),
         "env_reward": float(np.mean([ep.episode_return for ep in episodes])),
@@ -302,6 +325,7 @@ def summary(episodes: Sequence[Any]) -> dict[str, Any]:
         "grounding_rate": grounding_rate(results),
         "strategy_entropy": strategy_entropy(results),
         "strategy_distribution": {s: float(p) for s, p in zip(STRATEGIES, dist, strict=True)},
+        **planned,
     }
 
 
@@ -326,8 +350,9 @@ def evaluate(rollout: Any, trainer: Any, rows: Any, seed: int) -> list[Any]:
 
 def episode_json(ep: Any) -> dict[str, Any]:
     """A test conversation as a line of ``episodes_{before,after}.jsonl`` (what the audit and
-    :func:`~dialogue_gym.evaluation.audit.format_transcript` read)."""
-    return {
+    :func:`~dialogue_gym.evaluation.audit.format_transcript` read); with a manager, its
+    ``planned`` strategies too."""
+    line = {
         "card": ep.card_id,
         "seed": ep.seed,
         "need": ep.need,
@@ -342,6 +367,9 @@ def episode_json(ep: Any) -> dict[str, Any]:
         "utterances": [m["content"] for m in ep.messages if m["role"] == "assistant"],
         "user": list(ep.user_lines),  # the opening line and every reply, the last included
     }
+    if ep.planned:
+        line["planned"] = list(ep.planned)
+    return line
 
 
 def _write_jsonl(path: Path, episodes: Sequence[Any]) -> None:
@@ -510,6 +538,13 @@ def report(
         f"lr {args.learning_rate}, beta {args.beta}, temperature {args.temperature}. "
         f"Wall time {wall / 60:.1f} min on {describe()}.",
     ]
+    if args.manager != NO_MANAGER:
+        lines += [
+            "",
+            f"Manager: `{args.manager}` (the hierarchical realiser: it picks each turn's "
+            "strategy, told to the model at the end of the user's message; the model is "
+            "trained to say it).",
+        ]
     if run:
         load = "; ".join(
             f"load average {when} {' / '.join(f'{x:.2f}' for x in run[key])} (1/5/15 min)"
@@ -541,6 +576,14 @@ def report(
         "| metric | before | after |",
         "|---|---:|---:|",
         *[f"| {k} | {_fmt(before[k])} | {_fmt(after[k])} |" for k in keys],
+        *(
+            [
+                f"| delivery agreement (read as planned) | {_fmt(before['delivery_agreement'])}"
+                f" | {_fmt(after['delivery_agreement'])} |"
+            ]
+            if "delivery_agreement" in before and "delivery_agreement" in after
+            else []
+        ),
         *_paired_lines(before_eps, after_eps),
         "",
         "Strategy distribution (as the lexical recogniser reads the policy's turns):",
@@ -636,7 +679,11 @@ def _memory_check(args: Args, shape: Any) -> tuple[Any, float | None]:
     estimate = estimate_memory(
         shape,
         micro_batch=micro,
-        sequence=sequence_length(args.max_turns, args.turn_tokens),
+        # A manager's directive rides in each user turn: as many more tokens a turn.
+        sequence=sequence_length(
+            args.max_turns,
+            args.turn_tokens + (0 if args.manager == NO_MANAGER else DIRECTIVE_TOKENS),
+        ),
         dtype="bfloat16" if args.bf16 else "float32",
         gradient_checkpointing=args.gradient_checkpointing,
         lora_rank=args.lora,
@@ -757,6 +804,7 @@ def main(args: Args) -> dict[str, Any]:
         max_turns=args.max_turns,
         turn_tokens=args.turn_tokens,
         env_kwargs={"env_id": args.env},
+        manager=None if args.manager == NO_MANAGER else args.manager,
     )
     rollout.add(test_rows)
     micro, accumulation = split_step(args.prompts_per_step * args.num_generations, args.micro_batch)

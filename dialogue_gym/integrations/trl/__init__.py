@@ -44,6 +44,9 @@ Modules:
   ``rollout_func`` form;
 - :mod:`~dialogue_gym.integrations.trl.config`: the ``GRPOConfig`` a rollout trains with
   (:meth:`DialogueRollout.grpo_config`);
+- :mod:`~dialogue_gym.integrations.trl.manager`: the hierarchical realiser's strategy manager
+  (``DialogueRollout(manager=...)``: a strategy policy picks each turn's act, the language
+  model says it);
 - :mod:`~dialogue_gym.integrations.trl.memory`: the GPU memory a GRPO step needs, estimated
   before the run (:func:`~dialogue_gym.integrations.trl.memory.estimate_memory`);
 - :mod:`~dialogue_gym.integrations.trl.tool_env`: :class:`DialogueToolEnv` and

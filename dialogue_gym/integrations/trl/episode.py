@@ -119,6 +119,9 @@ class Episode:
         initial_emotion: The emotion score at the opening.
         emotions: The emotion score after the opening and after each policy turn.
         user_lines: The user's opening line and each reply.
+        planned: With a manager (the hierarchical realiser): the strategy it chose for each
+            policy turn, which the policy read in the user's message
+            (:func:`~dialogue_gym.integrations.trl.manager.directive`); empty without one.
     """
 
     card_id: str
@@ -139,6 +142,7 @@ class Episode:
     initial_emotion: float = 0.0
     emotions: list[float] = field(default_factory=list)
     user_lines: list[str] = field(default_factory=list)
+    planned: list[str] = field(default_factory=list)
 
     def add_turn(
         self,
@@ -148,6 +152,7 @@ class Episode:
         step: tuple[Any, Any, bool, bool, dict[str, Any]],
         tokenizer: Any,
         eos: set[int],
+        directive: str = "",
     ) -> None:
         """Record one policy turn and what the env made of it; unless the conversation ended,
         append the user's reply as template tokens (masked), up to the next assistant header.
@@ -164,6 +169,9 @@ class Episode:
             step: What ``env.step`` returned for ``text``.
             tokenizer: The policy's tokenizer (its chat template).
             eos: The end-of-turn token ids.
+            directive: Text appended to the user's reply in the message the policy reads
+                (the manager's next move; part of the template tokens, so masked); ``""``
+                without a manager. ``user_lines`` keeps the reply alone.
 
         Raises:
             ValueError: The chat template is not prefix-preserving, or closes an assistant
@@ -188,7 +196,7 @@ class Episode:
             self.user_left = bool(info.get("user_left", False))
             return
         before = template_ids(tokenizer, self.messages, add_generation_prompt=False)
-        self.messages.append({"role": "user", "content": info["user_utterance"]})
+        self.messages.append({"role": "user", "content": info["user_utterance"] + directive})
         after = template_ids(tokenizer, self.messages, add_generation_prompt=True)
         if after[: len(before)] != before:
             raise ValueError(
@@ -205,6 +213,20 @@ class Episode:
         self.completion_ids += delta
         self.env_mask += [0] * len(delta)
         self.logprobs += [0.0] * len(delta)
+
+    @property
+    def delivery_agreement(self) -> float:
+        """Share of the planned turns whose words the recogniser read as the plan (``nan``
+        without a manager).
+
+        Example:
+            >>> ep = Episode("c", 0, [], strategies=["Question", "Others"],
+            ...              planned=["Question", "Information"])
+            >>> ep.delivery_agreement
+            0.5
+        """
+        pairs = list(zip(self.planned, self.strategies, strict=False))
+        return sum(p == r for p, r in pairs) / len(pairs) if pairs else float("nan")
 
     @property
     def env_reward(self) -> float:

@@ -8,6 +8,9 @@ extra field ``env_reward``. Works with any chat model whose chat template is pre
 (SmolLM2's, Qwen2.5's; no tool support needed); a template that re-renders earlier turns
 (Qwen3's strips their thinking blocks) is refused on the first call
 (:func:`~dialogue_gym.integrations.trl.episode.check_prefix_preserving`).
+
+With ``manager=`` it is the hierarchical realiser: a strategy policy picks each turn's act and
+the language model, which GRPO trains, says it (:mod:`~dialogue_gym.integrations.trl.manager`).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import gymnasium as gym
 import numpy as np
 
+from dialogue_gym.core.vocabulary import STRATEGIES
 from dialogue_gym.envs.text import prime_embeddings, to_action
 from dialogue_gym.integrations.trl.config import grpo_config
 from dialogue_gym.integrations.trl.data import prompt_key
@@ -31,6 +35,7 @@ from dialogue_gym.integrations.trl.env import (
 )
 from dialogue_gym.integrations.trl.episode import Episode, check_prefix_preserving, template_ids
 from dialogue_gym.integrations.trl.extras import require
+from dialogue_gym.integrations.trl.manager import DIRECTIVE_TOKENS, StrategyManager, directive
 
 if TYPE_CHECKING:  # pragma: no cover
     from dialogue_gym.integrations.openenv import RemoteDialogueEnv
@@ -89,6 +94,20 @@ class DialogueRollout:
     :meth:`close` (or use the rollout as a context manager) to free the sessions; the server
     also frees them when this process ends or after its idle timeout.
 
+    The hierarchical realiser (``manager=``): each turn, before the policy generates, the
+    manager reads the conversation's current observation (the strategy env's keys of the
+    text env's) and picks a strategy; :func:`~dialogue_gym.integrations.trl.manager.directive`
+    (its name, its one-line ESConv definition, "say it in one or two sentences") is appended
+    to the user's message the policy reads: the opening line in the prompt (so
+    ``prompt_ids`` is the prompt with it), each reply in the template tokens (``env_mask`` 0:
+    never trained on). The directive is part of the message's content in ``messages`` too,
+    so each turn still extends the token ids by concatenation. The manager is called once a
+    policy turn (not on the final observation); its choices are each episode's ``planned``,
+    beside the recogniser's reading (``strategies``); the returned dict gains ``delivery``
+    (each conversation's share of turns read as planned, also logged as ``env/delivery``)
+    and :attr:`history` the call's mean ``delivery``. ``manager=None`` is the flat policy,
+    token for token as without the option.
+
     Args:
         dataset: The rows (or a list of ``{"prompt", "card", "seed"}`` mappings, ``split``
             optional) whose prompts this rollout may be handed; several datasets can be added
@@ -109,6 +128,11 @@ class DialogueRollout:
         client_kwargs: With ``base_url``: options of each session's
             :class:`~dialogue_gym.integrations.openenv.DialogueEnvClient`
             (``message_timeout_s``...).
+        manager: ``None``: the flat policy. Otherwise the strategy manager of the
+            hierarchical realiser: a reference policy's name (``"stage-heuristic"``...), a
+            path to an SB3 model trained on ``EmpathyDialogue-v0`` (``*.zip``), a model with
+            ``predict``, a policy object or an ``obs -> strategy index`` callable, or a
+            :class:`~dialogue_gym.integrations.trl.manager.StrategyManager`.
 
     Attributes:
         episodes: The :class:`~dialogue_gym.integrations.trl.Episode` records of the last
@@ -124,6 +148,7 @@ class DialogueRollout:
     Raises:
         InvalidArgument: With ``base_url``: no server answers there, it serves another env id,
             or one of its settings differs from this rollout's.
+        ValueError: An unknown manager name, or a path that is not an SB3 model.
     """
 
     def __init__(
@@ -136,6 +161,7 @@ class DialogueRollout:
         env_kwargs: Mapping[str, Any] | None = None,
         base_url: str | None = None,
         client_kwargs: Mapping[str, Any] | None = None,
+        manager: Any = None,
     ) -> None:
         if turn_tokens < 1 or max_turns < 1:
             raise ValueError("turn_tokens and max_turns must be positive")
@@ -146,6 +172,9 @@ class DialogueRollout:
         self.env_kwargs = {**dict(env_kwargs or {}), "max_turns": self.max_turns}
         self.base_url = base_url
         self.client_kwargs = checked_client_kwargs("DialogueRollout", client_kwargs)
+        if manager is not None and not isinstance(manager, StrategyManager):
+            manager = StrategyManager(manager)
+        self.manager: StrategyManager | None = manager
         self.server: dict[str, Any] | None = None
         if base_url is not None:
             self.server = remote_settings(
@@ -162,8 +191,10 @@ class DialogueRollout:
     @property
     def completion_budget(self) -> int:
         """Tokens a whole conversation's completion may take: ``max_turns`` policy turns plus,
-        per turn, room for the chat template's tokens around the user's reply (64)."""
-        return self.max_turns * (self.turn_tokens + 64)
+        per turn, room for the chat template's tokens around the user's reply (64), and with a
+        manager its directive (:data:`~dialogue_gym.integrations.trl.manager.DIRECTIVE_TOKENS`)."""
+        extra = 0 if self.manager is None else DIRECTIVE_TOKENS
+        return self.max_turns * (self.turn_tokens + 64 + extra)
 
     def grpo_config(
         self,
@@ -347,12 +378,14 @@ class DialogueRollout:
         envs: list[gym.Env | RemoteDialogueEnv] = []
         prompt_ids: list[list[int]] = []
         slots: dict[str, int] = {}
+        # Per conversation, its manager (obs -> strategy); None for the flat policy.
+        choosers: list[Callable[[Mapping[str, Any]], int] | None] = []
         for prompt in prompts:
             card, seed, split = self.user_of(prompt)
             env = self._env(split, slots.get(split, 0))
             slots[split] = slots.get(split, 0) + 1
             tick = time.perf_counter()
-            _, info = env.reset(seed=seed, options={"card": card})
+            obs, info = env.reset(seed=seed, options={"card": card})
             self._clock["env_s"] += time.perf_counter() - tick
             if info["user_utterance"] != prompt[-1]["content"]:
                 raise ValueError(
@@ -363,6 +396,16 @@ class DialogueRollout:
                 )
             envs.append(env)
             messages = [{"role": m["role"], "content": m["content"]} for m in prompt]
+            planned: list[str] = []
+            choose = None
+            if self.manager is not None:
+                tick = time.perf_counter()
+                choose = self.manager.start(env, seed)
+                act = choose(obs)
+                self._clock["env_s"] += time.perf_counter() - tick
+                planned.append(STRATEGIES[act])
+                messages[-1]["content"] += directive(act)
+            choosers.append(choose)
             episodes.append(
                 Episode(
                     card_id=card,
@@ -372,6 +415,7 @@ class DialogueRollout:
                     final_emotion=float(info["emotion"]),
                     emotions=[float(info["emotion"])],
                     user_lines=[info["user_utterance"]],
+                    planned=planned,
                 )
             )
             prompt_ids.append(template_ids(tokenizer, messages, add_generation_prompt=True))
@@ -392,7 +436,7 @@ class DialogueRollout:
             prime_embeddings([envs[i] for i in active], said)
             self._clock["env_s"] += time.perf_counter() - tick
             for i, ids, lps in zip(active, tokens, logprobs, strict=True):
-                self._advance(episodes[i], envs[i], ids, lps, tokenizer, eos)
+                self._advance(episodes[i], envs[i], ids, lps, tokenizer, eos, choosers[i])
 
         self.episodes = episodes
         out: dict[str, list[Any]] = {
@@ -406,13 +450,14 @@ class DialogueRollout:
             "turns": [ep.turns for ep in episodes],
             "user_left": [ep.user_left for ep in episodes],
         }
+        means = ["env_reward", "success", "final_emotion", "turns", "user_left"]
+        if self.manager is not None:  # the flat policy's output keeps its keys
+            out["delivery"] = [ep.delivery_agreement for ep in episodes]
+            means.append("delivery")
         self.history.append(
             {
                 "episodes": float(len(episodes)),
-                **{
-                    k: float(np.mean([float(v) for v in out[k]]))
-                    for k in ("env_reward", "success", "final_emotion", "turns", "user_left")
-                },
+                **{k: float(np.mean([float(v) for v in out[k]])) for k in means},
                 "rollout_s": time.perf_counter() - started,
                 **self._clock,
             }
@@ -427,13 +472,20 @@ class DialogueRollout:
         logprobs: list[float],
         tokenizer: Any,
         eos: set[int],
+        choose: Callable[[Mapping[str, Any]], int] | None = None,
     ) -> None:
-        """Say one policy turn to the user; append the user's reply as template tokens."""
+        """Say one policy turn to the user; append the user's reply as template tokens (with
+        the manager's next move, when there is a manager and the conversation goes on)."""
         text = tokenizer.decode(ids, skip_special_tokens=True).strip()
         tick = time.perf_counter()
         step = env.step(to_action(text))
+        suffix = ""
+        if choose is not None and not (step[2] or step[3]):
+            act = choose(step[0])
+            ep.planned.append(STRATEGIES[act])
+            suffix = directive(act)
         self._clock["env_s"] += time.perf_counter() - tick
-        ep.add_turn(ids, logprobs, text, step, tokenizer, eos)
+        ep.add_turn(ids, logprobs, text, step, tokenizer, eos, suffix)
 
     # ------------------------------------------------------------------ the reward
 
@@ -442,7 +494,8 @@ class DialogueRollout:
         """The reward function to pass as ``reward_funcs``: each completion's ``env_reward``.
 
         TRL logs it as ``rewards/env_reward/...``; it also logs the episodes' means as
-        ``env/success``, ``env/final_emotion``, ``env/turns`` and ``env/user_left``.
+        ``env/success``, ``env/final_emotion``, ``env/turns`` and ``env/user_left`` (and, with
+        a manager, ``env/delivery``).
         """
 
         def env_reward(
@@ -452,7 +505,7 @@ class DialogueRollout:
             **kwargs: Any,
         ) -> list[float]:
             if log_metric is not None:
-                for key in ("success", "final_emotion", "turns", "user_left"):
+                for key in ("success", "final_emotion", "turns", "user_left", "delivery"):
                     if key in kwargs:
                         log_metric(f"env/{key}", float(np.mean([float(v) for v in kwargs[key]])))
             return [float(r) for r in env_reward]
