@@ -20,6 +20,7 @@ from __future__ import annotations
 import random
 from functools import lru_cache
 
+from dialogue_gym.core.vocabulary import STRATEGIES
 from dialogue_gym.evaluation.audit.cues import words_of
 from dialogue_gym.user.recognise.labelled import load_labelled
 from dialogue_gym.user.recognise.lexical import cue_hits
@@ -28,14 +29,7 @@ __all__ = ["FILLERS", "SALAD_STRATEGIES", "cue_pool", "cue_salad"]
 
 #: The strategies whose cues are phrases: Question is read from sentence form and Others from
 #: greetings, so neither makes a salad a strategy.
-SALAD_STRATEGIES = (
-    "Restatement or Paraphrasing",
-    "Reflection of feelings",
-    "Self-disclosure",
-    "Affirmation and Reassurance",
-    "Providing Suggestions",
-    "Information",
-)
+SALAD_STRATEGIES = tuple(s for s in STRATEGIES if s not in ("Question", "Others"))
 #: The kinds of filler word.
 FILLERS = ("gibberish", "words")
 _SYLLABLES = (
