@@ -138,16 +138,11 @@ def rollout_tokens_per_s(model: Any, tokenizer: Any, batch: int, args: Args) -> 
     rows = episode_dataset("train", n=batch, seed=args.seed)
     rollout = DialogueRollout(rows, max_turns=args.max_turns, turn_tokens=args.turn_tokens)
     with tempfile.TemporaryDirectory() as tmp:
+        # The trainer is built only to hand the rollout its model and tokenizer: the batch is
+        # the prompts passed below, so the smallest valid GRPO group will do here.
         config = rollout.grpo_config(
-            tmp,
-            users_per_step=batch // 2 if batch % 2 == 0 else batch,
-            num_generations=2 if batch % 2 == 0 else 1,
-            steps=1,
-            learning_rate=1e-6,
-            seed=args.seed,
+            tmp, users_per_step=1, num_generations=2, steps=1, learning_rate=1e-6, seed=args.seed
         )
-        if batch % 2:  # GRPO needs groups of two or more: a benchmark only generates
-            config.num_generations = max(2, batch)
         trainer = GRPOTrainer(
             model=model,
             processing_class=tokenizer,
